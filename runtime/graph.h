@@ -1,0 +1,73 @@
+// The typed op graph. The converter builds it from a diffusers config; the model file stores it as
+// JSON; the runtime infers shapes, plans memory and executes it on a backend. Ops carry typed
+// attribute structs (std::variant), weights are referenced by tensor name.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "kernels/group_norm/group_norm.h"
+
+namespace diffrt {
+
+struct TimeEmbeddingAttrs {  // inputs: [timestep] or [timestep, class_labels]; out [N, T]
+  int dim = 0, out_dim = 0, num_classes = 0;
+  bool flip = false;
+  float freq_shift = 0.0f;
+};
+struct Conv2dAttrs {  // inputs: [x] or [x, residual]; weights: weight [Cout,KH,KW,Cin], bias
+  int cin = 0, cout = 0, kh = 3, kw = 3, stride = 1;
+  int pad_top = 1, pad_left = 1, pad_bottom = 1, pad_right = 1;
+  float out_scale = 1.0f;
+};
+struct LinearAttrs {  // inputs: [x] or [x, residual]; acts on the last dim; weights: weight [out,in], bias
+  int in = 0, out = 0;
+  bool silu_input = false;
+  float out_scale = 1.0f;
+};
+struct GroupNormAttrs {  // inputs: [x] or [x, emb]; weights: weight, bias
+  int groups = 32;
+  float eps = 1e-5f;
+  bool silu = false;
+  EmbMode emb_mode = EmbMode::None;
+};
+struct AttentionAttrs {  // inputs: [qkv] with channels [q | k | v]; out channels heads*head_dim
+  int heads = 1, head_dim = 0;
+  float scale = 1.0f;
+};
+struct ConcatAttrs {};      // inputs: [a, b] -> channels a then b
+struct Upsample2xAttrs {};  // inputs: [x]
+struct AffineAttrs {        // inputs: [x]; y = x * scale + shift
+  float scale = 1.0f, shift = 0.0f;
+};
+
+using OpAttrs = std::variant<TimeEmbeddingAttrs, Conv2dAttrs, LinearAttrs, GroupNormAttrs,
+                             AttentionAttrs, ConcatAttrs, Upsample2xAttrs, AffineAttrs>;
+
+// The op name is the variant alternative's stem: "time_embedding", "conv2d", ...
+const char* op_name(const OpAttrs& a);
+
+struct Node {
+  std::string name;                           // e.g. "down_blocks.1.resnets.0.conv1"
+  OpAttrs attrs;
+  std::vector<int> inputs;                    // value ids
+  int output = -1;                            // value id
+  std::map<std::string, std::string> weights; // role ("weight", "bias", ...) -> tensor name
+};
+
+// Graph inputs are values "sample" [N,H,W,Cin], "timestep" [N] and optionally "class_labels" [N];
+// the output value is "out" [N,H,W,Cout]. Every other value is produced by exactly one node, and
+// nodes are stored in a valid execution order.
+struct Graph {
+  std::vector<std::string> values;  // value id -> name
+  std::vector<Node> nodes;
+  int sample = -1, timestep = -1, class_labels = -1, output = -1;
+  int in_channels = 0, out_channels = 0;
+  int downsample_factor = 1;  // H and W must be multiples of this
+
+  int value_id(const std::string& name) const;  // -1 if absent
+};
+
+}  // namespace diffrt
