@@ -1,0 +1,51 @@
+#include <cstdio>
+
+#include "kernels/common/error.h"
+#include "runtime/cli/commands.h"
+#include "weights_converter/converter.h"
+
+namespace diffrt::cli {
+
+void add_convert_command(CLI::App& app) {
+  auto opt = std::make_shared<ConvertOptions>();
+  auto dtype = std::make_shared<std::string>("fp32");
+  auto null_class = std::make_shared<std::string>("auto");
+  auto quiet = std::make_shared<bool>(false);
+  CLI::App* c = app.add_subcommand("convert", "Convert a diffusers UNet2DModel folder (or pipeline folder) into a .drt model file");
+  c->add_option("input", opt->input, "diffusers folder: config.json + diffusion_pytorch_model.safetensors "
+                                     "(or a sharded .safetensors.index.json), or a pipeline folder with unet/ and scheduler/")
+      ->required();
+  c->add_option("-o,--output", opt->output, "output model file (.drt), written atomically")->required();
+  c->add_option("--dtype", *dtype, "weight storage dtype")->check(CLI::IsMember({"fp32", "fp16", "bf16"}))->capture_default_str();
+  c->add_option("--scheduler", opt->scheduler_config,
+                "diffusers scheduler_config.json to store as the default (default: the folder's own, if any)");
+  c->add_flag("--strict", opt->strict, "treat tensors the config does not use as errors (default: warn)");
+  c->add_option("--null-class", *null_class,
+                "class index used as the unconditional class for classifier-free guidance: an index, 'auto' "
+                "(the last class of a class-conditional model) or 'none'")
+      ->capture_default_str();
+  c->add_flag("-q,--quiet", *quiet, "print nothing on success");
+  c->callback([=]() {
+    if (!parse_dtype(*dtype, &opt->dtype)) fail(ErrorCode::InvalidArgument, "--dtype: " + *dtype);
+    if (*null_class == "auto") opt->null_class = -2;
+    else if (*null_class == "none") opt->null_class = -1;
+    else {
+      try {
+        size_t pos = 0;
+        int v = std::stoi(*null_class, &pos);
+        if (pos != null_class->size() || v < 0) throw std::invalid_argument("");
+        opt->null_class = v;
+      } catch (const std::exception&) {
+        fail(ErrorCode::InvalidArgument, "--null-class: expected an index, 'auto' or 'none', got '" + *null_class + "'");
+      }
+    }
+    ConvertReport r = convert_diffusers(*opt);
+    for (const auto& w : r.warnings) std::fprintf(stderr, "diffrt: warning: %s\n", w.c_str());
+    if (!*quiet)
+      std::printf("wrote %s: %zu tensors (%s), %zu graph nodes, %.1f MiB\n  weights: %s\n  scheduler: %s\n",
+                  opt->output.c_str(), r.tensors, dtype->c_str(), r.nodes, double(r.bytes) / (1 << 20),
+                  r.weights_source.c_str(), r.scheduler_source.empty() ? "(none: diffusers DDPMScheduler defaults)" : r.scheduler_source.c_str());
+  });
+}
+
+}  // namespace diffrt::cli

@@ -1,0 +1,15 @@
+// The diffrt subcommands. Each registers itself on the CLI11 app and returns the callback state.
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace diffrt::cli {
+
+void add_convert_command(CLI::App& app);
+void add_info_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
+void add_sample_command(CLI::App& app);
+
+// --device: "auto" picks cuda when built with it and a device is present, else cpu with a notice.
+std::string resolve_device(const std::string& requested, bool quiet);
+
+}  // namespace diffrt::cli

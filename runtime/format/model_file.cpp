@@ -1,0 +1,298 @@
+// Reading, validating and writing the diffrt model file (.drt); the layout is in model_file.h.
+// The reader treats the file as hostile: the preamble is checked before anything is allocated,
+// the header is strict JSON with every field typed and ranged, the tensor table is checked with
+// overflow-safe arithmetic, and the file must end exactly at the end of the data section.
+// The writer re-validates the header it produced, so it never writes a file the reader refuses.
+#include "runtime/format/model_file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <set>
+
+#include "kernels/common/checked_math.h"
+#include "kernels/common/error.h"
+#include "runtime/format/strict_json.h"
+
+namespace diffrt {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr uint64_t kPreambleBytes = 24;
+constexpr int64_t kMaxClasses = (1 << 20) - 1;
+
+uint64_t get_le(const uint8_t* p, int n) {
+  uint64_t v = 0;
+  for (int i = n - 1; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+void put_le(std::vector<uint8_t>& out, uint64_t v, int n) {
+  for (int i = 0; i < n; ++i) out.push_back(uint8_t(v >> (8 * i)));
+}
+
+// Checks bytes 0..23 against the file size; returns the header length.
+uint64_t check_preamble(const uint8_t* p, uint64_t file_size, const JsonCheck& c) {
+  if (std::memcmp(p, kMagic, sizeof(kMagic)) != 0) c.fail("magic", "not a diffrt model file");
+  const uint64_t version = get_le(p + 8, 4);
+  if (version != kFormatVersion)
+    c.fail("version", "unsupported format version " + std::to_string(version) + " (this build reads " +
+                          std::to_string(kFormatVersion) + ")");
+  if (get_le(p + 12, 4) != 0) c.fail("reserved", "must be 0");
+  const uint64_t h = get_le(p + 16, 8);
+  if (h > kMaxHeaderBytes)
+    c.fail("header_length", std::to_string(h) + " bytes, above the limit of " + std::to_string(kMaxHeaderBytes));
+  if (h > file_size - kPreambleBytes)
+    c.fail("header_length", std::to_string(h) + " bytes, beyond the end of the " + std::to_string(file_size) + "-byte file");
+  return h;
+}
+
+std::vector<TensorInfo> parse_tensor_table(const json& arr, uint64_t data_size, const JsonCheck& c) {
+  const std::string tp = "tensors";
+  c.array(arr, tp);
+  std::vector<TensorInfo> out;
+  std::set<std::string> names;
+  for (size_t i = 0; i < arr.size(); ++i) {
+    const json& e = arr[i];
+    std::string p = json_index(tp, i);
+    c.object(e, p);
+    c.only_keys(e, p, {"name", "dtype", "shape", "offset", "nbytes"});
+    TensorInfo t;
+    t.name = c.string_at(e, p, "name");
+    if (t.name.empty()) c.fail(json_path(p, "name"), "empty tensor name");
+    if (!names.insert(t.name).second) c.fail(json_path(p, "name"), "duplicate tensor " + quote_for_error(t.name));
+    p = "tensors[" + quote_for_error(t.name) + "]";  // name the tensor from here on
+    const std::string dt = c.string_at(e, p, "dtype");
+    if (!parse_dtype(dt, &t.dtype))
+      c.fail(json_path(p, "dtype"), "unsupported dtype " + quote_for_error(dt) + " (fp32, fp16, bf16)");
+    const std::string sp = json_path(p, "shape");
+    const json& shape = c.array(c.member(e, p, "shape"), sp);
+    if (shape.size() > size_t(kMaxRank)) c.fail(sp, "rank " + std::to_string(shape.size()) + " above " + std::to_string(kMaxRank));
+    uint64_t numel = 1, nbytes = 0;
+    for (size_t k = 0; k < shape.size(); ++k) {
+      t.shape.push_back(c.int_in(shape[k], json_index(sp, k), 0, INT64_MAX));
+      if (!mul_ok(numel, uint64_t(t.shape.back()), &numel)) c.fail(sp, "element count overflows 64 bits");
+    }
+    if (!mul_ok(numel, dtype_size(t.dtype), &nbytes)) c.fail(sp, "byte size overflows 64 bits");
+    t.nbytes = c.u64_at(e, p, "nbytes");
+    if (t.nbytes != nbytes)
+      c.fail(json_path(p, "nbytes"), std::to_string(t.nbytes) + " but shape and dtype need " + std::to_string(nbytes));
+    t.offset = c.u64_at(e, p, "offset");
+    if (t.offset % kDataAlignment != 0)
+      c.fail(json_path(p, "offset"), std::to_string(t.offset) + " is not " + std::to_string(kDataAlignment) + "-byte aligned");
+    uint64_t end = 0;
+    if (!add_ok(t.offset, t.nbytes, &end) || end > data_size)
+      c.fail(json_path(p, "offset"), "tensor bytes [" + std::to_string(t.offset) + ", +" + std::to_string(t.nbytes) +
+                                         ") exceed data_size " + std::to_string(data_size));
+    out.push_back(std::move(t));
+  }
+  std::vector<const TensorInfo*> order;
+  for (const TensorInfo& t : out) order.push_back(&t);
+  std::sort(order.begin(), order.end(), [](const TensorInfo* a, const TensorInfo* b) {
+    return a->offset != b->offset ? a->offset < b->offset : a->nbytes < b->nbytes;
+  });
+  for (size_t i = 1; i < order.size(); ++i) {
+    const TensorInfo* a = order[i - 1];
+    const TensorInfo* b = order[i];
+    if (b->offset < a->offset + a->nbytes)
+      c.fail("tensors[" + quote_for_error(b->name) + "].offset", "overlaps tensor " + quote_for_error(a->name));
+  }
+  return out;
+}
+
+// Cross-checks between the graph and the tensor table / conditioning.
+void check_graph_refs(const ModelFile& m, const JsonCheck& c) {
+  std::map<std::string, const TensorInfo*> by_name;
+  for (const TensorInfo& t : m.tensors) by_name[t.name] = &t;
+  for (size_t i = 0; i < m.graph.nodes.size(); ++i) {
+    const Node& n = m.graph.nodes[i];
+    const std::string p = "graph.nodes[" + std::to_string(i) + "]";
+    for (const auto& w : n.weights) {
+      if (!by_name.count(w.second))
+        c.fail(json_path(p, "weights." + w.first), "tensor " + quote_for_error(w.second) + " is not in the tensor table");
+    }
+    auto* gn = std::get_if<GroupNormAttrs>(&n.attrs);
+    auto w = n.weights.find("weight");
+    if (gn && w != n.weights.end()) {
+      const TensorInfo* t = by_name[w->second];
+      if (t->shape.size() != 1 || t->shape[0] == 0 || t->shape[0] % gn->groups != 0)
+        c.fail(json_path(p, "attrs.groups"), std::to_string(gn->groups) + " groups do not divide the channels of " +
+                                                 quote_for_error(t->name));
+    }
+  }
+  const bool class_input = m.graph.class_labels >= 0;
+  if (class_input != (m.conditioning.num_classes > 0))
+    c.fail("conditioning.num_classes", std::to_string(m.conditioning.num_classes) + " but the graph " +
+                                           (class_input ? "has" : "has no") + " class_labels input");
+}
+
+// Validates the header JSON (everything but the data bytes) of a file of `file_size` bytes whose
+// data section starts at `data_start`.
+ModelFile parse_header(std::string_view text, uint64_t file_size, uint64_t data_start, const JsonCheck& c) {
+  json h = c.parse_strict(text, "header");
+  c.object(h, "header");
+  c.only_keys(h, "header", {"format", "version", "family", "config", "graph", "tensors", "scheduler",
+                            "conditioning", "provenance", "data_size"});
+  if (c.string_at(h, "", "format") != "diffrt") c.fail("format", "must be \"diffrt\"");
+  if (c.u64_at(h, "", "version") != kFormatVersion) c.fail("version", "header version differs from the preamble");
+  ModelFile m;
+  m.family = c.string_at(h, "", "family");
+  if (m.family.empty()) c.fail("family", "empty");
+  m.config = c.object(c.member(h, "", "config"), "config");
+  const uint64_t data_size = c.u64_at(h, "", "data_size");
+  uint64_t end = 0;
+  if (!add_ok(data_start, data_size, &end) || end != file_size)
+    c.fail("data_size", std::to_string(data_size) + " bytes of data after offset " + std::to_string(data_start) +
+                            " does not match the file size " + std::to_string(file_size));
+  m.tensors = parse_tensor_table(c.member(h, "", "tensors"), data_size, c);
+  m.graph = graph_from_json(c.member(h, "", "graph"), c.origin());
+  m.scheduler = c.object(c.member(h, "", "scheduler"), "scheduler");
+  const json& cj = c.object(c.member(h, "", "conditioning"), "conditioning");
+  c.only_keys(cj, "conditioning", {"num_classes", "null_class"});
+  m.conditioning.num_classes = int(c.int_at(cj, "conditioning", "num_classes", 0, kMaxClasses));
+  m.conditioning.null_class = int(c.int_at(cj, "conditioning", "null_class", -1, m.conditioning.num_classes));
+  if (m.conditioning.num_classes == 0 && m.conditioning.null_class != -1)
+    c.fail("conditioning.null_class", "must be -1 when num_classes is 0");
+  m.provenance = c.object(c.member(h, "", "provenance"), "provenance");
+  check_graph_refs(m, c);
+  return m;
+}
+
+// The preamble and header region [0, data_start) of a file of file_size bytes -> ModelFile.
+ModelFile parse_head(const uint8_t* head, uint64_t head_size, uint64_t file_size, uint64_t h,
+                     const JsonCheck& c) {
+  for (uint64_t i = kPreambleBytes + h; i < head_size; ++i)
+    if (head[i] != 0) c.fail("header_padding", "non-zero byte at offset " + std::to_string(i));
+  std::string_view text(reinterpret_cast<const char*>(head + kPreambleBytes), size_t(h));
+  return parse_header(text, file_size, head_size, c);
+}
+
+uint64_t data_start_of(uint64_t h, uint64_t file_size, const JsonCheck& c) {
+  const uint64_t start = align_up(kPreambleBytes + h, kDataAlignment);  // h <= 64 MiB: no overflow
+  if (start > file_size) c.fail("header_padding", "file ends inside the padding after the header");
+  return start;
+}
+
+void pread_all(int fd, uint8_t* dst, uint64_t n, uint64_t off, const std::string& path) {
+  while (n > 0) {
+    ssize_t r = ::pread(fd, dst, size_t(std::min<uint64_t>(n, 1ull << 30)), off_t(off));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) throw Error(ErrorCode::Io, path + ": read failed: " + std::strerror(errno));
+    if (r == 0) throw Error(ErrorCode::Io, path + ": file truncated while being read");
+    dst += r;
+    off += uint64_t(r);
+    n -= uint64_t(r);
+  }
+}
+
+}  // namespace
+
+uint64_t TensorInfo::numel() const {
+  uint64_t n = 1;
+  for (int64_t d : shape) n *= uint64_t(d);  // validated when read
+  return n;
+}
+
+const TensorInfo* ModelFile::find(const std::string& name) const {
+  for (const TensorInfo& t : tensors)
+    if (t.name == name) return &t;
+  return nullptr;
+}
+
+ModelFile parse_model_file(const uint8_t* bytes, size_t size, const std::string& origin) {
+  const JsonCheck c(origin);
+  if (size < kPreambleBytes)
+    c.fail("", "file is " + std::to_string(size) + " bytes, too small for a diffrt model file");
+  const uint64_t h = check_preamble(bytes, size, c);
+  const uint64_t start = data_start_of(h, size, c);
+  ModelFile m = parse_head(bytes, start, size, h, c);
+  m.data.assign(bytes + start, bytes + size);
+  return m;
+}
+
+ModelFile read_model_file(const std::string& path) {
+  const JsonCheck c(path);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Error(ErrorCode::Io, path + ": cannot open: " + std::strerror(errno));
+  struct Closer { int fd; ~Closer() { ::close(fd); } } closer{fd};
+  struct stat st;
+  if (::fstat(fd, &st) != 0) throw Error(ErrorCode::Io, path + ": cannot stat: " + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) throw Error(ErrorCode::Io, path + ": not a regular file");
+  const uint64_t size = uint64_t(st.st_size);  // taken once: later short reads are errors
+  if (size < kPreambleBytes)
+    c.fail("", "file is " + std::to_string(size) + " bytes, too small for a diffrt model file");
+  uint8_t pre[kPreambleBytes];
+  pread_all(fd, pre, kPreambleBytes, 0, path);
+  const uint64_t h = check_preamble(pre, size, c);
+  const uint64_t start = data_start_of(h, size, c);
+  std::vector<uint8_t> head(static_cast<size_t>(start));
+  std::memcpy(head.data(), pre, kPreambleBytes);
+  pread_all(fd, head.data() + kPreambleBytes, start - kPreambleBytes, kPreambleBytes, path);
+  ModelFile m = parse_head(head.data(), start, size, h, c);
+  m.data.resize(size_t(size - start));
+  pread_all(fd, m.data.data(), m.data.size(), start, path);
+  return m;
+}
+
+std::vector<uint8_t> serialize_model_file(const std::string& family, const json& config, const Graph& graph,
+                                          const std::vector<TensorBlob>& tensors, const json& scheduler,
+                                          const Conditioning& cond, const json& provenance) {
+  auto arg_fail = [](const std::string& what) { throw Error(ErrorCode::InvalidArgument, "serialize_model_file: " + what); };
+  json table = json::array();
+  uint64_t cursor = 0;
+  std::vector<uint64_t> offsets;
+  for (const TensorBlob& t : tensors) {
+    uint64_t numel = 1, nbytes = 0;
+    if (t.shape.size() > size_t(kMaxRank)) arg_fail("tensor " + quote_for_error(t.name) + ": rank too high");
+    for (int64_t d : t.shape)
+      if (d < 0 || !mul_ok(numel, uint64_t(d), &numel)) arg_fail("tensor " + quote_for_error(t.name) + ": bad shape");
+    if (!mul_ok(numel, dtype_size(t.dtype), &nbytes) || nbytes != t.bytes.size())
+      arg_fail("tensor " + quote_for_error(t.name) + ": " + std::to_string(t.bytes.size()) +
+               " bytes do not match shape and dtype");
+    cursor = align_up(cursor, kDataAlignment);
+    offsets.push_back(cursor);
+    table.push_back({{"name", t.name}, {"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"offset", cursor},
+                     {"nbytes", nbytes}});
+    cursor += nbytes;
+  }
+  json header = {{"format", "diffrt"},
+                 {"version", kFormatVersion},
+                 {"family", family},
+                 {"config", config.is_null() ? json::object() : config},
+                 {"graph", graph_to_json(graph)},
+                 {"tensors", table},
+                 {"scheduler", scheduler.is_null() ? json::object() : scheduler},
+                 {"conditioning", {{"num_classes", cond.num_classes}, {"null_class", cond.null_class}}},
+                 {"provenance", provenance.is_null() ? json::object() : provenance},
+                 {"data_size", cursor}};
+  std::string text;
+  try {
+    text = header.dump();
+  } catch (const json::exception& e) {
+    arg_fail(std::string("header is not valid UTF-8: ") + e.what());
+  }
+  if (text.size() > kMaxHeaderBytes) arg_fail("header above " + std::to_string(kMaxHeaderBytes) + " bytes");
+  const uint64_t start = align_up(kPreambleBytes + text.size(), kDataAlignment);
+  std::vector<uint8_t> out;
+  out.reserve(size_t(start + cursor));
+  out.insert(out.end(), kMagic, kMagic + sizeof(kMagic));
+  put_le(out, kFormatVersion, 4);
+  put_le(out, 0, 4);
+  put_le(out, text.size(), 8);
+  out.insert(out.end(), text.begin(), text.end());
+  out.resize(size_t(start + cursor), 0);  // padding between header, tensors stays zero
+  for (size_t i = 0; i < tensors.size(); ++i)
+    if (!tensors[i].bytes.empty())
+      std::memcpy(out.data() + start + offsets[i], tensors[i].bytes.data(), tensors[i].bytes.size());
+  // Never write what the reader would refuse: validate the header we just produced.
+  (void)parse_head(out.data(), start, out.size(), text.size(), JsonCheck("serialize_model_file", ErrorCode::InvalidArgument));
+  return out;
+}
+
+}  // namespace diffrt

@@ -1,0 +1,177 @@
+#include "runtime/plan.h"
+
+#include <algorithm>
+#include <map>
+#include <type_traits>
+
+#include "kernels/common/checked_math.h"
+#include "kernels/common/error.h"
+#include "kernels/conv/conv.h"
+
+namespace diffrt {
+
+std::string ValueShape::str() const {
+  if (rank == 1) return "[" + std::to_string(n) + "]";
+  if (rank == 2) return "[" + std::to_string(n) + "," + std::to_string(c) + "]";
+  return "[" + std::to_string(n) + "," + std::to_string(h) + "," + std::to_string(w) + "," + std::to_string(c) + "]";
+}
+
+namespace {
+
+constexpr uint64_t kAlignElems = 64;  // 256 bytes for fp32
+
+[[noreturn]] void bad(const Node& nd, const std::string& what) {
+  fail(ErrorCode::InvalidModel, "graph node '" + nd.name + "' (" + op_name(nd.attrs) + "): " + what);
+}
+
+ValueShape infer(const Node& nd, const std::vector<ValueShape>& s) {
+  auto in = [&](size_t i) -> const ValueShape& { return s[nd.inputs[i]]; };
+  auto want_inputs = [&](size_t lo, size_t hi) {
+    if (nd.inputs.size() < lo || nd.inputs.size() > hi) bad(nd, "wrong number of inputs");
+  };
+  return std::visit([&](const auto& a) -> ValueShape {
+    using A = std::decay_t<decltype(a)>;
+    ValueShape o;
+    if constexpr (std::is_same_v<A, TimeEmbeddingAttrs>) {
+      want_inputs(1, 2);
+      o.rank = 2; o.n = in(0).n; o.c = a.out_dim;
+    } else if constexpr (std::is_same_v<A, Conv2dAttrs>) {
+      want_inputs(1, 2);
+      const ValueShape& x = in(0);
+      if (x.rank != 4 || x.c != a.cin) bad(nd, "expects [N,H,W," + std::to_string(a.cin) + "], got " + x.str());
+      o = x;
+      o.h = conv_out_dim(int(x.h), a.kh, a.stride, a.pad_top, a.pad_bottom);
+      o.w = conv_out_dim(int(x.w), a.kw, a.stride, a.pad_left, a.pad_right);
+      o.c = a.cout;
+      if (o.h < 1 || o.w < 1) bad(nd, "input " + x.str() + " is too small");
+      if (nd.inputs.size() == 2 && (in(1).rank != 4 || in(1).numel() != o.numel() || in(1).c != o.c))
+        bad(nd, "residual " + in(1).str() + " does not match output " + o.str());
+    } else if constexpr (std::is_same_v<A, LinearAttrs>) {
+      want_inputs(1, 2);
+      if (in(0).c != a.in || in(0).rank < 2) bad(nd, "expects last dim " + std::to_string(a.in) + ", got " + in(0).str());
+      o = in(0);
+      o.c = a.out;
+      if (nd.inputs.size() == 2 && (in(1).numel() != o.numel() || in(1).c != o.c))
+        bad(nd, "residual " + in(1).str() + " does not match output " + o.str());
+    } else if constexpr (std::is_same_v<A, GroupNormAttrs>) {
+      want_inputs(1, 2);
+      o = in(0);
+      if (o.rank != 4 || a.groups <= 0 || o.c % a.groups) bad(nd, "groups do not divide channels of " + o.str());
+      bool has_emb = a.emb_mode != EmbMode::None;
+      if (has_emb != (nd.inputs.size() == 2)) bad(nd, "embedding input does not match emb_mode");
+      if (has_emb) {
+        int64_t want = a.emb_mode == EmbMode::ScaleShift ? 2 * o.c : o.c;
+        if (in(1).rank != 2 || in(1).n != o.n || in(1).c != want)
+          bad(nd, "embedding " + in(1).str() + " must be [N," + std::to_string(want) + "]");
+      }
+    } else if constexpr (std::is_same_v<A, AttentionAttrs>) {
+      want_inputs(1, 1);
+      o = in(0);
+      if (o.rank != 4 || o.c != 3 * int64_t(a.heads) * a.head_dim) bad(nd, "expects fused qkv channels, got " + o.str());
+      o.c = int64_t(a.heads) * a.head_dim;
+    } else if constexpr (std::is_same_v<A, ConcatAttrs>) {
+      want_inputs(2, 2);
+      const ValueShape &x = in(0), &y = in(1);
+      if (x.rank != 4 || y.rank != 4 || x.n != y.n || x.h != y.h || x.w != y.w)
+        bad(nd, "cannot concatenate " + x.str() + " and " + y.str());
+      o = x;
+      o.c = x.c + y.c;
+    } else if constexpr (std::is_same_v<A, Upsample2xAttrs>) {
+      want_inputs(1, 1);
+      o = in(0);
+      if (o.rank != 4) bad(nd, "expects [N,H,W,C]");
+      o.h *= 2; o.w *= 2;
+    } else {
+      static_assert(std::is_same_v<A, AffineAttrs>);
+      want_inputs(1, 1);
+      o = in(0);
+    }
+    return o;
+  }, nd.attrs);
+}
+
+// First-fit offset allocator over a growing arena.
+class ArenaAllocator {
+ public:
+  uint64_t alloc(uint64_t size) {
+    size = align_up(std::max<uint64_t>(size, 1), kAlignElems);
+    uint64_t pos = 0;
+    for (auto it = live_.begin(); it != live_.end(); ++it) {
+      if (it->first - pos >= size) break;
+      pos = std::max(pos, it->first + it->second);
+    }
+    live_.emplace(pos, size);
+    top_ = std::max(top_, pos + size);
+    return pos;
+  }
+  void release(uint64_t off) { live_.erase(off); }
+  uint64_t top() const { return top_; }
+
+ private:
+  std::map<uint64_t, uint64_t> live_;  // offset -> size, sorted
+  uint64_t top_ = 0;
+};
+
+}  // namespace
+
+MemoryPlan plan_memory(const Graph& g, int n, int h, int w, const PlanLimits& lim) {
+  if (n < 1 || n > lim.max_batch)
+    fail(ErrorCode::InvalidArgument, "batch " + std::to_string(n) + " out of range [1, " + std::to_string(lim.max_batch) + "]");
+  if (h < 1 || w < 1 || h > lim.max_side || w > lim.max_side)
+    fail(ErrorCode::InvalidArgument, "size " + std::to_string(h) + "x" + std::to_string(w) + " out of range [1, " +
+                                         std::to_string(lim.max_side) + "]");
+  if (h % g.downsample_factor || w % g.downsample_factor)
+    fail(ErrorCode::InvalidArgument, "size " + std::to_string(h) + "x" + std::to_string(w) +
+                                         " is not a multiple of " + std::to_string(g.downsample_factor) +
+                                         " (the network downsamples that many times over)");
+  MemoryPlan p;
+  p.n = n; p.h = h; p.w = w;
+  const size_t nv = g.values.size();
+  p.shapes.assign(nv, ValueShape{});
+  p.offset.assign(nv, -1);
+  p.last_use.assign(nv, -1);
+  p.shapes[g.sample] = {4, n, h, w, g.in_channels};
+  p.shapes[g.timestep] = {1, n, 1, 1, 1};
+  if (g.class_labels >= 0) p.shapes[g.class_labels] = {1, n, 1, 1, 1};
+
+  for (size_t k = 0; k < g.nodes.size(); ++k) {
+    const Node& nd = g.nodes[k];
+    for (int v : nd.inputs) {
+      if (v < 0 || size_t(v) >= nv || p.shapes[v].rank == 0) bad(nd, "reads a value that is not computed yet");
+      p.last_use[v] = int(k);
+    }
+    p.shapes[nd.output] = infer(nd, p.shapes);
+    uint64_t bytes = 0;
+    if (!mul_ok(p.shapes[nd.output].numel(), 4, &bytes) || bytes > lim.max_arena_bytes)
+      fail(ErrorCode::InvalidArgument, "activation '" + g.values[nd.output] + "' " + p.shapes[nd.output].str() + " is too large");
+    if (const auto* c = std::get_if<Conv2dAttrs>(&nd.attrs)) {
+      Conv2dParams cp;
+      cp.n = n; cp.h = int(p.shapes[nd.inputs[0]].h); cp.w_in = int(p.shapes[nd.inputs[0]].w);
+      cp.cin = c->cin; cp.cout = c->cout; cp.kh = c->kh; cp.kw = c->kw; cp.stride = c->stride;
+      cp.pad_top = c->pad_top; cp.pad_left = c->pad_left; cp.pad_bottom = c->pad_bottom; cp.pad_right = c->pad_right;
+      p.conv_scratch_elems = std::max<uint64_t>(p.conv_scratch_elems, conv2d_ref_scratch_floats(cp));
+    }
+  }
+  if (g.output < 0 || p.shapes[g.output].rank != 4) fail(ErrorCode::InvalidModel, "graph has no output value");
+  p.last_use[g.output] = int(g.nodes.size());  // the output outlives every node
+
+  ArenaAllocator arena;
+  std::vector<std::vector<int>> frees(g.nodes.size());
+  for (size_t v = 0; v < nv; ++v)
+    if (p.last_use[v] >= 0 && size_t(p.last_use[v]) < g.nodes.size()) frees[p.last_use[v]].push_back(int(v));
+  for (size_t k = 0; k < g.nodes.size(); ++k) {
+    const Node& nd = g.nodes[k];
+    p.offset[nd.output] = int64_t(arena.alloc(p.shapes[nd.output].numel()));
+    p.naive_elems += p.shapes[nd.output].numel();
+    // Inputs die after the node runs; the output never shares memory with its own inputs.
+    for (int v : frees[k])
+      if (p.offset[v] >= 0) arena.release(uint64_t(p.offset[v]));
+  }
+  p.arena_elems = arena.top();
+  uint64_t bytes = 0;
+  if (!mul_ok(p.arena_elems, 4, &bytes) || bytes > lim.max_arena_bytes)
+    fail(ErrorCode::InvalidArgument, "activations need " + std::to_string(bytes >> 20) + " MiB, above the limit");
+  return p;
+}
+
+}  // namespace diffrt

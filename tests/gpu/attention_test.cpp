@@ -1,0 +1,168 @@
+// attention_cuda vs attention_ref: head dims 8, 20 (unaligned), 33 (odd), 40, 64, 80, 100, 160, 256,
+// 512; Lq/Lkv of 1, 7, 77, 256, 1000, 4096 (not tile multiples); self and cross attention; separate
+// contiguous q/k/v/o, a packed QKV buffer with a padded (strided) output whose gap columns must stay
+// untouched, and misaligned base pointers (element-wise fetch path); all dtypes; large logits (online
+// softmax rescaling). See gpu_test_util.h for the method and bounds.
+#include "kernels/attention/attention.h"
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "tests/gpu/gpu_test_util.h"
+
+namespace diffrt::test {
+namespace {
+
+struct AttnCase {
+  int b, h, lq, lkv, d;
+};
+enum class Layout { Contiguous, PackedQkv, Misaligned };
+
+const char* layout_name(Layout l) {
+  return l == Layout::Contiguous ? "contiguous" : l == Layout::PackedQkv ? "packed-qkv" : "misaligned";
+}
+
+// ldo gets 8 spare columns in the packed layout: they must come back as poison.
+void run_case(const AttnCase& s, DType t, Layout layout, float logit_scale = 1.0f) {
+  const int hd = s.h * s.d;
+  const bool packed = layout == Layout::PackedQkv;
+  ASSERT_TRUE(!packed || s.lq == s.lkv);
+  const size_t off = layout == Layout::Misaligned ? 1 : 0;
+  const uint32_t seed = uint32_t(s.b * 1000003 + s.h * 101 + s.lq * 7 + s.lkv * 3 + s.d);
+  AttentionParams p;
+  p.batch = s.b;
+  p.heads = s.h;
+  p.lq = s.lq;
+  p.lkv = s.lkv;
+  p.head_dim = s.d;
+  p.scale = logit_scale / std::sqrt(float(s.d));
+  p.dtype = t;
+  p.ldo = packed ? hd + 8 : hd;
+
+  std::vector<float> hq, hk, hv, hqkv;
+  std::vector<DevTensor> keep;
+  if (packed) {
+    p.ldq = p.ldk = p.ldv = 3 * hd;
+    hqkv = random_normal(size_t(s.b) * s.lq * 3 * hd, seed);
+    keep.push_back(upload_rounded(hqkv, t));
+    char* base = static_cast<char*>(keep[0].ptr());
+    const size_t es = dtype_size(t);
+    p.q = base;
+    p.k = base + size_t(hd) * es;
+    p.v = base + size_t(2 * hd) * es;
+  } else {
+    p.ldq = p.ldk = p.ldv = hd;
+    hq = random_normal(size_t(s.b) * s.lq * hd, seed);
+    hk = random_normal(size_t(s.b) * s.lkv * hd, seed + 1);
+    hv = random_normal(size_t(s.b) * s.lkv * hd, seed + 2);
+    keep.push_back(upload_rounded(hq, t, off));
+    keep.push_back(upload_rounded(hk, t, off));
+    keep.push_back(upload_rounded(hv, t, off));
+    p.q = keep[0].ptr();
+    p.k = keep[1].ptr();
+    p.v = keep[2].ptr();
+  }
+  const size_t out_count = size_t(s.b) * s.lq * p.ldo;
+  DevTensor dout(out_count, t, off);
+  dout.poison();
+  p.o = dout.ptr();
+  attention_cuda(p, nullptr);
+  sync_check();
+
+  std::vector<float> ref(out_count, 0.0f);
+  AttentionParams r = p;
+  r.dtype = DType::F32;
+  if (packed) {
+    r.q = hqkv.data();
+    r.k = hqkv.data() + hd;
+    r.v = hqkv.data() + 2 * hd;
+  } else {
+    r.q = hq.data();
+    r.k = hk.data();
+    r.v = hv.data();
+  }
+  r.o = ref.data();
+  attention_ref(r);
+
+  const std::string what = "attn b=" + std::to_string(s.b) + " h=" + std::to_string(s.h) + " lq=" +
+                           std::to_string(s.lq) + " lkv=" + std::to_string(s.lkv) + " d=" + std::to_string(s.d) +
+                           " " + dtype_name(t) + " " + layout_name(layout);
+  EXPECT_TRUE(dout.guards_intact()) << what << ": guard bytes overwritten";
+  // Gather the hd valid columns of every row; the gap columns must still hold the 0xFF poison.
+  std::vector<float> all = dout.download(), got, want;
+  std::vector<uint8_t> raw = dout.download_raw();
+  const size_t es = dtype_size(t);
+  size_t touched_gap = 0;
+  for (size_t row = 0; row < size_t(s.b) * s.lq; ++row) {
+    for (int c = 0; c < p.ldo; ++c) {
+      size_t i = row * p.ldo + c;
+      if (c < hd) {
+        got.push_back(all[i]);
+        want.push_back(ref[i]);
+      } else {
+        for (size_t by = 0; by < es; ++by) touched_gap += raw[i * es + by] != 0xFF;
+      }
+    }
+  }
+  EXPECT_EQ(touched_gap, 0u) << what << ": wrote into the ldo gap columns";
+  EXPECT_EQ(count_nonfinite(got), 0u) << what << ": NaN/Inf in the output";
+  const double e = nmse(got, want);
+  EXPECT_LT(e, dtype_tolerance(t)) << what << ": nmse " << e;
+}
+
+const AttnCase kCases[] = {
+    {2, 4, 7, 77, 8},       {1, 2, 1, 1, 8},        {2, 8, 256, 77, 40},    {1, 2, 1000, 1000, 40},
+    {1, 1, 4096, 4096, 40}, {2, 4, 256, 256, 64},   {1, 1, 1, 4096, 64},    {3, 2, 77, 7, 64},
+    {2, 8, 1024, 77, 80},   {1, 2, 1000, 333, 80},  {2, 8, 256, 256, 160},  {1, 2, 7, 1000, 160},
+    {1, 1, 256, 256, 256},  {4, 1, 16, 16, 256},    {2, 1, 1000, 77, 256},  {2, 1, 256, 256, 512},
+    {1, 1, 77, 1, 512},     {1, 3, 65, 129, 20},    {2, 2, 100, 50, 33},    {1, 2, 130, 66, 100},
+    {1, 1, 64, 64, 128},    {2, 2, 63, 65, 96},     {1, 1, 300, 300, 300},
+};
+
+TEST(AttentionGpu, ShapesAndDtypes) {
+  DIFFRT_SKIP_WITHOUT_GPU();
+  for (const AttnCase& s : kCases)
+    for (DType t : kAllDtypes) run_case(s, t, Layout::Contiguous);
+}
+
+TEST(AttentionGpu, PackedQkvStridedOutput) {
+  DIFFRT_SKIP_WITHOUT_GPU();
+  const AttnCase cases[] = {{2, 1, 256, 256, 256}, {1, 8, 1024, 1024, 40}, {2, 4, 77, 77, 64},
+                            {1, 2, 256, 256, 160}, {1, 1, 16, 16, 512},    {2, 3, 33, 33, 20}};
+  for (const AttnCase& s : cases)
+    for (DType t : kAllDtypes) run_case(s, t, Layout::PackedQkv);
+}
+
+TEST(AttentionGpu, MisalignedPointers) {
+  DIFFRT_SKIP_WITHOUT_GPU();
+  const AttnCase cases[] = {{1, 2, 100, 77, 40}, {2, 1, 64, 300, 64}, {1, 1, 33, 17, 256}};
+  for (const AttnCase& s : cases)
+    for (DType t : kAllDtypes) run_case(s, t, Layout::Misaligned);
+}
+
+// Logits ~ N(0, 16): the running max changes often and exp underflows for most keys.
+TEST(AttentionGpu, LargeLogits) {
+  DIFFRT_SKIP_WITHOUT_GPU();
+  const AttnCase cases[] = {{1, 2, 256, 1000, 64}, {1, 1, 128, 4096, 40}, {1, 1, 64, 300, 256}};
+  for (const AttnCase& s : cases)
+    for (DType t : kAllDtypes) run_case(s, t, Layout::Contiguous, 4.0f);
+}
+
+TEST(AttentionGpu, RejectsBadArguments) {
+  DIFFRT_SKIP_WITHOUT_GPU();
+  DevTensor buf(4096, DType::F16);
+  AttentionParams p;
+  p.q = p.k = p.v = p.o = buf.ptr();
+  p.batch = p.heads = p.lq = p.lkv = 1;
+  p.head_dim = 600;  // > 512
+  p.ldq = p.ldk = p.ldv = p.ldo = 600;
+  p.dtype = DType::F16;
+  EXPECT_THROW(attention_cuda(p, nullptr), Error);
+  p.head_dim = 64;
+  p.ldo = 32;  // smaller than heads * head_dim
+  EXPECT_THROW(attention_cuda(p, nullptr), Error);
+}
+
+}  // namespace
+}  // namespace diffrt::test
