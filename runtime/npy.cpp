@@ -205,16 +205,14 @@ std::vector<uint8_t> encode_npy_f32(const std::vector<int64_t>& shape, const flo
   h.append(total - 10 - h.size() - 1, ' ');
   h += '\n';
   if (h.size() > 0xffff) throw Error(ErrorCode::InvalidArgument, "encode_npy_f32: header too long");
-  std::vector<uint8_t> out;
-  out.reserve(total + size_t(nbytes));
-  out.insert(out.end(), kNpyMagic, kNpyMagic + 6);
-  out.push_back(1);
-  out.push_back(0);
-  out.push_back(uint8_t(h.size() & 0xff));
-  out.push_back(uint8_t(h.size() >> 8));
-  out.insert(out.end(), h.begin(), h.end());
-  const uint8_t* p = reinterpret_cast<const uint8_t*>(data);
-  if (nbytes) out.insert(out.end(), p, p + nbytes);
+  std::vector<uint8_t> out(total + size_t(nbytes));
+  std::memcpy(out.data(), kNpyMagic, 6);
+  out[6] = 1;  // version 1.0
+  out[7] = 0;
+  out[8] = uint8_t(h.size() & 0xff);
+  out[9] = uint8_t(h.size() >> 8);
+  std::memcpy(out.data() + 10, h.data(), h.size());
+  if (nbytes) std::memcpy(out.data() + total, data, size_t(nbytes));
   return out;
 }
 

@@ -37,7 +37,9 @@ void expect_io_error(const std::function<void()>& fn, const std::string& path, c
     std::string msg = e.what();
     EXPECT_EQ(e.code(), ErrorCode::Io) << msg;
     EXPECT_EQ(msg.rfind(path + ": ", 0), 0u) << msg;
-    if (!what.empty()) EXPECT_NE(msg.find(what), std::string::npos) << msg;
+    if (!what.empty()) {
+      EXPECT_NE(msg.find(what), std::string::npos) << msg;
+    }
   }
 }
 

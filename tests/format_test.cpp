@@ -130,7 +130,9 @@ void expect_rejected(const std::vector<uint8_t>& f, const std::string& field, co
     std::string msg = e.what();
     EXPECT_EQ(msg.rfind(std::string(kOrigin) + ": ", 0), 0u) << msg;
     EXPECT_NE(msg.find(field), std::string::npos) << "message does not name '" << field << "': " << msg;
-    if (!what.empty()) EXPECT_NE(msg.find(what), std::string::npos) << "message lacks '" << what << "': " << msg;
+    if (!what.empty()) {
+      EXPECT_NE(msg.find(what), std::string::npos) << "message lacks '" << what << "': " << msg;
+    }
   }
 }
 void expect_header_rejected(const std::function<void(json&)>& edit, const std::string& field,

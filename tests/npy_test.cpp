@@ -74,7 +74,7 @@ TEST(Npy, EncodesPythonTupleSyntax) {
   auto s = encode_npy_f32({}, &x);
   std::string hs(s.begin() + 10, s.begin() + 10 + s[8]);
   EXPECT_NE(hs.find("'shape': ()"), std::string::npos) << hs;
-  EXPECT_EQ(s.size(), 64u + 4u);
+  EXPECT_EQ(s.size(), 128u + 4u);  // np.save of a float32 scalar is 132 bytes
   EXPECT_THROW(encode_npy_f32({-1}, &x), Error);
 }
 
@@ -82,7 +82,7 @@ TEST(Npy, EncoderMatchesNumpyBytes) {
   // np.save(f, np.arange(6, dtype='<f4').reshape(2, 3)) writes exactly these 128 header bytes
   // (numpy 1.x/2.x: v1.0, header length 118 = 'v', dict padded with spaces to a 64-byte boundary).
   std::string want = std::string("\x93NUMPY\x01\x00v\x00", 10) +
-                     "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }" + std::string(57, ' ') + "\n";
+                     "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }" + std::string(58, ' ') + "\n";
   ASSERT_EQ(want.size(), 128u);
   std::vector<float> v = {0, 1, 2, 3, 4, 5};
   auto e = encode_npy_f32({2, 3}, v.data());

@@ -107,7 +107,7 @@ void add_sample_command(CLI::App& app) {
                 "(NHWC float32 in [0, 1], like diffusers output_type=\"np\")")->required();
   c->add_option("--sampler", o->sampler, "ddpm or ddim (default: ddim if the scheduler config is a DDIMScheduler, else ddpm)")
       ->check(CLI::IsMember({"ddpm", "ddim"}));
-  c->add_option("--steps", o->steps, "denoising steps (default: 1000 for ddpm, 50 for ddim, as diffusers' pipelines)");
+  CLI::Option* steps_opt = c->add_option("--steps", o->steps, "denoising steps (default: 1000 for ddpm, 50 for ddim, as diffusers' pipelines)");
   c->add_option("--eta", o->eta, "DDIM eta: 0 is deterministic DDIM, 1 is DDPM-like noise")->capture_default_str();
   c->add_option("--seed", o->seed, "random seed in [0, 2^64-1] (default: random; the seed used is printed and stored in the PNG)");
   c->add_option("--rng", o->rng,
@@ -130,7 +130,8 @@ void add_sample_command(CLI::App& app) {
   c->add_option("--threads", o->threads, "CPU threads (default: all cores)");
   c->add_option("--device", o->device, "cpu, cuda or auto")->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str();
   c->add_flag("-q,--quiet", o->quiet, "no progress bar or notices (the seed is still printed)");
-  c->callback([o]() {
+  c->callback([o, steps_opt]() {
+    if (steps_opt->count() && o->steps < 1) fail(ErrorCode::InvalidArgument, "--steps must be >= 1");
     const std::string device = resolve_device(o->device, o->quiet);
     if (o->threads < 0) fail(ErrorCode::InvalidArgument, "--threads must be >= 0");
     if (o->threads > 0) omp_set_num_threads(o->threads);

@@ -33,8 +33,8 @@ uint64_t get_le(const uint8_t* p, int n) {
   for (int i = n - 1; i >= 0; --i) v = (v << 8) | p[i];
   return v;
 }
-void put_le(std::vector<uint8_t>& out, uint64_t v, int n) {
-  for (int i = 0; i < n; ++i) out.push_back(uint8_t(v >> (8 * i)));
+void put_le(uint8_t* out, uint64_t v, int n) {
+  for (int i = 0; i < n; ++i) out[i] = uint8_t(v >> (8 * i));
 }
 
 // Checks bytes 0..23 against the file size; returns the header length.
@@ -279,14 +279,12 @@ std::vector<uint8_t> serialize_model_file(const std::string& family, const json&
   }
   if (text.size() > kMaxHeaderBytes) arg_fail("header above " + std::to_string(kMaxHeaderBytes) + " bytes");
   const uint64_t start = align_up(kPreambleBytes + text.size(), kDataAlignment);
-  std::vector<uint8_t> out;
-  out.reserve(size_t(start + cursor));
-  out.insert(out.end(), kMagic, kMagic + sizeof(kMagic));
-  put_le(out, kFormatVersion, 4);
-  put_le(out, 0, 4);
-  put_le(out, text.size(), 8);
-  out.insert(out.end(), text.begin(), text.end());
-  out.resize(size_t(start + cursor), 0);  // padding between header, tensors stays zero
+  std::vector<uint8_t> out(size_t(start + cursor), 0);  // padding after the header and tensors stays zero
+  std::memcpy(out.data(), kMagic, sizeof(kMagic));
+  put_le(out.data() + 8, kFormatVersion, 4);
+  put_le(out.data() + 12, 0, 4);
+  put_le(out.data() + 16, text.size(), 8);
+  std::memcpy(out.data() + kPreambleBytes, text.data(), text.size());
   for (size_t i = 0; i < tensors.size(); ++i)
     if (!tensors[i].bytes.empty())
       std::memcpy(out.data() + start + offsets[i], tensors[i].bytes.data(), tensors[i].bytes.size());

@@ -19,6 +19,7 @@ np.save(d + "/x_3d.npy", np.zeros((3, 16, 16), np.float32))
 np.save(d + "/x_4ch.npy", np.zeros((1, 4, 16, 16), np.float32))
 np.save(d + "/x_odd.npy", np.zeros((1, 3, 15, 15), np.float32))
 np.save(d + "/x_ok.npy", np.zeros((1, 3, 16, 16), np.float32))
+np.save(d + "/x_1ch.npy", np.zeros((1, 1, 16, 16), np.float32))
 np.save(d + "/t_ok.npy", np.array([10], np.int64))
 np.save(d + "/t_bad.npy", np.array([1, 2, 3], np.int64))
 open(d + "/garbage.npy", "wb").write(b"\x93NUMPY\x01\x00\xff\xff{'descr'")
@@ -43,7 +44,7 @@ expect "channels" "$BIN" eval -m "$T/c.drt" --sample "$T/x_4ch.npy" --timesteps 
 expect "multiple of" "$BIN" eval -m "$T/c.drt" --sample "$T/x_odd.npy" --timesteps "$T/t_ok.npy" -o "$T/o.npy"
 expect "t_bad.npy" "$BIN" eval -m "$T/c.drt" --sample "$T/x_ok.npy" --timesteps "$T/t_bad.npy" -o "$T/o.npy"
 expect "garbage.npy" "$BIN" eval -m "$T/c.drt" --sample "$T/garbage.npy" --timesteps "$T/t_ok.npy" -o "$T/o.npy"
-expect "class" "$BIN" eval -m "$T/cc.drt" --sample "$T/x_ok.npy" --timesteps "$T/t_ok.npy" -o "$T/o.npy"
+expect "class labels are required" "$BIN" eval -m "$T/cc.drt" --sample "$T/x_1ch.npy" --timesteps "$T/t_ok.npy" -o "$T/o.npy"
 expect "--batch" "$BIN" "${S[@]}" --batch 0 -o "$T/o.png"
 expect "--batch" "$BIN" "${S[@]}" --batch 1000000 -o "$T/o.png"
 expect "multiple of" "$BIN" "${S[@]}" -H 15 -W 16 -o "$T/o.png"

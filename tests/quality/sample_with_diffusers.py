@@ -23,6 +23,7 @@ import os
 
 import numpy as np
 import torch
+import safetensors.torch  # noqa: F401  (diffusers 0.27 from_pretrained needs the submodule imported)
 
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
@@ -90,7 +91,7 @@ def main():
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
-    unet = UNet2DModel.from_pretrained(args.model).eval()
+    unet = UNet2DModel.from_pretrained(args.model, low_cpu_mem_usage=False).eval()
     base = DDPMScheduler.from_pretrained(args.model)
     sched = DDIMScheduler.from_config(base.config) if args.scheduler == "ddim" else base
     gen = torch.Generator().manual_seed(args.seed)
