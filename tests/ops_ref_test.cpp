@@ -434,6 +434,7 @@ TEST(OpsProperty, ConvMatchesNaiveDouble) {
       {1, 6, 6, 5, 6, 1, 2, 0, 0, 0, 0, true, false, false, 1.0f},     // 1x1 stride 2: im2col path
       {1, 5, 4, 2, 3, 3, 1, 2, 0, 1, 2, true, false, false, 1.0f},     // asymmetric, all sides
       {1, 65, 67, 3, 16, 3, 1, 1, 1, 1, 1, true, false, false, 1.0f},  // > 4096 rows: several chunks
+      {2, 50, 50, 3, 8, 3, 1, 1, 1, 1, 1, true, true, true, 0.5f},     // a chunk spans two images
       {1, 12, 10, 128, 20, 3, 1, 1, 1, 1, 1, true, false, false, 1.0f},
   };
   for (int i = 0; i < 12; ++i) {  // random extra shapes

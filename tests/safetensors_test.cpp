@@ -25,7 +25,7 @@ SafeTensor make(const std::string& name, DType dt, std::vector<int64_t> shape, s
   t.dtype = dt;
   t.shape = std::move(shape);
   t.bytes.resize(vals.size() * dtype_size(dt));
-  from_f32(dt, vals.data(), t.bytes.data(), vals.size());
+  if (!vals.empty()) from_f32(dt, vals.data(), t.bytes.data(), vals.size());
   return t;
 }
 

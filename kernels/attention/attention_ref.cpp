@@ -45,9 +45,9 @@ __attribute__((always_inline)) inline float exp_nonpos(float x) {
   float xc;
   std::memcpy(&xc, &uc, 4);
   const float t = xc * 1.44269504f + 12582912.0f;  // low mantissa bits of t hold n = round(x/ln2)
-  int32_t tb;
+  uint32_t tb;
   std::memcpy(&tb, &t, 4);
-  const int32_t n = tb - 0x4B400000;
+  const uint32_t n_plus_127 = tb - 0x4B400000u + 127u;  // unsigned: NaN lanes wrap harmlessly
   const float fn = t - 12582912.0f;
   const float r = (xc - fn * 0.693359375f) + fn * 2.12194440e-4f;  // ln2 = 0.693359375 - 2.12e-4
   float poly = 1.0f / 5040.0f;
@@ -58,7 +58,7 @@ __attribute__((always_inline)) inline float exp_nonpos(float x) {
   poly = poly * r + 0.5f;
   poly = poly * r + 1.0f;
   poly = poly * r + 1.0f;
-  const int32_t bits = (n + 127) << 23;  // n in [-126, 0]: a normal power of two
+  const uint32_t bits = n_plus_127 << 23;  // n in [-126, 0]: 2^n is a normal float
   float scale;
   std::memcpy(&scale, &bits, 4);
   const float y = poly * scale;

@@ -9,7 +9,7 @@
 namespace diffrt {
 
 struct LinearParams {
-  const void* x = nullptr;         // x: [M, K] (row stride ldx, default K)
+  const void* x = nullptr;         // x: [M, K], rows contiguous
   const void* w = nullptr;         // w: [N, K]
   const void* bias = nullptr;      // [N] or null
   const void* residual = nullptr;  // [M, N] or null

@@ -1,9 +1,9 @@
 #include "runtime/format/json_fields.h"
 
 #include <cmath>
-#include <set>
 
 #include "kernels/common/error.h"
+#include "runtime/format/strict_json.h"
 
 namespace diffrt {
 
@@ -122,42 +122,8 @@ std::vector<double> JsonFields::get_number_list(const std::string& key, size_t m
   return out;
 }
 
-static bool valid_utf8(const std::string& s) {
-  size_t i = 0, n = s.size();
-  while (i < n) {
-    unsigned char c = s[i];
-    int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    if (!len || i + len > n) return false;
-    for (int k = 1; k < len; ++k)
-      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 2) return false;
-    i += len;
-  }
-  return true;
-}
-
 json parse_json_strict(const std::string& text, const std::string& origin) {
-  if (!valid_utf8(text)) diffrt::fail(ErrorCode::InvalidModel, origin + ": not valid UTF-8");
-  // Track the keys seen in every open object to reject duplicates (nlohmann keeps the last).
-  std::vector<std::set<std::string>> stack;
-  std::string dup;
-  auto cb = [&](int depth, json::parse_event_t ev, json& parsed) {
-    (void)depth;
-    if (ev == json::parse_event_t::object_start) stack.emplace_back();
-    else if (ev == json::parse_event_t::object_end) { if (!stack.empty()) stack.pop_back(); }
-    else if (ev == json::parse_event_t::key && !stack.empty()) {
-      std::string k = parsed.get<std::string>();
-      if (!stack.back().insert(k).second && dup.empty()) dup = k;
-    }
-    return true;
-  };
-  json j;
-  try {
-    j = json::parse(text, cb);
-  } catch (const json::exception& e) {
-    diffrt::fail(ErrorCode::InvalidModel, origin + ": invalid JSON: " + e.what());
-  }
-  if (!dup.empty()) diffrt::fail(ErrorCode::InvalidModel, origin + ": duplicate key '" + dup + "'");
-  return j;
+  return JsonCheck(origin).parse_strict(text, "");
 }
 
 }  // namespace diffrt

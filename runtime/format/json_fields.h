@@ -39,7 +39,7 @@ class JsonFields {
   std::string origin_;
 };
 
-// Parses JSON text, rejecting duplicate keys at any depth and invalid UTF-8. Errors name `origin`.
+// Parses untrusted JSON text (strict_json.h rules: no duplicate keys, bounded depth). Errors name `origin`.
 nlohmann::json parse_json_strict(const std::string& text, const std::string& origin);
 
 }  // namespace diffrt

@@ -1,0 +1,152 @@
+// The CUDA backend: a context (stream + library handles + workspaces), the model's weights on the device, and
+// an executor that runs a planned graph with the *_cuda kernels, mirroring runtime/cpu_executor.cpp's node
+// dispatch one for one.
+//
+// Memory: plan_memory() once, then plan_device_arena() re-places every value in bytes for the model dtype with
+// 256-byte alignment; ONE arena allocation, one group-norm workspace, device inputs (sample in the model dtype,
+// timesteps fp32, class labels int32). Nothing is allocated by run()/enqueue() after the first run of a shape
+// (cuDNN/cuBLASLt plans and their buffers are created on the first run), so a warmed-up enqueue() can be
+// captured into a CUDA graph.
+// Modes: eager (enqueue everything, no sync), debug (sync + error check after every node; errors name the
+// node), compare (runs the CPU executor on the same inputs, node by node, and names the first node whose
+// relative L2 error exceeds a tolerance).
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/common/cuda_check.h"
+#include "kernels/conv/conv_cuda.h"
+#include "kernels/gemm/gemm_cuda.h"
+#include "runtime/cuda_plan.h"
+#include "runtime/format/model_file.h"
+#include "runtime/plan.h"
+
+namespace diffrt {
+
+// One per thread of work: owns a non-blocking stream, the cuDNN and cuBLASLt contexts. Not thread-safe.
+class CudaContext {
+ public:
+  struct Options {
+    int device = 0;
+    bool allow_tf32 = false;  // off: fp32 models match the CPU reference to ~1e-6
+    bool exhaustive_conv_search = true;
+  };
+  CudaContext();
+  explicit CudaContext(const Options& opt);
+  ~CudaContext();
+  CudaContext(const CudaContext&) = delete;
+  CudaContext& operator=(const CudaContext&) = delete;
+
+  cudaStream_t stream() const { return stream_; }
+  CudnnConv& conv() { return *conv_; }
+  CublasLtContext& gemm() { return *gemm_; }
+  const Options& options() const { return opt_; }
+  int device() const { return opt_.device; }
+  void synchronize();
+
+ private:
+  Options opt_;
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<CudnnConv> conv_;
+  std::unique_ptr<CublasLtContext> gemm_;
+};
+
+// Every tensor of a model file uploaded once, in its stored dtype (the data section is copied as one block: its
+// tensors are already 256-byte aligned). Read-only afterwards: share it among any number of executors/sessions
+// on the same device.
+class CudaWeights {
+ public:
+  explicit CudaWeights(const ModelFile& mf, int device = 0);
+  const void* get(const std::string& name) const;  // throws naming the tensor if absent
+  DType dtype() const { return dtype_; }           // the model dtype (all tensors share it)
+  uint64_t bytes() const { return buf_.bytes(); }
+  int device() const { return device_; }
+
+ private:
+  DeviceBuffer buf_;
+  std::vector<std::pair<std::string, uint64_t>> offsets_;  // sorted by name
+  DType dtype_ = DType::F32;
+  int device_ = 0;
+};
+
+// The per-node outcome of compare mode.
+struct NodeCompare {
+  int node = -1;
+  std::string name, op;
+  double rel_l2 = 0, max_abs = 0;
+};
+struct CompareReport {
+  int first_bad = -1;             // index of the first node over the tolerance, -1 if none
+  std::string first_bad_name;
+  std::vector<NodeCompare> nodes;  // every node, in execution order
+  std::string summary() const;
+};
+
+class CudaExecutor {
+ public:
+  // Plans for batch n at h x w (throws for sizes the network cannot take) and allocates all device memory.
+  CudaExecutor(const ModelFile& mf, const CudaWeights& weights, CudaContext& ctx, int n, int h, int w);
+
+  // Device inputs the graph reads; fill them (or let the sampler write them) before enqueue().
+  void* sample() const { return sample_.get(); }               // [N,H,W,Cin] model dtype
+  float* timesteps() const { return timesteps_.as<float>(); }  // [N] fp32
+  int32_t* labels() const { return labels_.as<int32_t>(); }    // [N] int32 (class-conditional models)
+  const void* output() const;                                  // [N,H,W,Cout] model dtype, in the arena
+  const void* value(int v) const;                              // any computed value (valid until reused)
+
+  // Enqueues every node on the context's stream; no host synchronisation (unless debug). Host-side errors
+  // (validation) name the node.
+  void enqueue();
+  // Runs node k only (compare mode, profiling). Its inputs must have been computed.
+  void enqueue_node(size_t k);
+
+  // Convenience: host NHWC fp32 inputs -> host fp32 output [N,H,W,Cout]; synchronises.
+  void run(const float* sample, const float* timesteps, const int32_t* labels, float* out);
+
+  // Compare mode: runs the CPU reference executor on the same host inputs, and after each node this executor's
+  // node, and compares (relative L2 of the node output against the CPU's). Synchronises per node; slow.
+  CompareReport compare_with_cpu(const float* sample, const float* timesteps, const int32_t* labels,
+                                 double tolerance);
+
+  // Precomputed time embeddings: when set, the time-embedding node copies row block [*step_counter] of `table`
+  // ([steps, N, T] model dtype, from timestep_embedding_steps_cuda) instead of recomputing the MLP.
+  void use_time_embedding_table(const void* table, const int* step_counter, int steps);
+  void clear_time_embedding_table() { temb_table_ = nullptr; temb_counter_ = nullptr; }
+
+  bool debug = false;  // sync + check after each node
+
+  const MemoryPlan& plan() const { return plan_; }
+  const DeviceArenaPlan& arena_plan() const { return arena_plan_; }
+  const Graph& graph() const { return mf_.graph; }
+  DType dtype() const { return dtype_; }
+  int batch() const { return plan_.n; }
+  CudaContext& context() const { return ctx_; }
+  const CudaWeights& weights() const { return weights_; }
+  const ModelFile& model() const { return mf_; }
+  // Downloads value v as fp32 (synchronises).
+  std::vector<float> download(int v) const;
+  // Uploads host fp32 NHWC to the sample input in the model dtype (synchronous).
+  void upload_sample(const float* x);
+
+ private:
+  void run_node(const Node& nd);
+  void* vptr(int v) const;
+
+  const ModelFile& mf_;
+  const CudaWeights& weights_;
+  CudaContext& ctx_;
+  DType dtype_;
+  MemoryPlan plan_;
+  DeviceArenaPlan arena_plan_;
+  DeviceBuffer arena_, sample_, timesteps_, labels_, gn_ws_;
+  const void* temb_table_ = nullptr;
+  const int* temb_counter_ = nullptr;
+  int temb_steps_ = 0;
+};
+
+}  // namespace diffrt

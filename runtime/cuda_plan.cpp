@@ -1,0 +1,115 @@
+// Device memory planning without CUDA calls (contract in cuda_plan.h). Tested by tests/cuda_plan_test.cpp.
+#include "runtime/cuda_plan.h"
+
+#include <algorithm>
+#include <map>
+
+#include "kernels/common/checked_math.h"
+#include "kernels/common/error.h"
+#include "kernels/conv/conv.h"
+#include "kernels/gemm/gemm.h"
+#include "kernels/group_norm/group_norm.h"
+
+namespace diffrt {
+namespace {
+
+uint64_t align_bytes(uint64_t v) { return (v + kDeviceAlignBytes - 1) / kDeviceAlignBytes * kDeviceAlignBytes; }
+
+// First-fit over a growing arena, in bytes (the same policy as the CPU planner's element allocator).
+class ByteArena {
+ public:
+  uint64_t alloc(uint64_t size) {
+    size = align_bytes(std::max<uint64_t>(size, 1));
+    uint64_t pos = 0;
+    for (const auto& [off, len] : live_) {
+      if (off >= pos && off - pos >= size) break;
+      pos = std::max(pos, off + len);
+    }
+    live_.emplace(pos, size);
+    top_ = std::max(top_, pos + size);
+    return pos;
+  }
+  void release(uint64_t off) { live_.erase(off); }
+  uint64_t top() const { return top_; }
+
+ private:
+  std::map<uint64_t, uint64_t> live_;
+  uint64_t top_ = 0;
+};
+
+uint64_t checked_bytes(uint64_t elems, uint64_t es, const char* what) {
+  uint64_t b = 0;
+  if (!mul_ok(elems, es, &b)) fail(ErrorCode::InvalidArgument, std::string(what) + ": size overflows");
+  return b;
+}
+
+}  // namespace
+
+DeviceArenaPlan plan_device_arena(const Graph& g, const MemoryPlan& p, DType dtype) {
+  const uint64_t es = dtype_size(dtype);
+  DeviceArenaPlan out;
+  out.byte_offset.assign(g.values.size(), -1);
+  std::vector<std::vector<int>> frees(g.nodes.size());
+  for (size_t v = 0; v < g.values.size(); ++v)
+    if (p.last_use[v] >= 0 && size_t(p.last_use[v]) < g.nodes.size()) frees[size_t(p.last_use[v])].push_back(int(v));
+  ByteArena arena;
+  for (size_t k = 0; k < g.nodes.size(); ++k) {
+    const int o = g.nodes[k].output;
+    out.byte_offset[size_t(o)] = int64_t(arena.alloc(checked_bytes(p.shapes[size_t(o)].numel(), es, "activation")));
+    for (int v : frees[k])  // inputs die after the node runs; never shared with the node's own output
+      if (out.byte_offset[size_t(v)] >= 0) arena.release(uint64_t(out.byte_offset[size_t(v)]));
+  }
+  out.bytes = arena.top();
+  return out;
+}
+
+uint64_t group_norm_workspace_for(const Graph& g, const MemoryPlan& p) {
+  uint64_t most = 0;
+  for (const Node& nd : g.nodes)
+    if (const auto* a = std::get_if<GroupNormAttrs>(&nd.attrs)) {
+      const ValueShape& s = p.shapes[size_t(nd.output)];
+      GroupNormParams gp;
+      gp.n = int(s.n); gp.hw = int(s.h * s.w); gp.c = int(s.c); gp.groups = a->groups;
+      most = std::max<uint64_t>(most, group_norm_workspace_bytes(gp));
+    }
+  return most;
+}
+
+CudaMemoryReport cuda_memory_report(const ModelFile& mf, DType dtype, int batch, int h, int w, bool cfg, int steps) {
+  if (batch < 1) fail(ErrorCode::InvalidArgument, "batch must be >= 1");
+  if (steps < 1) fail(ErrorCode::InvalidArgument, "steps must be >= 1");
+  const Graph& g = mf.graph;
+  CudaMemoryReport r;
+  r.dtype = dtype;
+  r.model_batch = cfg ? 2 * batch : batch;
+  const MemoryPlan plan = plan_memory(g, r.model_batch, h, w);
+  const uint64_t es = dtype_size(dtype);
+  for (const TensorInfo& t : mf.tensors) r.weight_bytes += align_bytes(checked_bytes(t.numel(), es, "weights"));
+  r.arena_bytes = plan_device_arena(g, plan, dtype).bytes;
+  for (const Node& nd : g.nodes) r.naive_activation_bytes += align_bytes(plan.shapes[size_t(nd.output)].numel() * es);
+  const uint64_t nm = uint64_t(r.model_batch);
+  r.input_bytes = align_bytes(plan.shapes[size_t(g.sample)].numel() * es) + align_bytes(nm * 4) + align_bytes(nm * 4);
+  r.group_norm_workspace_bytes = group_norm_workspace_for(g, plan);
+
+  uint64_t pad = 0, silu = 0;
+  for (const Node& nd : g.nodes) {
+    const ValueShape& in = plan.shapes[size_t(nd.inputs[0])];
+    if (const auto* c = std::get_if<Conv2dAttrs>(&nd.attrs)) {
+      if (c->pad_top != c->pad_bottom || c->pad_left != c->pad_right)
+        pad = std::max<uint64_t>(pad, uint64_t(in.n) * uint64_t(in.h + c->pad_top + c->pad_bottom) *
+                                          uint64_t(in.w + c->pad_left + c->pad_right) * uint64_t(c->cin) * es);
+    } else if (const auto* l = std::get_if<LinearAttrs>(&nd.attrs)) {
+      if (l->silu_input) silu = std::max<uint64_t>(silu, in.numel() * es);
+    }
+  }
+  r.conv_workspace_bytes = (uint64_t(256) << 20) + pad;  // CudnnConv::Options::max_workspace_bytes default
+  r.gemm_workspace_bytes = (uint64_t(32) << 20) + silu;  // CublasLtContext::Options::workspace_bytes default
+  const uint64_t state = plan.shapes[size_t(g.sample)].numel() / nm * uint64_t(batch) * 4;  // x: [B,H,W,C] fp32
+  r.sampler_bytes = align_bytes(state) + align_bytes(uint64_t(steps) * 128) + align_bytes(uint64_t(steps) * 4) +
+                    kDeviceAlignBytes;
+  r.total_bytes = r.weight_bytes + r.arena_bytes + r.input_bytes + r.group_norm_workspace_bytes +
+                  r.conv_workspace_bytes + r.gemm_workspace_bytes + r.sampler_bytes;
+  return r;
+}
+
+}  // namespace diffrt

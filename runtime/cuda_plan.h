@@ -1,0 +1,50 @@
+// Device memory planning for the CUDA backend, computed without any CUDA call (usable on CPU-only machines:
+// `how much GPU memory will this model take at this batch and size?`).
+//
+// The CPU planner (runtime/plan.h) assigns element offsets aligned to 64 elements, which is 256 bytes for
+// fp32 but only 128 for 2-byte dtypes. The CUDA executor therefore re-runs the same liveness first-fit in
+// BYTES for the model dtype, with 256-byte alignment: same lifetimes (plan.last_use), same node order.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "kernels/common/dtype.h"
+#include "runtime/format/model_file.h"
+#include "runtime/plan.h"
+
+namespace diffrt {
+
+constexpr uint64_t kDeviceAlignBytes = 256;
+
+struct DeviceArenaPlan {
+  std::vector<int64_t> byte_offset;  // per value; -1 for graph inputs (they live outside the arena)
+  uint64_t bytes = 0;                // arena size
+};
+
+// Byte offsets for every value of `plan` stored in `dtype`.
+DeviceArenaPlan plan_device_arena(const Graph& g, const MemoryPlan& plan, DType dtype);
+
+// Largest group_norm_workspace_bytes over the GroupNorm nodes of the plan.
+uint64_t group_norm_workspace_for(const Graph& g, const MemoryPlan& plan);
+
+// Everything a CUDA sampling session at (batch, h, w) takes, in bytes. Library workspaces are the upper
+// bounds the contexts are configured with (cuDNN may use less).
+struct CudaMemoryReport {
+  DType dtype = DType::F32;
+  int model_batch = 0;                  // batch the UNet runs at (2x batch with classifier-free guidance)
+  uint64_t weight_bytes = 0;            // every tensor of the model file in `dtype`, 256-byte aligned each
+  uint64_t arena_bytes = 0;             // activations (plan_device_arena)
+  uint64_t naive_activation_bytes = 0;  // what the arena saves against (every value its own block)
+  uint64_t input_bytes = 0;             // sample (dtype), timesteps (fp32), labels (int32) on device
+  uint64_t group_norm_workspace_bytes = 0;
+  uint64_t conv_workspace_bytes = 0;    // cuDNN workspace cap + explicitly padded input scratch (upper bound)
+  uint64_t gemm_workspace_bytes = 0;    // cuBLASLt workspace + silu(x) scratch
+  uint64_t sampler_bytes = 0;           // fp32 state x, coefficient/timestep tables, step counter
+  uint64_t total_bytes = 0;
+};
+
+// No CUDA call. `batch` is the number of images; `cfg` doubles the model batch. `steps` sizes the tables.
+CudaMemoryReport cuda_memory_report(const ModelFile& mf, DType dtype, int batch, int h, int w, bool cfg = false,
+                                    int steps = 1000);
+
+}  // namespace diffrt

@@ -1,0 +1,417 @@
+// C API (runtime/api/diffrt.h) tests: every entry point's argument validation (one test per case,
+// each checking the status code and that diffrt_last_error names the problem), version and
+// status names, model queries, eval parity with the diffusers fixture, cancellation (the session
+// then serves a normal request exactly as a fresh session would), callback re-entrancy, and a
+// session surviving failed requests. Model: tests/fixtures/models/class_cond (1 channel, 16x16,
+// 11 classes with null class 10), converted once into a temp dir.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "runtime/api/diffrt.h"
+#include "runtime/npy.h"
+#include "tests/test_util.h"
+#include "weights_converter/converter.h"
+
+namespace {
+
+using diffrt::test::source_path;
+
+bool msg_has(const char* needle) { return std::string(diffrt_last_error()).find(needle) != std::string::npos; }
+#define EXPECT_STATUS(call, code, needle)                                            \
+  do {                                                                               \
+    EXPECT_EQ((call), (code)) << diffrt_last_error();                                \
+    EXPECT_TRUE(msg_has(needle)) << "message: '" << diffrt_last_error() << "'";      \
+  } while (0)
+
+class Api : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = diffrt::test::temp_dir("api");
+    path_ = dir_ + "/cc.drt";
+    diffrt::ConvertOptions opt;
+    opt.input = source_path("tests/fixtures/models/class_cond");
+    opt.output = path_;
+    diffrt::convert_diffusers(opt);
+    ASSERT_EQ(diffrt_model_load(path_.c_str(), &model_), DIFFRT_OK) << diffrt_last_error();
+  }
+  static void TearDownTestSuite() { diffrt_model_free(model_); model_ = nullptr; }
+
+  void SetUp() override {
+    diffrt_session_options so;
+    diffrt_session_options_init(&so);
+    so.threads = 1;  // bit-exact comparisons between sessions
+    ASSERT_EQ(diffrt_session_create(model_, &so, &s_), DIFFRT_OK) << diffrt_last_error();
+    diffrt_params_init(&p_);
+    p_.steps = 4;
+    p_.seed = 11;
+    p_.batch = 2;
+    p_.class_labels = labels_;
+    p_.num_class_labels = 2;
+    buf_.assign(2 * 16 * 16, -1.0f);
+  }
+  void TearDown() override { EXPECT_EQ(diffrt_session_free(s_), DIFFRT_OK); }
+
+  diffrt_status sample() { return diffrt_sample(s_, &p_, buf_.data(), buf_.size(), &written_); }
+
+  static inline std::string dir_, path_;
+  static inline diffrt_model* model_ = nullptr;
+  diffrt_session* s_ = nullptr;
+  diffrt_sample_params p_{};
+  const int32_t labels_[2] = {3, 7};
+  std::vector<float> buf_;
+  size_t written_ = 0;
+};
+
+// ---- version, status names, messages ---------------------------------------------------------
+
+TEST(ApiVersion, MatchesHeaderAndString) {
+  int ma = -1, mi = -1, pa = -1;
+  diffrt_version(&ma, &mi, &pa);
+  EXPECT_EQ(ma, DIFFRT_VERSION_MAJOR);
+  EXPECT_EQ(mi, DIFFRT_VERSION_MINOR);
+  EXPECT_EQ(pa, DIFFRT_VERSION_PATCH);
+  EXPECT_EQ(std::string(diffrt_version_string()),
+            std::to_string(ma) + "." + std::to_string(mi) + "." + std::to_string(pa));
+  diffrt_version(nullptr, nullptr, nullptr);  // NULLs are allowed
+}
+
+TEST(ApiVersion, StatusNames) {
+  EXPECT_STREQ(diffrt_status_name(DIFFRT_OK), "DIFFRT_OK");
+  EXPECT_STREQ(diffrt_status_name(DIFFRT_E_CANCELLED), "DIFFRT_E_CANCELLED");
+  EXPECT_STREQ(diffrt_status_name(diffrt_status(99)), "unknown status");
+}
+
+TEST_F(Api, LastErrorClearedBySuccessAndPerThread) {
+  EXPECT_EQ(diffrt_session_release_cache(nullptr), DIFFRT_E_INVALID_ARGUMENT);
+  EXPECT_TRUE(msg_has("session is NULL"));
+  EXPECT_EQ(diffrt_session_release_cache(s_), DIFFRT_OK);
+  EXPECT_STREQ(diffrt_last_error(), "");
+}
+
+// ---- models ----------------------------------------------------------------------------------
+
+TEST_F(Api, ModelLoadNullPath) {
+  diffrt_model* m = reinterpret_cast<diffrt_model*>(0x1);
+  EXPECT_STATUS(diffrt_model_load(nullptr, &m), DIFFRT_E_INVALID_ARGUMENT, "path is NULL");
+  EXPECT_EQ(m, nullptr);
+}
+TEST_F(Api, ModelLoadNullOut) { EXPECT_STATUS(diffrt_model_load(path_.c_str(), nullptr), DIFFRT_E_INVALID_ARGUMENT, "out is NULL"); }
+TEST_F(Api, ModelLoadMissingFile) {
+  diffrt_model* m = nullptr;
+  EXPECT_STATUS(diffrt_model_load((dir_ + "/nope.drt").c_str(), &m), DIFFRT_E_IO, "nope.drt");
+}
+TEST_F(Api, ModelLoadGarbageFile) {
+  diffrt_model* m = nullptr;
+  const std::string bad = source_path("tests/fixtures/models/class_cond/config.json");
+  EXPECT_EQ(diffrt_model_load(bad.c_str(), &m), DIFFRT_E_INVALID_MODEL) << diffrt_last_error();
+  EXPECT_EQ(m, nullptr);
+}
+TEST_F(Api, ModelFreeNullIsNoop) { diffrt_model_free(nullptr); }
+
+TEST_F(Api, ModelInfo) {
+  diffrt_model_info info;
+  diffrt_model_info_init(&info);
+  ASSERT_EQ(diffrt_model_get_info(model_, &info), DIFFRT_OK) << diffrt_last_error();
+  EXPECT_EQ(info.in_channels, 1);
+  EXPECT_EQ(info.out_channels, 1);
+  EXPECT_EQ(info.sample_size, 16);
+  EXPECT_EQ(info.num_classes, 11);
+  EXPECT_EQ(info.null_class, 10);
+  EXPECT_EQ(info.downsample_factor, 2);
+  EXPECT_EQ(info.num_train_timesteps, 1000);
+}
+TEST_F(Api, ModelInfoNullModel) {
+  diffrt_model_info info;
+  diffrt_model_info_init(&info);
+  EXPECT_STATUS(diffrt_model_get_info(nullptr, &info), DIFFRT_E_INVALID_ARGUMENT, "model is NULL");
+}
+TEST_F(Api, ModelInfoNullInfo) { EXPECT_STATUS(diffrt_model_get_info(model_, nullptr), DIFFRT_E_INVALID_ARGUMENT, "info is NULL"); }
+TEST_F(Api, ModelInfoWrongStructSize) {
+  diffrt_model_info info;
+  diffrt_model_info_init(&info);
+  info.struct_size = 3;
+  EXPECT_STATUS(diffrt_model_get_info(model_, &info), DIFFRT_E_INVALID_ARGUMENT, "struct_size");
+}
+
+// ---- sessions --------------------------------------------------------------------------------
+
+TEST_F(Api, SessionCreateNullModel) {
+  diffrt_session* s = reinterpret_cast<diffrt_session*>(0x1);
+  EXPECT_STATUS(diffrt_session_create(nullptr, nullptr, &s), DIFFRT_E_INVALID_ARGUMENT, "model is NULL");
+  EXPECT_EQ(s, nullptr);
+}
+TEST_F(Api, SessionCreateNullOut) { EXPECT_STATUS(diffrt_session_create(model_, nullptr, nullptr), DIFFRT_E_INVALID_ARGUMENT, "out is NULL"); }
+TEST_F(Api, SessionCreateDefaultOptions) {
+  diffrt_session* s = nullptr;
+  ASSERT_EQ(diffrt_session_create(model_, nullptr, &s), DIFFRT_OK) << diffrt_last_error();
+  EXPECT_EQ(diffrt_session_free(s), DIFFRT_OK);
+}
+TEST_F(Api, SessionCreateWrongStructSize) {
+  diffrt_session_options so;
+  diffrt_session_options_init(&so);
+  so.struct_size = sizeof(so) + 8;
+  diffrt_session* s = nullptr;
+  EXPECT_STATUS(diffrt_session_create(model_, &so, &s), DIFFRT_E_INVALID_ARGUMENT, "options->struct_size");
+}
+TEST_F(Api, SessionCreateCudaUnsupported) {
+  diffrt_session_options so;
+  diffrt_session_options_init(&so);
+  so.device = DIFFRT_DEVICE_CUDA;
+  diffrt_session* s = nullptr;
+  EXPECT_STATUS(diffrt_session_create(model_, &so, &s), DIFFRT_E_UNSUPPORTED, "CUDA backend");
+  EXPECT_EQ(s, nullptr);
+}
+TEST_F(Api, SessionCreateUnknownDevice) {
+  diffrt_session_options so;
+  diffrt_session_options_init(&so);
+  so.device = diffrt_device(7);
+  diffrt_session* s = nullptr;
+  EXPECT_STATUS(diffrt_session_create(model_, &so, &s), DIFFRT_E_INVALID_ARGUMENT, "device");
+}
+TEST_F(Api, SessionCreateNegativeThreads) {
+  diffrt_session_options so;
+  diffrt_session_options_init(&so);
+  so.threads = -2;
+  diffrt_session* s = nullptr;
+  EXPECT_STATUS(diffrt_session_create(model_, &so, &s), DIFFRT_E_INVALID_ARGUMENT, "threads");
+}
+TEST_F(Api, SessionFreeNullIsOk) { EXPECT_EQ(diffrt_session_free(nullptr), DIFFRT_OK); }
+
+// ---- sample: argument checks ---------------------------------------------------------------
+
+TEST_F(Api, SampleNullSession) { EXPECT_STATUS(diffrt_sample(nullptr, &p_, buf_.data(), buf_.size(), nullptr), DIFFRT_E_INVALID_ARGUMENT, "session is NULL"); }
+TEST_F(Api, SampleNullParams) { EXPECT_STATUS(diffrt_sample(s_, nullptr, buf_.data(), buf_.size(), nullptr), DIFFRT_E_INVALID_ARGUMENT, "params is NULL"); }
+TEST_F(Api, SampleStructSizeZero) { p_.struct_size = 0; EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "params->struct_size"); }
+TEST_F(Api, SampleStructSizeTooLarge) { p_.struct_size = sizeof(p_) + 16; EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "params->struct_size"); }
+TEST_F(Api, SampleBatchZero) { p_.batch = 0; EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "batch = 0"); }
+TEST_F(Api, SampleBatchHuge) { p_.batch = 1000000; p_.num_class_labels = 1; EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "batch = 1000000"); }
+TEST_F(Api, SampleBatchTooLargeWithGuidance) {
+  p_.batch = 4000; p_.num_class_labels = 1; p_.guidance_scale = 3.0f;
+  EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "with guidance");
+}
+TEST_F(Api, SampleSizeNotMultipleOfDownsample) { p_.height = 17; EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "downsample factor 2"); }
+TEST_F(Api, SampleSizeNegative) { p_.width = -16; EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "must be positive"); }
+TEST_F(Api, SampleSizeAbsurd) { p_.height = p_.width = 100000; EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "height = 100000"); }
+TEST_F(Api, SampleGuidanceNaN) { p_.guidance_scale = std::nanf(""); EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "guidance_scale"); }
+TEST_F(Api, SampleGuidanceNegative) { p_.guidance_scale = -1.0f; EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "guidance_scale"); }
+TEST_F(Api, SampleGuidanceInfinite) { p_.guidance_scale = INFINITY; EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "guidance_scale"); }
+TEST_F(Api, SampleClassOutOfRange) {
+  const int32_t l[2] = {3, 11};
+  p_.class_labels = l;
+  EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "class label 11 out of range [0, 10]");
+}
+TEST_F(Api, SampleClassNegative) {
+  const int32_t l[1] = {-1};
+  p_.class_labels = l; p_.num_class_labels = 1;
+  EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "class label -1");
+}
+TEST_F(Api, SampleClassMissingOnConditionalModel) {
+  p_.class_labels = nullptr; p_.num_class_labels = 0;
+  EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "class-conditional");
+}
+TEST_F(Api, SampleClassCountMismatch) { p_.batch = 4; EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "give 1 or batch = 4"); }
+TEST_F(Api, SampleClassPointerNullWithCount) { p_.class_labels = nullptr; EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "class_labels is NULL"); }
+TEST_F(Api, SampleClassPointerWithZeroCount) { p_.num_class_labels = 0; EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "num_class_labels is 0"); }
+TEST_F(Api, SampleCapacityTooSmall) {
+  EXPECT_STATUS(diffrt_sample(s_, &p_, buf_.data(), buf_.size() - 1, &written_), DIFFRT_E_INVALID_ARGUMENT, "too small");
+  EXPECT_EQ(written_, buf_.size());  // the size needed
+}
+TEST_F(Api, SampleNullOutput) {
+  EXPECT_STATUS(diffrt_sample(s_, &p_, nullptr, 0, &written_), DIFFRT_E_INVALID_ARGUMENT, "out_images is NULL");
+  EXPECT_EQ(written_, buf_.size());
+}
+TEST_F(Api, SampleStepsZero) { p_.steps = 0; EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "steps = 0"); }
+TEST_F(Api, SampleStepsNegative) { p_.steps = -5; EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "steps = -5"); }
+TEST_F(Api, SampleStepsAboveTrainSteps) { p_.steps = 1001; EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "num_train_timesteps"); }
+TEST_F(Api, SampleUnknownSampler) { p_.sampler = diffrt_sampler(9); EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "params->sampler"); }
+TEST_F(Api, SampleUnknownRng) { p_.rng = diffrt_rng(9); EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "params->rng"); }
+TEST_F(Api, SampleEtaNaN) { p_.eta = std::nanf(""); EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "eta"); }
+TEST_F(Api, SampleEtaWithDdpm) { p_.sampler = DIFFRT_SAMPLER_DDPM; p_.eta = 0.5f; EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "eta applies to ddim only"); }
+TEST_F(Api, SampleSchedulerJsonNotJson) { p_.scheduler_config_json = "{nope"; EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "scheduler config override"); }
+TEST_F(Api, SampleSchedulerJsonNotObject) { p_.scheduler_config_json = "[1]"; EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "expected a JSON object"); }
+TEST_F(Api, SampleSchedulerJsonEmptyString) { p_.scheduler_config_json = ""; EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "empty string"); }
+TEST_F(Api, SampleSchedulerJsonBadValue) {
+  p_.scheduler_config_json = "{\"timestep_spacing\": \"sideways\"}";
+  EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "sideways");
+}
+TEST_F(Api, SampleMemoryLimit) {
+  diffrt_session_options so;
+  diffrt_session_options_init(&so);
+  so.memory_limit_bytes = 1024;
+  diffrt_session* s = nullptr;
+  ASSERT_EQ(diffrt_session_create(model_, &so, &s), DIFFRT_OK);
+  EXPECT_STATUS(diffrt_sample(s, &p_, buf_.data(), buf_.size(), nullptr), DIFFRT_E_OUT_OF_MEMORY, "memory limit");
+  EXPECT_EQ(diffrt_session_free(s), DIFFRT_OK);
+}
+TEST_F(Api, OutputSizeQuery) {
+  size_t n = 0;
+  ASSERT_EQ(diffrt_sample_output_size(s_, &p_, &n), DIFFRT_OK) << diffrt_last_error();
+  EXPECT_EQ(n, size_t(2 * 16 * 16));
+  p_.batch = 0;
+  EXPECT_STATUS(diffrt_sample_output_size(s_, &p_, &n), DIFFRT_E_INVALID_ARGUMENT, "batch = 0");
+  EXPECT_STATUS(diffrt_sample_output_size(s_, &p_, nullptr), DIFFRT_E_INVALID_ARGUMENT, "out_floats is NULL");
+}
+
+// ---- sample: runs ----------------------------------------------------------------------------
+
+TEST_F(Api, SampleWritesImagesIn01) {
+  p_.guidance_scale = 2.0f;
+  ASSERT_EQ(sample(), DIFFRT_OK) << diffrt_last_error();
+  EXPECT_EQ(written_, buf_.size());
+  for (float v : buf_) ASSERT_TRUE(v >= 0.0f && v <= 1.0f) << v;
+  EXPECT_STREQ(diffrt_last_error(), "");
+}
+
+TEST_F(Api, SampleDdimTorchWithSchedulerOverride) {
+  p_.sampler = DIFFRT_SAMPLER_DDIM;
+  p_.rng = DIFFRT_RNG_TORCH;
+  p_.eta = 0.5f;
+  p_.num_class_labels = 1;  // broadcast to the batch
+  p_.scheduler_config_json = "{\"timestep_spacing\": \"trailing\"}";
+  ASSERT_EQ(sample(), DIFFRT_OK) << diffrt_last_error();
+}
+
+TEST_F(Api, BroadcastLabelEqualsExplicitLabels) {
+  const int32_t same[2] = {5, 5};
+  p_.class_labels = same;
+  ASSERT_EQ(sample(), DIFFRT_OK) << diffrt_last_error();
+  const std::vector<float> a = buf_;
+  p_.num_class_labels = 1;
+  ASSERT_EQ(sample(), DIFFRT_OK) << diffrt_last_error();
+  EXPECT_EQ(a, buf_);
+}
+
+struct CancelAt {
+  int cancel_at = 0, calls = 0, last_total = 0;
+};
+int cancel_cb(int step, int total, void* user) {
+  auto* c = static_cast<CancelAt*>(user);
+  ++c->calls;
+  c->last_total = total;
+  return step == c->cancel_at ? 1 : 0;
+}
+
+TEST_F(Api, CancelledRunThenSessionServesNormally) {
+  CancelAt c{2};
+  p_.progress = cancel_cb;
+  p_.user = &c;
+  EXPECT_STATUS(sample(), DIFFRT_E_CANCELLED, "cancelled");
+  EXPECT_EQ(c.calls, 2);
+  EXPECT_EQ(c.last_total, 4);
+  EXPECT_EQ(written_, 0u);
+
+  c = CancelAt{-1};
+  ASSERT_EQ(sample(), DIFFRT_OK) << diffrt_last_error();
+  EXPECT_EQ(c.calls, 4);
+  const std::vector<float> after_cancel = buf_;
+
+  diffrt_session_options so;
+  diffrt_session_options_init(&so);
+  so.threads = 1;
+  diffrt_session* fresh = nullptr;
+  ASSERT_EQ(diffrt_session_create(model_, &so, &fresh), DIFFRT_OK);
+  std::vector<float> ref(buf_.size());
+  ASSERT_EQ(diffrt_sample(fresh, &p_, ref.data(), ref.size(), nullptr), DIFFRT_OK) << diffrt_last_error();
+  EXPECT_EQ(after_cancel, ref);
+  EXPECT_EQ(diffrt_session_free(fresh), DIFFRT_OK);
+}
+
+TEST_F(Api, SessionSurvivesFailedRequests) {
+  ASSERT_EQ(sample(), DIFFRT_OK) << diffrt_last_error();
+  const std::vector<float> ref = buf_;
+  p_.height = p_.width = 100000;
+  EXPECT_NE(sample(), DIFFRT_OK);
+  p_.height = p_.width = 0;
+  p_.steps = 5000;
+  EXPECT_NE(sample(), DIFFRT_OK);
+  p_.steps = 4;
+  std::fill(buf_.begin(), buf_.end(), -1.0f);
+  ASSERT_EQ(sample(), DIFFRT_OK) << diffrt_last_error();
+  EXPECT_EQ(buf_, ref);
+}
+
+struct Reenter {
+  diffrt_session* s;
+  const diffrt_sample_params* p;
+  diffrt_status sample_status = DIFFRT_OK, free_status = DIFFRT_OK, release_status = DIFFRT_OK;
+  std::string message;
+};
+int reenter_cb(int step, int, void* user) {
+  auto* r = static_cast<Reenter*>(user);
+  if (step != 1) return 0;
+  float tmp[2 * 16 * 16];
+  r->sample_status = diffrt_sample(r->s, r->p, tmp, 2 * 16 * 16, nullptr);
+  r->message = diffrt_last_error();
+  r->free_status = diffrt_session_free(r->s);
+  r->release_status = diffrt_session_release_cache(r->s);
+  return 0;
+}
+
+TEST_F(Api, ProgressCallbackCannotReenterItsSession) {
+  Reenter r{s_, &p_};
+  p_.progress = reenter_cb;
+  p_.user = &r;
+  ASSERT_EQ(sample(), DIFFRT_OK) << diffrt_last_error();
+  EXPECT_EQ(r.sample_status, DIFFRT_E_INVALID_ARGUMENT);
+  EXPECT_NE(r.message.find("busy"), std::string::npos) << r.message;
+  EXPECT_EQ(r.free_status, DIFFRT_E_INVALID_ARGUMENT);
+  EXPECT_EQ(r.release_status, DIFFRT_E_INVALID_ARGUMENT);
+}
+
+// ---- eval ------------------------------------------------------------------------------------
+
+TEST_F(Api, EvalMatchesDiffusersFixture) {
+  const std::string fx = source_path("tests/fixtures/models/class_cond/");
+  diffrt::NpyArray x = diffrt::read_npy(fx + "x.npy"), t = diffrt::read_npy(fx + "t.npy"),
+                   l = diffrt::read_npy(fx + "labels.npy"), ref = diffrt::read_npy(fx + "out.npy");
+  ASSERT_EQ(x.shape.size(), 4u);
+  const int n = int(x.shape[0]), h = int(x.shape[2]), w = int(x.shape[3]);
+  std::vector<float> ts(size_t(n));
+  if (t.type == diffrt::NpyType::F32) { auto v = t.as_f32(); for (int i = 0; i < n; ++i) ts[i] = v[t.shape[0] == 1 ? 0 : i]; }
+  else { auto v = t.as_i64(); for (int i = 0; i < n; ++i) ts[i] = float(v[t.shape[0] == 1 ? 0 : i]); }
+  std::vector<int32_t> labels;
+  for (int64_t v : l.as_i64()) labels.push_back(int32_t(v));
+  const std::vector<float> xin = x.as_f32(), want = ref.as_f32();
+  std::vector<float> out(want.size());
+  size_t written = 0;
+  ASSERT_EQ(diffrt_eval(s_, xin.data(), n, h, w, ts.data(), labels.data(), out.data(), out.size(), &written), DIFFRT_OK)
+      << diffrt_last_error();
+  EXPECT_EQ(written, want.size());
+  EXPECT_LT(diffrt::test::rel_l2(out.data(), want.data(), want.size()), 1e-5);
+}
+
+class ApiEval : public Api {
+ protected:
+  diffrt_status eval(int n = 1, int h = 16, int w = 16, bool labels = true, size_t cap = 256) {
+    return diffrt_eval(s_, x_.data(), n, h, w, t_, labels ? l_ : nullptr, out_.data(), cap, &written_);
+  }
+  std::vector<float> x_ = std::vector<float>(2 * 20 * 20, 0.1f), out_ = std::vector<float>(2 * 20 * 20);
+  const float t_[2] = {10.0f, 500.0f};
+  const int32_t l_[2] = {1, 2};
+};
+
+TEST_F(ApiEval, Ok) { ASSERT_EQ(eval(), DIFFRT_OK) << diffrt_last_error(); EXPECT_EQ(written_, 256u); }
+TEST_F(ApiEval, NullSession) { EXPECT_STATUS(diffrt_eval(nullptr, x_.data(), 1, 16, 16, t_, l_, out_.data(), 256, nullptr), DIFFRT_E_INVALID_ARGUMENT, "session is NULL"); }
+TEST_F(ApiEval, NullSample) { EXPECT_STATUS(diffrt_eval(s_, nullptr, 1, 16, 16, t_, l_, out_.data(), 256, nullptr), DIFFRT_E_INVALID_ARGUMENT, "sample is null"); }
+TEST_F(ApiEval, NullTimesteps) { EXPECT_STATUS(diffrt_eval(s_, x_.data(), 1, 16, 16, nullptr, l_, out_.data(), 256, nullptr), DIFFRT_E_INVALID_ARGUMENT, "timesteps is null"); }
+TEST_F(ApiEval, BatchZero) { EXPECT_STATUS(eval(0), DIFFRT_E_INVALID_ARGUMENT, "n = 0"); }
+TEST_F(ApiEval, SizeNotMultiple) { EXPECT_STATUS(eval(1, 15, 16), DIFFRT_E_INVALID_ARGUMENT, "downsample factor"); }
+TEST_F(ApiEval, LabelsMissing) { EXPECT_STATUS(eval(1, 16, 16, false), DIFFRT_E_INVALID_ARGUMENT, "class_labels are required"); }
+TEST_F(ApiEval, CapacityTooSmall) {
+  EXPECT_STATUS(eval(2, 16, 16, true, 511), DIFFRT_E_INVALID_ARGUMENT, "too small");
+  EXPECT_EQ(written_, 512u);
+}
+TEST_F(ApiEval, TimestepNaN) {
+  const float bad[1] = {std::nanf("")};
+  EXPECT_STATUS(diffrt_eval(s_, x_.data(), 1, 16, 16, bad, l_, out_.data(), 256, nullptr), DIFFRT_E_INVALID_ARGUMENT, "not finite");
+}
+TEST_F(ApiEval, LabelOutOfRange) {
+  const int32_t bad[1] = {42};
+  EXPECT_STATUS(diffrt_eval(s_, x_.data(), 1, 16, 16, t_, bad, out_.data(), 256, nullptr), DIFFRT_E_INVALID_ARGUMENT, "out of range");
+}
+
+}  // namespace
