@@ -9,6 +9,7 @@
 #include "kernels/conv/conv.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/group_norm/group_norm.h"
+#include "kernels/scheduler_step/scheduler_step.h"
 
 namespace diffrt {
 namespace {
@@ -105,7 +106,7 @@ CudaMemoryReport cuda_memory_report(const ModelFile& mf, DType dtype, int batch,
   r.conv_workspace_bytes = (uint64_t(256) << 20) + pad;  // CudnnConv::Options::max_workspace_bytes default
   r.gemm_workspace_bytes = (uint64_t(32) << 20) + silu;  // CublasLtContext::Options::workspace_bytes default
   const uint64_t state = plan.shapes[size_t(g.sample)].numel() / nm * uint64_t(batch) * 4;  // x: [B,H,W,C] fp32
-  r.sampler_bytes = align_bytes(state) + align_bytes(uint64_t(steps) * 128) + align_bytes(uint64_t(steps) * 4) +
+  r.sampler_bytes = align_bytes(state) + align_bytes(uint64_t(steps) * sizeof(StepCoeffs)) + align_bytes(uint64_t(steps) * 4) +
                     kDeviceAlignBytes;
   r.total_bytes = r.weight_bytes + r.arena_bytes + r.input_bytes + r.group_norm_workspace_bytes +
                   r.conv_workspace_bytes + r.gemm_workspace_bytes + r.sampler_bytes;

@@ -352,7 +352,7 @@ int reenter_cb(int step, int, void* user) {
 }
 
 TEST_F(Api, ProgressCallbackCannotReenterItsSession) {
-  Reenter r{s_, &p_};
+  Reenter r{s_, &p_, DIFFRT_OK, DIFFRT_OK, DIFFRT_OK, {}};
   p_.progress = reenter_cb;
   p_.user = &r;
   ASSERT_EQ(sample(), DIFFRT_OK) << diffrt_last_error();
@@ -370,7 +370,7 @@ TEST_F(Api, EvalMatchesDiffusersFixture) {
                    l = diffrt::read_npy(fx + "labels.npy"), ref = diffrt::read_npy(fx + "out.npy");
   ASSERT_EQ(x.shape.size(), 4u);
   const int n = int(x.shape[0]), h = int(x.shape[2]), w = int(x.shape[3]);
-  std::vector<float> ts(size_t(n));
+  std::vector<float> ts(static_cast<size_t>(n));
   if (t.type == diffrt::NpyType::F32) { auto v = t.as_f32(); for (int i = 0; i < n; ++i) ts[i] = v[t.shape[0] == 1 ? 0 : i]; }
   else { auto v = t.as_i64(); for (int i = 0; i < n; ++i) ts[i] = float(v[t.shape[0] == 1 ? 0 : i]); }
   std::vector<int32_t> labels;

@@ -1,0 +1,229 @@
+#!/usr/bin/env bash
+# The whole GPU pass in one command, on a bare H100/H200 machine (see DESIGN.md "Working with the occasional
+# GPU"): build for sm_90 only, run the GPU test suite (ctest -L gpu, JUnit), compute-sanitizer memcheck and
+# racecheck on the kernel test binaries (reduced filters), the GPU benchmarks if any, and write everything
+# under $OUT (default ./gpu_out) with a summary.md. Designed to finish inside one 10-minute device call
+# (every step has its own timeout; total budget GPU_PASS_BUDGET_S, default 540 s).
+#
+# Usage:
+#   scripts/gpu_pass.sh --stage     # on the BUILD machine (no GPU): copy what the bare GPU machine lacks
+#                                   # (GoogleTest source, nlohmann_json, CLI11, libpng/zlib headers + libs)
+#                                   # into third_party/ (ignored via .git/info/exclude; carry it).
+#   scripts/gpu_pass.sh             # on the GPU machine, from the repository root.
+# Environment:
+#   OUT            results folder (default ./gpu_out). On the device tool only 8 files come back, so logs are
+#                  packed into logs.tar.gz unless GPU_PASS_PACK=0.
+#   GTEST_ROOT     GoogleTest source tree (default third_party/googletest); or GTest_DIR for an installed one.
+#   DEPS_PREFIX    prefix holding include/, lib/, share/cmake/ of the staged deps (default third_party/gpu_deps).
+#   CUDNN_ROOT     cuDNN root with include/ and lib/ (default: the pip package nvidia.cudnn, then the toolkit).
+#   JOBS           build parallelism (default nproc).  SANITIZER_FILTER: gtest filter for compute-sanitizer.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT" || exit 1
+
+# ---- staging mode (build machine) ------------------------------------------------------------------------
+if [[ "${1:-}" == "--stage" ]]; then
+  set -e
+  TP="$ROOT/third_party"
+  mkdir -p "$TP/gpu_deps/include" "$TP/gpu_deps/lib" "$TP/gpu_deps/share/cmake"
+  rm -rf "$TP/googletest"
+  cp -r /usr/src/googletest "$TP/googletest"
+  cp -r /usr/include/nlohmann "$TP/gpu_deps/include/"
+  cp -r /usr/share/cmake/nlohmann_json "$TP/gpu_deps/share/cmake/"
+  cp -r /usr/include/CLI "$TP/gpu_deps/include/"
+  cp -r /usr/share/cmake/CLI11 "$TP/gpu_deps/share/cmake/"
+  for h in png.h pngconf.h pnglibconf.h zlib.h zconf.h; do
+    if [[ -f /usr/include/$h ]]; then cp "/usr/include/$h" "$TP/gpu_deps/include/"; fi
+    if [[ -f /usr/include/libpng16/$h ]]; then mkdir -p "$TP/gpu_deps/include/libpng16"; cp "/usr/include/libpng16/$h" "$TP/gpu_deps/include/libpng16/"; fi
+  done
+  cp -P /usr/lib/x86_64-linux-gnu/libpng16.so* /usr/lib/x86_64-linux-gnu/libpng.so "$TP/gpu_deps/lib/" 2>/dev/null || true
+  cp -P /usr/lib/x86_64-linux-gnu/libz.so* "$TP/gpu_deps/lib/" 2>/dev/null || true
+  if [[ -d "$ROOT/.git" ]] && ! grep -qx '/third_party/' "$ROOT/.git/info/exclude" 2>/dev/null; then
+    echo '/third_party/' >> "$ROOT/.git/info/exclude"
+  fi
+  du -sh "$TP"
+  echo "staged into $TP; carry 'third_party' to the GPU machine"
+  exit 0
+fi
+
+# ---- GPU pass -----------------------------------------------------------------------------------------------
+START=$(date +%s)
+BUDGET=${GPU_PASS_BUDGET_S:-540}
+OUT=${OUT:-$ROOT/gpu_out}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+LOGS="$OUT/logs"
+mkdir -p "$LOGS"
+BUILD=${BUILD_DIR:-$ROOT/build-gpu}
+JOBS=${JOBS:-$(nproc)}
+SUMMARY="$OUT/summary.md"
+declare -a STEP_RESULTS=()
+
+left() { echo $((BUDGET - ($(date +%s) - START))); }
+# run_step NAME TIMEOUT_S CMD... : runs with a timeout (capped by the budget left), logs to $LOGS/NAME.log.
+run_step() {
+  local name=$1 limit=$2
+  shift 2
+  local remaining
+  remaining=$(left)
+  if ((remaining < 15)); then
+    STEP_RESULTS+=("| $name | skipped (budget) | 0 |")
+    return 0
+  fi
+  ((limit > remaining - 10)) && limit=$((remaining - 10))
+  local t0 rc
+  t0=$(date +%s)
+  echo "== $name (timeout ${limit}s): $*" | tee -a "$LOGS/steps.log"
+  timeout --kill-after=10 "$limit" "$@" >"$LOGS/$name.log" 2>&1
+  rc=$?
+  local verdict="ok"
+  ((rc == 124 || rc == 137)) && verdict="TIMEOUT"
+  ((rc != 0 && rc != 124 && rc != 137)) && verdict="FAILED (rc $rc)"
+  STEP_RESULTS+=("| $name | $verdict | $(($(date +%s) - t0)) |")
+  echo "   -> $verdict" | tee -a "$LOGS/steps.log"
+  return 0
+}
+
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "command: $0 $*"
+  echo "git: $(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo '?') $(git -C "$ROOT" status --porcelain 2>/dev/null | wc -l) changed files"
+  nvidia-smi 2>&1 || echo "nvidia-smi unavailable"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 || true
+  nvcc --version 2>&1 || echo "nvcc unavailable"
+  cmake --version 2>&1 | head -1
+} >"$LOGS/environment.log" 2>&1
+
+# ---- dependencies ------------------------------------------------------------------------------------------
+DEPS_PREFIX=${DEPS_PREFIX:-$ROOT/third_party/gpu_deps}
+GTEST_ROOT=${GTEST_ROOT:-$ROOT/third_party/googletest}
+PREFIX_PATH=""
+[[ -d "$DEPS_PREFIX" ]] && PREFIX_PATH="$DEPS_PREFIX"
+if [[ -z "${GTest_DIR:-}" ]]; then
+  GTEST_PREFIX="$BUILD/_gtest_install"
+  if [[ ! -f "$GTEST_PREFIX/lib/cmake/GTest/GTestConfig.cmake" ]]; then
+    if [[ -d "$GTEST_ROOT" ]]; then
+      run_step gtest_build 180 bash -c "cmake -S '$GTEST_ROOT' -B '$BUILD/_gtest' -G Ninja -DCMAKE_BUILD_TYPE=Release \
+        -DCMAKE_INSTALL_PREFIX='$GTEST_PREFIX' -DBUILD_GMOCK=OFF -DCMAKE_POSITION_INDEPENDENT_CODE=ON && \
+        cmake --build '$BUILD/_gtest' -j '$JOBS' && cmake --install '$BUILD/_gtest'"
+    else
+      echo "no GoogleTest: set GTEST_ROOT or GTest_DIR, or run '$0 --stage' on the build machine" >>"$LOGS/steps.log"
+    fi
+  fi
+  PREFIX_PATH="${PREFIX_PATH:+$PREFIX_PATH;}$GTEST_PREFIX"
+fi
+
+if [[ -z "${CUDNN_ROOT:-}" ]]; then
+  CUDNN_ROOT=$(python3 -c 'import nvidia.cudnn as m; print(list(m.__path__)[0])' 2>/dev/null || true)
+fi
+CMAKE_EXTRA=()
+INC_FLAGS=""
+if [[ -n "${CUDNN_ROOT:-}" && -d "$CUDNN_ROOT/include" ]]; then
+  INC_FLAGS="-isystem $CUDNN_ROOT/include"
+  CUDNN_SO=""
+  for cand in "$CUDNN_ROOT"/lib/libcudnn.so "$CUDNN_ROOT"/lib/libcudnn.so.[0-9]*; do
+    if [[ -e "$cand" ]]; then CUDNN_SO=$cand; break; fi
+  done
+  [[ -n "$CUDNN_SO" ]] && CMAKE_EXTRA+=("-DCUDNN_LIB=$CUDNN_SO")
+  export LD_LIBRARY_PATH="$CUDNN_ROOT/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+if [[ -d "$DEPS_PREFIX/lib" ]]; then
+  export LD_LIBRARY_PATH="$DEPS_PREFIX/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  CMAKE_EXTRA+=("-DPNG_PNG_INCLUDE_DIR=$DEPS_PREFIX/include" "-DZLIB_INCLUDE_DIR=$DEPS_PREFIX/include")
+  if [[ -e "$DEPS_PREFIX/lib/libpng16.so" ]]; then
+    CMAKE_EXTRA+=("-DPNG_LIBRARY=$DEPS_PREFIX/lib/libpng16.so" "-DPNG_LIBRARY_RELEASE=$DEPS_PREFIX/lib/libpng16.so")
+  fi
+  if [[ -e "$DEPS_PREFIX/lib/libz.so" ]]; then
+    CMAKE_EXTRA+=("-DZLIB_LIBRARY=$DEPS_PREFIX/lib/libz.so" "-DZLIB_LIBRARY_RELEASE=$DEPS_PREFIX/lib/libz.so")
+  fi
+fi
+[[ -n "${GTest_DIR:-}" ]] && CMAKE_EXTRA+=("-DGTest_DIR=$GTest_DIR")
+echo "CUDNN_ROOT=${CUDNN_ROOT:-} LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}" >>"$LOGS/environment.log"
+
+# ---- build (sm_90 only) --------------------------------------------------------------------------------------
+run_step configure 90 cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_CUDA_ARCHITECTURES=90 -DDIFFRT_CUDA=ON -DDIFFRT_TESTS=ON \
+  "-DCMAKE_PREFIX_PATH=$PREFIX_PATH" "-DCMAKE_CXX_FLAGS=$INC_FLAGS" "-DCMAKE_CUDA_FLAGS=$INC_FLAGS" "${CMAKE_EXTRA[@]}"
+run_step build 300 cmake --build "$BUILD" -j "$JOBS"
+
+# ---- tests ------------------------------------------------------------------------------------------------------
+run_step ctest_gpu 200 ctest --test-dir "$BUILD" -L gpu --output-on-failure --timeout 150 -j 1 \
+  --output-junit "$OUT/ctest_gpu.xml"
+
+# ---- compute-sanitizer on the kernel tests (reduced filters) -----------------------------------------------
+SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+FILTER=${SANITIZER_FILTER:--*Larger*:*RealModel*:*Many*:*Random*}
+if [[ -n "$SAN" ]]; then
+  for t in "$BUILD"/tests/gpu_*_test; do
+    [[ -x "$t" ]] || continue
+    name=$(basename "$t")
+    [[ "$name" == gpu_executor_test ]] && continue  # whole models: too slow under the sanitizer
+    run_step "memcheck_$name" 45 "$SAN" --tool memcheck --error-exitcode 3 --leak-check full "$t" "--gtest_filter=$FILTER"
+  done
+  for name in gpu_group_norm_test gpu_attention_test gpu_scheduler_step_test gpu_timestep_embedding_test; do
+    t="$BUILD/tests/$name"
+    [[ -x "$t" ]] || continue
+    run_step "racecheck_$name" 40 "$SAN" --tool racecheck --error-exitcode 3 "$t" "--gtest_filter=$FILTER"
+  done
+else
+  STEP_RESULTS+=("| compute-sanitizer | not found | 0 |")
+fi
+
+# ---- benchmarks (GPU ones only) ---------------------------------------------------------------------------
+if [[ -d "$BUILD/bench" ]]; then
+  for b in "$BUILD"/bench/*; do
+    [[ -f "$b" && -x "$b" ]] || continue
+    name=$(basename "$b")
+    [[ "$name" == cpu_* ]] && continue
+    run_step "bench_$name" 90 "$b"
+  done
+fi
+
+# ---- summary ------------------------------------------------------------------------------------------------
+{
+  echo "# diffrt GPU pass"
+  echo
+  echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "- command: \`$0 $*\` (OUT=$OUT, BUILD=$BUILD)"
+  echo "- git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
+  echo "- GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)"
+  echo "- CUDA: $(nvcc --version 2>/dev/null | grep -o 'release [0-9.]*' | head -1)"
+  echo "- cuDNN: ${CUDNN_ROOT:-toolkit}"
+  echo "- wall time: $(($(date +%s) - START)) s of budget $BUDGET s"
+  echo
+  echo "| step | result | seconds |"
+  echo "| --- | --- | --- |"
+  printf '%s\n' "${STEP_RESULTS[@]}"
+  echo
+  echo "## ctest -L gpu (tail)"
+  echo '```'
+  tail -n 40 "$LOGS/ctest_gpu.log" 2>/dev/null
+  echo '```'
+  echo
+  echo "## sanitizer verdicts"
+  echo '```'
+  grep -H -E "ERROR SUMMARY|RACECHECK SUMMARY|LEAK SUMMARY" "$LOGS"/memcheck_*.log "$LOGS"/racecheck_*.log 2>/dev/null
+  echo '```'
+  echo
+  echo "## numbers printed by the tests"
+  echo '```'
+  grep -h -E "^\[(cuda|parity|pipeline)" "$LOGS/ctest_gpu.log" 2>/dev/null | head -n 80
+  echo '```'
+  echo
+  echo "## build errors (if any)"
+  echo '```'
+  grep -E "error|FAILED" "$LOGS/build.log" 2>/dev/null | head -n 30
+  echo '```'
+  echo
+  echo "nvidia-smi:"
+  echo '```'
+  cat "$LOGS/environment.log"
+  echo '```'
+} >"$SUMMARY"
+
+if [[ "${GPU_PASS_PACK:-1}" == "1" ]]; then
+  tar -czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -rf "$LOGS"
+fi
+echo "GPU pass done in $(($(date +%s) - START)) s; summary: $SUMMARY"
+head -n 40 "$SUMMARY"

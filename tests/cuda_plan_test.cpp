@@ -1,0 +1,94 @@
+// runtime/cuda_plan.h on a CPU machine (no CUDA call): byte arena placement for every dtype (256-byte aligned,
+// no two simultaneously live values overlap, fits in the arena) and the memory report's arithmetic.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "kernels/common/error.h"
+#include "runtime/cuda_plan.h"
+#include "tests/test_util.h"
+#include "weights_converter/converter.h"
+
+using namespace diffrt;
+namespace fs = std::filesystem;
+
+namespace {
+
+ModelFile convert(const std::string& name, DType dtype) {
+  std::string drt = test::temp_dir("cuda_plan") + "/m.drt";
+  ConvertOptions opt;
+  opt.input = test::source_path("tests/fixtures/models/" + name);
+  opt.output = drt;
+  opt.dtype = dtype;
+  convert_diffusers(opt);
+  return read_model_file(drt);
+}
+
+// Values u and v are live at the same time when their [producer, last_use] node intervals intersect.
+void check_no_overlap(const Graph& g, const MemoryPlan& p, const DeviceArenaPlan& a, DType dt) {
+  std::vector<int> producer(g.values.size(), -1);
+  for (size_t k = 0; k < g.nodes.size(); ++k) producer[size_t(g.nodes[k].output)] = int(k);
+  const uint64_t es = dtype_size(dt);
+  for (size_t u = 0; u < g.values.size(); ++u) {
+    if (producer[u] < 0) {
+      EXPECT_EQ(a.byte_offset[u], -1) << g.values[u];
+      continue;
+    }
+    ASSERT_GE(a.byte_offset[u], 0) << g.values[u];
+    EXPECT_EQ(uint64_t(a.byte_offset[u]) % kDeviceAlignBytes, 0u) << g.values[u];
+    const uint64_t ub = uint64_t(a.byte_offset[u]), ue = ub + p.shapes[u].numel() * es;
+    EXPECT_LE(ue, a.bytes) << g.values[u];
+    for (size_t v = u + 1; v < g.values.size(); ++v) {
+      if (producer[v] < 0) continue;
+      const int lu = std::max(p.last_use[u], producer[u]), lv = std::max(p.last_use[v], producer[v]);
+      const bool live_together = producer[u] <= lv && producer[v] <= lu;
+      if (!live_together) continue;
+      const uint64_t vb = uint64_t(a.byte_offset[v]), ve = vb + p.shapes[v].numel() * es;
+      EXPECT_TRUE(ue <= vb || ve <= ub) << g.values[u] << " overlaps " << g.values[v];
+    }
+  }
+}
+
+}  // namespace
+
+TEST(CudaPlan, ArenaIsAlignedAndNonOverlappingForEveryDtype) {
+  for (const char* name : {"cifar_like", "class_cond", "mid_none_noattn", "scale_shift_multihead"}) {
+    ModelFile mf = convert(name, DType::F32);
+    for (int batch : {1, 3, 8}) {
+      MemoryPlan p = plan_memory(mf.graph, batch, 32, 32);  // a multiple of every fixture's downsample factor
+      uint64_t prev = 0;
+      for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
+        DeviceArenaPlan a = plan_device_arena(mf.graph, p, dt);
+        check_no_overlap(mf.graph, p, a, dt);
+        EXPECT_LE(a.bytes, p.naive_elems * dtype_size(dt) + mf.graph.nodes.size() * kDeviceAlignBytes) << name;
+        if (dt == DType::F32) prev = a.bytes;
+        else EXPECT_LE(a.bytes, prev) << name << " " << dtype_name(dt) << " arena larger than fp32";
+      }
+    }
+  }
+}
+
+TEST(CudaPlan, MemoryReport) {
+  ModelFile f32 = convert("cifar_like", DType::F32), f16 = convert("cifar_like", DType::F16);
+  CudaMemoryReport r = cuda_memory_report(f32, DType::F32, 4, 16, 16, false, 50);
+  EXPECT_EQ(r.model_batch, 4);
+  EXPECT_GT(r.weight_bytes, 0u);
+  EXPECT_GE(r.weight_bytes, f32.data.size() / 2);
+  EXPECT_GT(r.arena_bytes, 0u);
+  EXPECT_LE(r.arena_bytes, r.naive_activation_bytes);
+  EXPECT_GT(r.group_norm_workspace_bytes, 0u);
+  EXPECT_EQ(r.total_bytes, r.weight_bytes + r.arena_bytes + r.input_bytes + r.group_norm_workspace_bytes +
+                               r.conv_workspace_bytes + r.gemm_workspace_bytes + r.sampler_bytes);
+  // fp16 halves weights and (roughly) activations; the model file's own dtype does not matter.
+  CudaMemoryReport h = cuda_memory_report(f32, DType::F16, 4, 16, 16, false, 50);
+  CudaMemoryReport h2 = cuda_memory_report(f16, DType::F16, 4, 16, 16, false, 50);
+  EXPECT_EQ(h.weight_bytes, h2.weight_bytes);
+  EXPECT_LT(h.weight_bytes, r.weight_bytes);
+  EXPECT_LT(h.arena_bytes, r.arena_bytes);
+  // CFG doubles the model batch.
+  CudaMemoryReport c = cuda_memory_report(f32, DType::F32, 4, 16, 16, true, 50);
+  EXPECT_EQ(c.model_batch, 8);
+  EXPECT_GT(c.arena_bytes, r.arena_bytes);
+  EXPECT_THROW(cuda_memory_report(f32, DType::F32, 0, 16, 16), Error);
+  EXPECT_THROW(cuda_memory_report(f32, DType::F32, 1, 15, 16), Error);  // not a multiple of the downsample factor
+}
