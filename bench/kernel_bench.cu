@@ -49,6 +49,7 @@
 #include <cudnn.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -79,6 +80,10 @@ using diffrt::DType;
 using json = nlohmann::json;
 
 namespace {
+
+// SIGTERM/SIGINT (e.g. `timeout` in scripts/gpu_pass.sh) stop the run between cases; the JSON is still written.
+volatile std::sig_atomic_t g_stop = 0;
+extern "C" void on_stop_signal(int) { g_stop = 1; }
 
 // ================================ baseline kernels ==============================================
 
@@ -673,11 +678,52 @@ json result_json(const Ctx& c, const Result& r) {
   return j;
 }
 
+// Writes the JSON file (when --json): after every case (so a killed run keeps what it measured) and at
+// the end (final = true prints where it went). Returns the number of failed rows.
+int write_json(const Options& opt, const json& env, const Ctx& ctx, int skipped, const std::string& aborted,
+               std::chrono::steady_clock::time_point t_start, bool final) {
+  int n_err = 0;
+  json jr = json::array();
+  for (const Result& r : ctx.results) {
+    jr.push_back(result_json(ctx, r));
+    n_err += !r.error.empty();
+  }
+  if (opt.json_path.empty()) return n_err;
+  json out = {{"schema", "diffrt.kernel_bench.v1"},
+              {"env", env},
+              {"options", {{"filter", opt.filter}, {"reps", opt.reps}, {"quick", opt.quick}, {"l2", opt.hot ? "hot" : "flushed"},
+                           {"budget_s", opt.budget_s}}},
+              {"ceilings", {{"copy_gbps", ctx.copy_gbs}, {"gemm_tflops", ctx.gemm_tflops}}},
+              {"results", jr},
+              {"errors", n_err},
+              {"complete", final && aborted.empty()},
+              {"skipped_over_budget", skipped},
+              {"wall_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count()}};
+  if (!aborted.empty()) out["aborted"] = aborted;
+  const std::string tmp = opt.json_path + ".tmp";
+  {
+    std::ofstream f(tmp);
+    f << out.dump(1) << "\n";
+    if (!f) {
+      std::fprintf(stderr, "diffrt_kernel_bench: could not write %s\n", tmp.c_str());
+      return n_err;
+    }
+  }
+  if (std::rename(tmp.c_str(), opt.json_path.c_str()) != 0)
+    std::fprintf(stderr, "diffrt_kernel_bench: could not rename %s\n", tmp.c_str());
+  else if (final)
+    std::fprintf(stderr, "diffrt_kernel_bench: wrote %s\n", opt.json_path.c_str());
+  return n_err;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   Options opt;
   for (int i = 0; i < argc; ++i) opt.command_line += (i ? " " : "") + std::string(argv[i]);
+  if (const char* e = std::getenv("DIFFRT_BENCH_JSON")) opt.json_path = e;  // defaults from the environment
+  if (const char* e = std::getenv("DIFFRT_BENCH_BUDGET_S")) opt.budget_s = std::atof(e);
+  if (const char* e = std::getenv("DIFFRT_BENCH_QUICK")) opt.quick = std::string(e) == "1";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -729,9 +775,16 @@ int main(int argc, char** argv) {
   if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
     (void)cudaGetLastError();
     std::fprintf(stderr, "diffrt_kernel_bench: no CUDA device\n");
+    if (!opt.json_path.empty()) {  // a record that the run happened and why it produced nothing
+      std::ofstream f(opt.json_path);
+      f << json{{"schema", "diffrt.kernel_bench.v1"}, {"env", {{"date_utc", bench::utc_now_iso()}, {"command", opt.command_line}}},
+                {"results", json::array()}, {"aborted", "no CUDA device"}}.dump(1) << "\n";
+    }
     return 3;
   }
 
+  std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGINT, on_stop_signal);
   json env;
   std::string aborted;
   Ctx ctx;
@@ -785,6 +838,7 @@ int main(int argc, char** argv) {
     ctx.lt = std::make_unique<diffrt::CublasLtContext>();
 
     auto run_case = [&](const Case& c) {
+      if (g_stop) throw std::runtime_error("stopped by a signal (SIGTERM/SIGINT): remaining cases not run");
       if (opt.budget_s > 0 &&
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count() > opt.budget_s) {
         ++skipped;
@@ -799,6 +853,7 @@ int main(int argc, char** argv) {
         ctx.fail_case(e.what());
         Ctx::check_sticky();
       }
+      write_json(opt, env, ctx, skipped, "running", t_start, false);
     };
     if (opt.ceilings) {
       for (const Case& c : ceilings) run_case(c);
@@ -818,33 +873,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "diffrt_kernel_bench: aborted: %s\n", aborted.c_str());
   }
   if (skipped) std::printf("\n%d cases skipped: over --budget-s %.0f\n", skipped, opt.budget_s);
-
-  bench::NvmlInfo nv_end = bench::query_nvml(0);
-  env["sm_clock_mhz_end"] = nv_end.sm_clock_mhz;
-  env["mem_clock_mhz_end"] = nv_end.mem_clock_mhz;
-  env["temperature_c_end"] = nv_end.temperature_c;
-  int n_err = 0;
-  json jr = json::array();
-  for (const Result& r : ctx.results) {
-    jr.push_back(result_json(ctx, r));
-    n_err += !r.error.empty();
+  if (!env.is_null()) {
+    bench::NvmlInfo nv_end = bench::query_nvml(0);
+    env["sm_clock_mhz_end"] = nv_end.sm_clock_mhz;
+    env["mem_clock_mhz_end"] = nv_end.mem_clock_mhz;
+    env["temperature_c_end"] = nv_end.temperature_c;
   }
-  json out = {{"schema", "diffrt.kernel_bench.v1"},
-              {"env", env},
-              {"options", {{"filter", opt.filter}, {"reps", opt.reps}, {"quick", opt.quick}, {"l2", opt.hot ? "hot" : "flushed"},
-                           {"budget_s", opt.budget_s}}},
-              {"ceilings", {{"copy_gbps", ctx.copy_gbs}, {"gemm_tflops", ctx.gemm_tflops}}},
-              {"results", jr},
-              {"errors", n_err},
-              {"skipped_over_budget", skipped},
-              {"wall_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count()}};
-  if (!aborted.empty()) out["aborted"] = aborted;
-  if (!opt.json_path.empty()) {
-    std::ofstream f(opt.json_path);
-    f << out.dump(1) << "\n";
-    if (!f) std::fprintf(stderr, "diffrt_kernel_bench: could not write %s\n", opt.json_path.c_str());
-    else std::fprintf(stderr, "diffrt_kernel_bench: wrote %s\n", opt.json_path.c_str());
-  }
+  int n_err = write_json(opt, env, ctx, skipped, aborted, t_start, true);
   if (ctx.cublas) cublasDestroy(ctx.cublas);
   if (!aborted.empty()) return 2;
   return n_err ? 1 : 0;

@@ -170,14 +170,16 @@ else
   STEP_RESULTS+=("| compute-sanitizer | not found | 0 |")
 fi
 
-# ---- benchmarks (GPU ones only) ---------------------------------------------------------------------------
-if [[ -d "$BUILD/bench" ]]; then
-  for b in "$BUILD"/bench/*; do
-    [[ -f "$b" && -x "$b" ]] || continue
-    name=$(basename "$b")
-    [[ "$name" == cpu_* ]] && continue
-    run_step "bench_$name" 90 "$b"
-  done
+# ---- benchmarks and peer comparison -------------------------------------------------------------------------
+if [[ -x "$BUILD/bench/diffrt_kernel_bench" ]]; then
+  run_step bench_kernels 90 "$BUILD/bench/diffrt_kernel_bench" --quick --budget-s 75 --json "$OUT/kernels.json"
+fi
+if [[ -d "$ROOT/.whl" ]]; then  # diffusers wheels carried from the build machine (scripts/vendor_wheels.sh)
+  run_step bench_models 60 python3 "$ROOT/scripts/make_bench_models.py" "$BUILD/bench_models"
+  run_step peer_compare 260 python3 "$ROOT/scripts/peer_compare.py" --wheels "$ROOT/.whl" --budget-s 240 \
+    --models-dir "$BUILD/bench_models" --json "$OUT/peer.json"
+else
+  STEP_RESULTS+=("| peer_compare | skipped (no .whl: run scripts/vendor_wheels.sh and carry .whl) | 0 |")
 fi
 
 # ---- summary ------------------------------------------------------------------------------------------------

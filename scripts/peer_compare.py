@@ -1,0 +1,392 @@
+#!/usr/bin/env python3
+"""Peer comparison: times diffusers UNet2DModel + DDIMScheduler (or DDPMScheduler) sampling steps on the GPU,
+for the models of scripts/make_bench_models.py (random weights, published architectures), in PyTorch eager and
+torch.compile (mode max-autotune, and reduce-overhead = CUDA graphs), at several batch sizes and dtypes.
+
+One "step" = unet(x, t).sample followed by scheduler.step(eps, t, x).prev_sample, timed with CUDA events around
+each step after warm-up (the first calls of a compiled model compile and record graphs; they are not timed).
+Reported per combination: step latency p50/p90/p99 (ms), UNet-equivalent samples/s = batch / p50, images/s for a
+full --image-steps run (batch / (p50 * image_steps)), peak memory (torch.cuda.max_memory_allocated), status.
+
+Budget: --budget-s (default 240) bounds the whole run. Work runs in priority order (eager first, then
+reduce-overhead, then max-autotune; fp16 before bf16 before fp32; small batches first); combinations that
+would start after the budget are listed as skipped. Compiled modes run in a subprocess with a timeout, so a
+slow autotune or a crash costs only its own combination; results printed before a timeout are kept.
+
+fp32 runs with TF32 off (torch.backends.cuda.matmul.allow_tf32 = cudnn.allow_tf32 = False) to match diffrt's
+fp32 path, unless --fp32-tf32.
+
+Dependencies: torch (the GPU image has it) and diffusers 0.27.2 with huggingface-hub 0.22.2. If diffusers is
+not importable and --wheels DIR is given, the wheels from scripts/vendor_wheels.sh are installed with
+pip --no-index --no-deps into a private --target folder that is put first on sys.path.
+
+--diffrt-json PATH: reads diffrt's results (a JSON list, or an object with "results": [...]) of records with
+fields model, batch, dtype, step_ms_p50, and prints diffrt/peer ratios (< 1: diffrt faster) per peer mode.
+
+Usage:
+  peer_compare.py --models-dir /tmp/benchmodels --json bench/results/peer_<gpu>_<date>.json
+                  [--models cifar10-32,celebahq-256] [--dtypes fp16,bf16,fp32] [--modes eager,reduce-overhead,
+                  max-autotune] [--cifar-batches 1,8,64,256] [--celebahq-batches 1,16] [--steps 20]
+                  [--budget-s 240] [--wheels .whl] [--diffrt-json results.json]
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ALIASES = {"cifar10-32": "ddpm-cifar10-32", "celebahq-256": "ddpm-celebahq-256",
+           "google/ddpm-cifar10-32": "ddpm-cifar10-32", "google/ddpm-celebahq-256": "ddpm-celebahq-256"}
+MODE_RANK = {"eager": 0, "reduce-overhead": 1, "max-autotune": 2}
+DTYPE_RANK = {"fp16": 0, "bf16": 1, "fp32": 2}
+
+
+def norm_model(name):
+    return ALIASES.get(name, name)
+
+
+def ensure_diffusers(wheels):
+    try:
+        import diffusers  # noqa: F401
+        return None
+    except Exception as e:  # ImportError, or an incompatible huggingface_hub
+        first_error = repr(e)
+    if not wheels:
+        raise SystemExit(f"diffusers is not importable ({first_error}); pass --wheels DIR (scripts/vendor_wheels.sh)")
+    target = os.environ.get("PEER_SITE", "/tmp/diffrt_peer_site")
+    whl = sorted(os.path.join(wheels, f) for f in os.listdir(wheels) if f.endswith(".whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                    "--no-cache-dir", "--upgrade", "--target", target] + whl, check=True)
+    sys.path.insert(0, target)
+    os.environ["PYTHONPATH"] = target + os.pathsep + os.environ.get("PYTHONPATH", "")  # for worker subprocesses
+    for m in [m for m in sys.modules if m.split(".")[0] in ("diffusers", "huggingface_hub", "safetensors")]:
+        del sys.modules[m]
+    import diffusers  # noqa: F401
+    return target
+
+
+def environment():
+    import torch
+    env = {"date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+           "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+           "python": platform.python_version(), "torch": torch.__version__, "torch_cuda": torch.version.cuda,
+           "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+           "host": platform.node()}
+    try:
+        import diffusers
+        import huggingface_hub
+        env["diffusers"] = diffusers.__version__
+        env["huggingface_hub"] = huggingface_hub.__version__
+    except Exception as e:
+        env["diffusers"] = f"unavailable: {e!r}"
+    if torch.cuda.is_available():
+        p = torch.cuda.get_device_properties(0)
+        env.update(gpu=p.name, sm_count=p.multi_processor_count, gpu_mem_bytes=p.total_memory,
+                   cc=f"{p.major}.{p.minor}")
+    try:
+        q = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,clocks.sm,clocks.mem,clocks.max.sm,power.limit",
+                            "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
+        if q.returncode == 0:
+            f = [s.strip() for s in q.stdout.strip().splitlines()[0].split(",")]
+            env.update(driver=f[0], sm_clock=f[1], mem_clock=f[2], max_sm_clock=f[3], power_limit=f[4])
+    except Exception:
+        pass
+    return env
+
+
+# ---- worker: one (model, mode, dtypes, batches) group, one JSON line per result -------------------------
+
+def load_unet(models_dir, model):
+    import torch  # noqa: F401
+    try:
+        import safetensors.torch  # noqa: F401  (diffusers 0.27 uses it without importing it)
+    except ImportError:
+        pass
+    from diffusers import UNet2DModel
+    path = os.path.join(models_dir, model, "unet") if models_dir else None
+    if path and os.path.isfile(os.path.join(path, "config.json")):
+        return UNet2DModel.from_pretrained(path), "file"
+    sys.path.insert(0, HERE)
+    import make_bench_models as mbm
+    cfg = {k: v for k, v in mbm.MODELS[model]["unet"].items() if not k.startswith("_")}
+    return UNet2DModel(**cfg), "random-init"
+
+
+def make_scheduler(models_dir, model, kind):
+    from diffusers import DDIMScheduler, DDPMScheduler
+    sys.path.insert(0, HERE)
+    import make_bench_models as mbm
+    if kind == "ddim":
+        return DDIMScheduler.from_config(mbm.ddim_scheduler_config())
+    return DDPMScheduler.from_config(mbm.ddpm_scheduler_config(mbm.MODELS[model]["variance_type"]))
+
+
+def percentile(sorted_v, q):
+    if not sorted_v:
+        return None
+    pos = q * (len(sorted_v) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_v) - 1)
+    return sorted_v[lo] * (1 - (pos - lo)) + sorted_v[hi] * (pos - lo)
+
+
+def run_worker(spec):
+    import torch
+    if spec.get("wheel_site"):
+        sys.path.insert(0, spec["wheel_site"])
+    torch.backends.cuda.matmul.allow_tf32 = bool(spec["fp32_tf32"])
+    torch.backends.cudnn.allow_tf32 = bool(spec["fp32_tf32"])
+    torch.backends.cudnn.benchmark = True
+    dev = torch.device("cuda")
+    model, mode = spec["model"], spec["mode"]
+    base, source = load_unet(spec["models_dir"], model)
+    base.eval().requires_grad_(False)
+    size = base.config.sample_size
+    tdt = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    for dtype in spec["dtypes"]:
+        unet = base.to(dev, tdt[dtype])
+        if spec["channels_last"]:
+            unet = unet.to(memory_format=torch.channels_last)
+        fn = unet
+        if mode != "eager":
+            torch._dynamo.reset()
+            fn = torch.compile(unet, mode=mode, fullgraph=False)
+        for batch in spec["batches"]:
+            rec = {"model": model, "mode": mode, "dtype": dtype, "batch": batch, "scheduler": spec["scheduler"],
+                   "weights": source, "channels_last": spec["channels_last"]}
+            t0 = time.time()
+            try:
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+                sched = make_scheduler(spec["models_dir"], model, spec["scheduler"])
+                n_total = spec["warmup"] + spec["steps"]
+                sched.set_timesteps(max(n_total, 50) if spec["scheduler"] == "ddim" else 1000)
+                ts = [int(t) for t in sched.timesteps[:n_total]]
+                while len(ts) < n_total:
+                    ts += ts[: n_total - len(ts)]
+                tt = [torch.full((batch,), t, device=dev, dtype=torch.long) for t in ts]
+                g = torch.Generator(device=dev).manual_seed(0)
+                x = torch.randn(batch, 3, size, size, device=dev, dtype=tdt[dtype], generator=g)
+                if spec["channels_last"]:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                starts = [torch.cuda.Event(enable_timing=True) for _ in range(spec["steps"])]
+                ends = [torch.cuda.Event(enable_timing=True) for _ in range(spec["steps"])]
+                with torch.inference_mode():
+                    for i in range(n_total):
+                        timed = i >= spec["warmup"]
+                        if timed:
+                            starts[i - spec["warmup"]].record()
+                        eps = fn(x, tt[i]).sample
+                        x = sched.step(eps, ts[i], x, generator=g).prev_sample
+                        if timed:
+                            ends[i - spec["warmup"]].record()
+                        if i == spec["warmup"] - 1:
+                            torch.cuda.synchronize()
+                            rec["warmup_s"] = round(time.time() - t0, 2)
+                    torch.cuda.synchronize()
+                ms = sorted(s.elapsed_time(e) for s, e in zip(starts, ends))
+                p50 = percentile(ms, 0.5)
+                rec.update(status="ok", steps_timed=len(ms), step_ms_p50=p50, step_ms_p90=percentile(ms, 0.9),
+                           step_ms_p99=percentile(ms, 0.99), step_ms_min=ms[0],
+                           samples_per_s=batch / (p50 / 1e3),
+                           images_per_s=batch / (p50 / 1e3 * spec["image_steps"]), image_steps=spec["image_steps"],
+                           peak_mem_bytes=torch.cuda.max_memory_allocated(), finite=bool(torch.isfinite(x).all()))
+            except torch.cuda.OutOfMemoryError as e:
+                rec.update(status="oom", error=str(e).splitlines()[0][:300])
+            except Exception as e:  # compile failures, unsupported combos: report and go on
+                rec.update(status="error", error=f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
+            rec["wall_s"] = round(time.time() - t0, 2)
+            print("RESULT " + json.dumps(rec), flush=True)
+            x = eps = None
+            torch.cuda.empty_cache()
+        if mode != "eager":
+            del fn
+            torch._dynamo.reset()
+
+
+# ---- driver --------------------------------------------------------------------------------------------
+
+def plan(args):
+    """Worker groups in priority order: (mode, model, dtype) -> batches."""
+    models = [norm_model(m.strip()) for m in args.models.split(",") if m.strip()]
+    dtypes = sorted([d.strip() for d in args.dtypes.split(",") if d.strip()], key=lambda d: DTYPE_RANK.get(d, 9))
+    modes = sorted([m.strip() for m in args.modes.split(",") if m.strip()], key=lambda m: MODE_RANK.get(m, 9))
+    batches = {"ddpm-cifar10-32": [int(b) for b in args.cifar_batches.split(",") if b],
+               "ddpm-celebahq-256": [int(b) for b in args.celebahq_batches.split(",") if b]}
+    groups = []
+    for mode in modes:
+        if mode == "eager":  # cheap: one worker per model runs every dtype (fp16 first)
+            for model in models:
+                groups.append({"mode": mode, "model": model, "dtypes": dtypes, "batches": batches.get(model, [1])})
+            continue
+        for dtype in dtypes:
+            for model in models:
+                groups.append({"mode": mode, "model": model, "dtypes": [dtype], "batches": batches.get(model, [1])})
+    return groups
+
+
+def run_group(group, args, wheel_site, deadline, results, skipped):
+    remaining = deadline - time.time()
+    combos = [(group["model"], group["mode"], d, b) for d in group["dtypes"] for b in group["batches"]]
+    if remaining < 10:
+        skipped.extend({"model": m, "mode": mo, "dtype": d, "batch": b, "reason": "over --budget-s"}
+                       for m, mo, d, b in combos)
+        return
+    spec = dict(group, models_dir=args.models_dir, steps=args.steps, warmup=args.warmup if group["mode"] == "eager"
+                else max(args.warmup, 3), scheduler=args.scheduler, image_steps=args.image_steps,
+                fp32_tf32=args.fp32_tf32, channels_last=args.channels_last, wheel_site=wheel_site)
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)]
+    print(f"[peer] {group['mode']} {group['model']} {group['dtypes']} batches {group['batches']} "
+          f"(budget left {remaining:.0f} s)", flush=True)
+    got = []
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            out, err = proc.communicate(timeout=remaining)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            err = (err or "") + "\n[peer] worker killed: over --budget-s"
+        for line in (out or "").splitlines():
+            if line.startswith("RESULT "):
+                got.append(json.loads(line[7:]))
+        if proc.returncode not in (0, None) and not got:
+            tail = "\n".join((err or "").strip().splitlines()[-5:])
+            print(f"[peer] worker failed (rc {proc.returncode}): {tail}", flush=True)
+    except Exception as e:
+        err = repr(e)
+    done = {(r["dtype"], r["batch"]) for r in got}
+    for m, mo, d, b in combos:
+        if (d, b) not in done:
+            reason = "over --budget-s" if "over --budget-s" in (err or "") else "worker failed"
+            tail = " | ".join((err or "").strip().splitlines()[-3:])[:400]
+            got.append({"model": m, "mode": mo, "dtype": d, "batch": b, "status": "not_run", "error": f"{reason}: {tail}"})
+    for r in got:
+        results.append(r)
+        if r.get("status") == "ok":
+            print(f"[peer]   {r['mode']:15s} {r['model']:18s} {r['dtype']} B={r['batch']:<4d} "
+                  f"p50 {r['step_ms_p50']:.3f} ms  p90 {r['step_ms_p90']:.3f}  {r['samples_per_s']:.0f} samples/s  "
+                  f"peak {r['peak_mem_bytes'] / 2**30:.2f} GiB", flush=True)
+        else:
+            print(f"[peer]   {r['mode']:15s} {r['model']:18s} {r['dtype']} B={r['batch']:<4d} "
+                  f"{r.get('status')}: {r.get('error', '')[:200]}", flush=True)
+
+
+def markdown(results):
+    lines = ["| model | mode | dtype | batch | step p50 ms | p90 | p99 | samples/s | images/s | peak GiB | status |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in results:
+        if r.get("status") == "ok":
+            lines.append(f"| {r['model']} | {r['mode']} | {r['dtype']} | {r['batch']} | {r['step_ms_p50']:.3f} | "
+                         f"{r['step_ms_p90']:.3f} | {r['step_ms_p99']:.3f} | {r['samples_per_s']:.0f} | "
+                         f"{r['images_per_s']:.2f} | {r['peak_mem_bytes'] / 2**30:.2f} | ok |")
+        else:
+            lines.append(f"| {r['model']} | {r['mode']} | {r['dtype']} | {r['batch']} | | | | | | | "
+                         f"{r.get('status')}: {r.get('error', '')[:80]} |")
+    return "\n".join(lines)
+
+
+def diffrt_ratios(path, results):
+    with open(path) as f:
+        d = json.load(f)
+    recs = d.get("results", d) if isinstance(d, dict) else d
+    peer = {}
+    for r in results:
+        if r.get("status") == "ok":
+            peer[(r["model"], r["batch"], r["dtype"], r["mode"])] = r["step_ms_p50"]
+    rows = []
+    for r in recs:
+        if not isinstance(r, dict) or "step_ms_p50" not in r:
+            continue
+        m = norm_model(str(r.get("model", "")))
+        for mode in ("eager", "reduce-overhead", "max-autotune"):
+            p = peer.get((m, int(r.get("batch", 0)), r.get("dtype"), mode))
+            if p:
+                rows.append({"model": m, "batch": int(r["batch"]), "dtype": r["dtype"], "peer_mode": mode,
+                             "diffrt_step_ms_p50": r["step_ms_p50"], "peer_step_ms_p50": p,
+                             "ratio_diffrt_over_peer": r["step_ms_p50"] / p})
+    print("\n| model | batch | dtype | peer | diffrt p50 ms | peer p50 ms | diffrt/peer |")
+    print("|---|---:|---|---|---:|---:|---:|")
+    for x in rows:
+        print(f"| {x['model']} | {x['batch']} | {x['dtype']} | {x['peer_mode']} | {x['diffrt_step_ms_p50']:.3f} | "
+              f"{x['peer_step_ms_p50']:.3f} | {x['ratio_diffrt_over_peer']:.2f} |")
+    if not rows:
+        print("(no matching model/batch/dtype between the two result sets)")
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--models-dir", default=os.environ.get("DIFFRT_BENCH_MODELS", "/tmp/diffrt_bench_models"))
+    ap.add_argument("--models", default="cifar10-32,celebahq-256")
+    ap.add_argument("--dtypes", default="fp16,bf16,fp32")
+    ap.add_argument("--modes", default="eager,reduce-overhead,max-autotune")
+    ap.add_argument("--cifar-batches", default="1,8,64,256")
+    ap.add_argument("--celebahq-batches", default="1,16")
+    ap.add_argument("--scheduler", choices=["ddim", "ddpm"], default="ddim")
+    ap.add_argument("--steps", type=int, default=20, help="timed steps per combination")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps first (compiled: at least 3)")
+    ap.add_argument("--image-steps", type=int, default=50, help="steps per image for images/s (DDIM 50)")
+    ap.add_argument("--budget-s", type=float, default=240)
+    ap.add_argument("--fp32-tf32", action="store_true", help="let fp32 use TF32 (default off, like diffrt)")
+    ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--wheels", help="folder of wheels from scripts/vendor_wheels.sh, used if diffusers is missing")
+    ap.add_argument("--json", help="write results here")
+    ap.add_argument("--diffrt-json", help="diffrt results (model, batch, dtype, step_ms_p50) to compare")
+    ap.add_argument("--no-make-models", action="store_true", help="do not create missing model folders")
+    args = ap.parse_args(argv)
+
+    if args.worker:
+        run_worker(json.loads(args.worker))
+        return 0
+
+    t_start = time.time()
+    deadline = t_start + args.budget_s
+    wheel_site = ensure_diffusers(args.wheels)
+    import torch
+    if not torch.cuda.is_available():
+        print("peer_compare: no CUDA device", file=sys.stderr)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"schema": "diffrt.peer_compare.v1", "env": environment(), "results": [],
+                           "aborted": "no CUDA device"}, f, indent=1)
+        return 3
+    models = [norm_model(m.strip()) for m in args.models.split(",") if m.strip()]
+    if not args.no_make_models:
+        sys.path.insert(0, HERE)
+        import make_bench_models as mbm
+        for m in models:
+            if not os.path.isfile(os.path.join(args.models_dir, m, "unet", "config.json")):
+                mbm.build(args.models_dir, m, 0)
+    env = environment()
+    env["fp32_tf32"] = args.fp32_tf32
+    results, skipped = [], []
+    for group in plan(args):
+        run_group(group, args, wheel_site, deadline, results, skipped)
+    if skipped:
+        print(f"[peer] {len(skipped)} combinations skipped (over --budget-s {args.budget_s:.0f}): " +
+              ", ".join(f"{s['mode']}/{s['model']}/{s['dtype']}/B{s['batch']}" for s in skipped[:20]) +
+              (" ..." if len(skipped) > 20 else ""), flush=True)
+    print()
+    print(markdown(results))
+    out = {"schema": "diffrt.peer_compare.v1", "env": env,
+           "options": {k: v for k, v in vars(args).items() if k != "worker"},
+           "results": results, "skipped": skipped, "wall_s": round(time.time() - t_start, 1)}
+    if args.diffrt_json:
+        out["ratios"] = diffrt_ratios(args.diffrt_json, results)
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+        print(f"[peer] wrote {args.json}")
+    ok = sum(1 for r in results if r.get("status") == "ok")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
