@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "runtime/api/diffrt.h"
+#include "runtime/api/diffrt.hpp"
 #include "runtime/npy.h"
 #include "tests/test_util.h"
 #include "weights_converter/converter.h"
@@ -412,6 +413,41 @@ TEST_F(ApiEval, TimestepNaN) {
 TEST_F(ApiEval, LabelOutOfRange) {
   const int32_t bad[1] = {42};
   EXPECT_STATUS(diffrt_eval(s_, x_.data(), 1, 16, 16, t_, bad, out_.data(), 256, nullptr), DIFFRT_E_INVALID_ARGUMENT, "out of range");
+}
+
+// ---- the C++ API the C API wraps ------------------------------------------------------------
+
+TEST_F(Api, CppSessionThrowsTypedErrorsAndSurvives) {
+  std::shared_ptr<const diffrt::Model> m = diffrt::Model::load(path_);
+  EXPECT_EQ(m->info().num_classes, 11);
+  EXPECT_EQ(m->info().default_sampler, "ddpm");
+  diffrt::SessionOptions so;
+  so.threads = 1;
+  diffrt::Session s(m, so);
+  diffrt::SampleOptions o;
+  o.steps = 4;
+  o.seed = 11;
+  o.batch = 2;
+  o.class_labels = {3, 7};
+  const diffrt::ImageShape shape = s.output_shape(o);
+  EXPECT_EQ(shape.numel(), size_t(2 * 16 * 16));
+  diffrt::SampleOptions bad = o;
+  bad.width = 30000;
+  try {
+    s.sample(bad);
+    FAIL() << "expected diffrt::Error";
+  } catch (const diffrt::Error& e) {
+    EXPECT_EQ(e.code(), diffrt::ErrorCode::InvalidArgument);
+  }
+  const std::vector<float> img = s.sample(o);
+  ASSERT_EQ(sample(), DIFFRT_OK) << diffrt_last_error();  // the C API on the same request
+  EXPECT_EQ(img, buf_);
+  EXPECT_EQ(s.cached_executors(), 1u);
+  s.release_cache();
+  EXPECT_EQ(s.cached_executors(), 0u);
+  diffrt::SessionOptions cuda;
+  cuda.device = diffrt::Device::Cuda;
+  EXPECT_THROW((diffrt::Session{m, cuda}), diffrt::Error);
 }
 
 }  // namespace

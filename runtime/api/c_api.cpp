@@ -83,6 +83,16 @@ diffrt_status guarded(F&& f) noexcept {
 
 [[noreturn]] void bad(const std::string& msg) { diffrt::fail(ErrorCode::InvalidArgument, msg); }
 
+// A C caller may store any int in an enum field; reading it as the C++ enum type would be UB for
+// values outside the enumerators' range, so enum inputs are read as their int bytes.
+template <class E>
+int enum_int(const E& e) {
+  static_assert(sizeof(E) == sizeof(int), "C enums are int-sized");
+  int v;
+  std::memcpy(&v, &e, sizeof v);
+  return v;
+}
+
 // Copies a caller's size-prefixed struct over `defaults`: struct_size must lie between the first
 // published size of the struct and the size this library knows.
 template <class T>
@@ -132,21 +142,21 @@ diffrt::SampleOptions to_options(const diffrt_sample_params* in) {
   diffrt_params_init(&d);
   const diffrt_sample_params p = read_versioned(in, d, kSampleParamsV1, "params");
   diffrt::SampleOptions o;
-  switch (p.sampler) {
+  switch (enum_int(p.sampler)) {
     case DIFFRT_SAMPLER_DEFAULT: o.sampler = diffrt::Sampler::Default; break;
     case DIFFRT_SAMPLER_DDPM: o.sampler = diffrt::Sampler::Ddpm; break;
     case DIFFRT_SAMPLER_DDIM: o.sampler = diffrt::Sampler::Ddim; break;
-    default: bad("params->sampler = " + std::to_string(int(p.sampler)) + " is not a diffrt_sampler");
+    default: bad("params->sampler = " + std::to_string(enum_int(p.sampler)) + " is not a diffrt_sampler");
   }
   if (p.steps == DIFFRT_STEPS_DEFAULT) o.steps = 0;
   else if (p.steps < 1) bad("params->steps = " + std::to_string(p.steps) + " must be >= 1 (or DIFFRT_STEPS_DEFAULT)");
   else o.steps = p.steps;
   o.eta = p.eta;
   o.seed = p.seed;
-  switch (p.rng) {
+  switch (enum_int(p.rng)) {
     case DIFFRT_RNG_PHILOX: o.rng = diffrt::Rng::Philox; break;
     case DIFFRT_RNG_TORCH: o.rng = diffrt::Rng::Torch; break;
-    default: bad("params->rng = " + std::to_string(int(p.rng)) + " is not a diffrt_rng");
+    default: bad("params->rng = " + std::to_string(enum_int(p.rng)) + " is not a diffrt_rng");
   }
   o.first_sample_index = p.first_sample_index;
   o.batch = p.batch;
@@ -180,7 +190,7 @@ extern "C" {
 const char* diffrt_last_error(void) { return t_message; }
 
 const char* diffrt_status_name(diffrt_status status) {
-  switch (status) {
+  switch (enum_int(status)) {
     case DIFFRT_OK: return "DIFFRT_OK";
     case DIFFRT_E_INVALID_ARGUMENT: return "DIFFRT_E_INVALID_ARGUMENT";
     case DIFFRT_E_INVALID_MODEL: return "DIFFRT_E_INVALID_MODEL";
@@ -256,10 +266,10 @@ diffrt_status diffrt_session_create(diffrt_model* model, const diffrt_session_op
     diffrt_session_options_init(&d);
     const diffrt_session_options o = options ? read_versioned(options, d, kSessionOptionsV1, "options") : d;
     diffrt::SessionOptions so;
-    switch (o.device) {
+    switch (enum_int(o.device)) {
       case DIFFRT_DEVICE_CPU: so.device = diffrt::Device::Cpu; break;
       case DIFFRT_DEVICE_CUDA: so.device = diffrt::Device::Cuda; break;
-      default: bad("options->device = " + std::to_string(int(o.device)) + " is not a diffrt_device");
+      default: bad("options->device = " + std::to_string(enum_int(o.device)) + " is not a diffrt_device");
     }
     so.threads = o.threads;
     so.memory_limit_bytes = o.memory_limit_bytes;

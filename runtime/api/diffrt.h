@@ -59,7 +59,8 @@ typedef enum diffrt_status {
   DIFFRT_E_OUT_OF_MEMORY = 5,    /* allocation failed, or the session's memory limit is exceeded */
   DIFFRT_E_CUDA = 6,             /* CUDA/cuBLAS/cuDNN failure */
   DIFFRT_E_CANCELLED = 7,        /* the progress callback asked to stop */
-  DIFFRT_E_INTERNAL = 8          /* a bug: please report the message */
+  DIFFRT_E_INTERNAL = 8,         /* a bug: please report the message */
+  DIFFRT_STATUS_FORCE_INT32_ = 0x7fffffff /* keeps every enum int-sized (ABI); not a status */
 } diffrt_status;
 
 typedef struct diffrt_model diffrt_model;     /* opaque, immutable after load */
@@ -101,7 +102,8 @@ diffrt_status diffrt_model_get_info(const diffrt_model* model, diffrt_model_info
 
 typedef enum diffrt_device {
   DIFFRT_DEVICE_CPU = 0, /* the CPU reference backend */
-  DIFFRT_DEVICE_CUDA = 1 /* not available yet: diffrt_session_create returns DIFFRT_E_UNSUPPORTED */
+  DIFFRT_DEVICE_CUDA = 1, /* not available yet: diffrt_session_create returns DIFFRT_E_UNSUPPORTED */
+  DIFFRT_DEVICE_FORCE_INT32_ = 0x7fffffff
 } diffrt_device;
 
 typedef struct diffrt_session_options {
@@ -127,12 +129,14 @@ diffrt_status diffrt_session_release_cache(diffrt_session* session);
 typedef enum diffrt_sampler {
   DIFFRT_SAMPLER_DEFAULT = 0, /* DDIM if the scheduler config is a DDIMScheduler, else DDPM */
   DIFFRT_SAMPLER_DDPM = 1,
-  DIFFRT_SAMPLER_DDIM = 2
+  DIFFRT_SAMPLER_DDIM = 2,
+  DIFFRT_SAMPLER_FORCE_INT32_ = 0x7fffffff
 } diffrt_sampler;
 
 typedef enum diffrt_rng {
   DIFFRT_RNG_PHILOX = 0, /* counter-based: image i is the same whatever the batch or device */
-  DIFFRT_RNG_TORCH = 1   /* reproduces torch.randn with a seeded CPU generator (diffusers) */
+  DIFFRT_RNG_TORCH = 1,  /* reproduces torch.randn with a seeded CPU generator (diffusers) */
+  DIFFRT_RNG_FORCE_INT32_ = 0x7fffffff
 } diffrt_rng;
 
 #define DIFFRT_STEPS_DEFAULT (-1) /* steps: the pipeline default (DDPM 1000, DDIM 50) */

@@ -26,15 +26,24 @@ import json
 import sys
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+
+def _bilinear_taps(n_in, n_out):
+    """Source indices and weights of torch's bilinear resize (align_corners=False) along one axis."""
+    src = (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
+    src = np.clip(src, 0.0, None)
+    i0 = np.floor(src).astype(np.int64)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    return i0, i1, (src - i0).astype(np.float32)
 
 
 def up_16(x8):
-    """[N,8,8] in 0..16 -> [N,16,16] in [0,1] (same as the training data prep)."""
-    x = torch.from_numpy(np.asarray(x8, np.float32) / 16.0).unsqueeze(1)
-    x = F.interpolate(x, size=(16, 16), mode="bilinear", align_corners=False)
-    return x.clamp(0.0, 1.0)[:, 0].numpy()
+    """[N,8,8] in 0..16 -> [N,16,16] in [0,1] (same as the training data prep: F.interpolate bilinear)."""
+    x = np.asarray(x8, np.float32) / 16.0
+    i0, i1, w = _bilinear_taps(8, 16)
+    x = x[:, i0, :] * (1 - w)[None, :, None] + x[:, i1, :] * w[None, :, None]  # rows
+    x = x[:, :, i0] * (1 - w)[None, None, :] + x[:, :, i1] * w[None, None, :]  # columns
+    return np.clip(x, 0.0, 1.0)
 
 
 def down_8(x16):
