@@ -161,6 +161,8 @@ def main():
     ap.add_argument("--log-every", type=int, default=25)
     ap.add_argument("--ckpt-every", type=int, default=1000, help="save intermediate EMA weights every N steps (0: off)")
     ap.add_argument("--ckpt-dir", default="/tmp/digits_ckpt")
+    ap.add_argument("--init-from", default=None,
+                    help="continue from a saved model folder (its weights initialise both model and EMA)")
     ap.add_argument("--max-minutes", type=float, default=0,
                     help="safety stop: end training early (saving EMA weights) after this many minutes (0: off); "
                          "a run that stops early is recorded as truncated in train_stats.json")
@@ -175,6 +177,10 @@ def main():
     x_all, y_all = load_data()
     n = x_all.shape[0]
     model = build_model()
+    if args.init_from:  # warm start: a second training phase continues from the saved EMA weights
+        import safetensors.torch
+        state = safetensors.torch.load_file(os.path.join(args.init_from, "diffusion_pytorch_model.safetensors"))
+        model.load_state_dict(state, strict=True)
     model.train()
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():

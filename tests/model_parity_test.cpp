@@ -3,7 +3,10 @@
 // fp32 must match diffusers to relative L2 <= 1e-5; fp16/bf16 weight storage within a bound.
 #include <gtest/gtest.h>
 
+#include <omp.h>
+
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 #include "runtime/cpu_executor.h"
@@ -75,4 +78,33 @@ TEST(ModelParity, HalfStorageWithinBound) {
     EXPECT_LE(f16.rel, 3e-3) << dir;
     EXPECT_LE(bf16.rel, 2e-2) << dir;
   }
+}
+
+// The CPU backend is deterministic: the same output bits whatever the thread count (reductions
+// use fixed partitions, never completion order).
+TEST(ModelParity, BitIdenticalAcrossThreadCounts) {
+  const std::string dir = test::source_path("tests/fixtures/models/class_cond");
+  std::string drt = test::temp_dir("threads") + "/m.drt";
+  ConvertOptions opt;
+  opt.input = dir;
+  opt.output = drt;
+  convert_diffusers(opt);
+  ModelFile mf = read_model_file(drt);
+  CpuWeights weights(mf);
+  NpyArray x = read_npy(dir + "/x.npy");
+  const int n = int(x.shape[0]), c = int(x.shape[1]), h = int(x.shape[2]), w = int(x.shape[3]);
+  auto xin = nchw_to_nhwc(x.as_f32(), n, c, h, w);
+  std::vector<float> ts(size_t(n), 321.0f);
+  std::vector<int32_t> labels(size_t(n), 4);
+  std::vector<std::vector<float>> outs;
+  const int saved = omp_get_max_threads();
+  for (int threads : {1, 2, 3}) {
+    omp_set_num_threads(threads);
+    CpuExecutor ex(mf, weights, n, h, w);
+    outs.emplace_back(ex.plan().shapes[mf.graph.output].numel());
+    ex.run(xin.data(), ts.data(), labels.data(), outs.back().data());
+  }
+  omp_set_num_threads(saved);
+  for (size_t i = 1; i < outs.size(); ++i)
+    EXPECT_EQ(0, std::memcmp(outs[0].data(), outs[i].data(), outs[0].size() * sizeof(float))) << "threads run " << i;
 }

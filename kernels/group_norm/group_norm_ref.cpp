@@ -7,7 +7,8 @@
 //   y = y * sigmoid(y)                                              (silu, fp32)
 // Layout: x, y [N, HW, C], group g owns channels [g*C/G, (g+1)*C/G). y may alias x (each element is
 // read before it is written, and statistics are complete before any write).
-// Method: per sample, per-channel sums over pixel chunks (OpenMP, double), reduced to group mean,
+// Method: per sample, per-channel sums over fixed pixel chunks (OpenMP, double; deterministic),
+// reduced to group mean,
 // then a second pass for the centred sum of squares (two-pass: exact even for large means), then
 // the elementwise pass.
 // Tested by tests/ops_ref_test.cpp against torch.nn.GroupNorm (+F.silu, + add-before-norm and
@@ -25,21 +26,23 @@
 namespace diffrt {
 namespace {
 
-// Per-channel sum over pixels of f(v) for one sample, reduced over threads in double.
-// v(i, c) is the (possibly emb-shifted) input; f maps it to the summed quantity.
+// Per-channel sum over pixels of f(v) for one sample, in double. Pixels are cut into fixed chunks
+// whose partial sums are added in chunk order, so the result is bit-identical for any thread count
+// and schedule (an OpenMP critical/atomic reduction would add in completion order).
 template <typename F>
-void channel_sums(int hw, int c, F f, std::vector<double>& out) {
-  std::fill(out.begin(), out.end(), 0.0);
-  const int threads = omp_in_parallel() ? 1 : std::max(1, std::min(omp_get_max_threads(), hw / 64));
-#pragma omp parallel num_threads(threads)
-  {
-    std::vector<double> part(c, 0.0);
-#pragma omp for schedule(static)
-    for (int i = 0; i < hw; ++i)
+void channel_sums(int hw, int c, F f, std::vector<double>& out, std::vector<double>& partial) {
+  constexpr int kChunk = 64;
+  const int chunks = (hw + kChunk - 1) / kChunk;
+  partial.assign(static_cast<size_t>(chunks) * c, 0.0);
+#pragma omp parallel for schedule(static) if (chunks > 1 && !omp_in_parallel())
+  for (int k = 0; k < chunks; ++k) {
+    double* part = partial.data() + static_cast<size_t>(k) * c;
+    for (int i = k * kChunk; i < std::min(hw, (k + 1) * kChunk); ++i)
       for (int ch = 0; ch < c; ++ch) part[ch] += f(i, ch);
-#pragma omp critical
-    for (int ch = 0; ch < c; ++ch) out[ch] += part[ch];
   }
+  std::fill(out.begin(), out.end(), 0.0);
+  for (int k = 0; k < chunks; ++k)
+    for (int ch = 0; ch < c; ++ch) out[ch] += partial[static_cast<size_t>(k) * c + ch];
 }
 
 }  // namespace
@@ -63,7 +66,7 @@ void group_norm_ref(const GroupNormParams& p) {
   const int emb_stride = scale_shift ? 2 * C : C;
   const double count = static_cast<double>(HW) * cg;
 
-  std::vector<double> sums(C), mean(G), rstd(G);
+  std::vector<double> sums(C), mean(G), rstd(G), partial;
   for (int n = 0; n < N; ++n) {
     const float* xn = x + static_cast<size_t>(n) * HW * C;  // [HW, C]
     float* yn = y + static_cast<size_t>(n) * HW * C;        // [HW, C]
@@ -72,7 +75,7 @@ void group_norm_ref(const GroupNormParams& p) {
       const float v = xn[static_cast<size_t>(i) * C + ch];
       return add_emb ? v + en[ch] : v;
     };
-    channel_sums(HW, C, [&](int i, int ch) { return static_cast<double>(val(i, ch)); }, sums);
+    channel_sums(HW, C, [&](int i, int ch) { return static_cast<double>(val(i, ch)); }, sums, partial);
     for (int g = 0; g < G; ++g) {
       double s = 0.0;
       for (int ch = g * cg; ch < (g + 1) * cg; ++ch) s += sums[ch];
@@ -81,7 +84,7 @@ void group_norm_ref(const GroupNormParams& p) {
     channel_sums(HW, C, [&](int i, int ch) {
       const double d = static_cast<double>(val(i, ch)) - mean[ch / cg];
       return d * d;
-    }, sums);
+    }, sums, partial);
     for (int g = 0; g < G; ++g) {
       double s = 0.0;
       for (int ch = g * cg; ch < (g + 1) * cg; ++ch) s += sums[ch];
