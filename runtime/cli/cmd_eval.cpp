@@ -8,6 +8,10 @@
 #include "runtime/cpu_executor.h"
 #include "runtime/layout.h"
 #include "runtime/npy.h"
+#include "runtime/plan.h"
+#ifdef DIFFRT_HAVE_CUDA
+#include "runtime/cuda/cuda_executor.h"
+#endif
 
 namespace diffrt::cli {
 
@@ -26,7 +30,7 @@ void add_eval_command(CLI::App& app) {
   c->add_option("--device", o->device, "cpu, cuda or auto")->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str();
   c->add_flag("-q,--quiet", o->quiet, "no notices");
   c->callback([o]() {
-    resolve_device(o->device, o->quiet);
+    const std::string device = resolve_device(o->device, o->quiet);
     ModelFile mf = read_model_file(o->model);
     NpyArray x = read_npy(o->sample);
     if (x.type != NpyType::F32 || x.shape.size() != 4)
@@ -48,12 +52,22 @@ void add_eval_command(CLI::App& app) {
         fail(ErrorCode::InvalidArgument, o->labels + ": expected int64/int32 [" + std::to_string(n) + "]");
       for (int64_t v : l.as_i64()) labels.push_back(int32_t(std::clamp<int64_t>(v, -1, INT32_MAX)));  // range-checked by the executor
     }
-    CpuWeights weights(mf);
-    CpuExecutor ex(mf, weights, n, h, w);
     std::vector<float> in_nhwc = nchw_to_nhwc(x.as_f32(), n, ch, h, w);
-    const ValueShape& os = ex.plan().shapes[mf.graph.output];
+    const int32_t* lp = labels.empty() ? nullptr : labels.data();
+    const ValueShape os = plan_memory(mf.graph, n, h, w).shapes[mf.graph.output];
     std::vector<float> out(os.numel());
-    ex.run(in_nhwc.data(), ts.data(), labels.empty() ? nullptr : labels.data(), out.data());
+    if (device == "cuda") {
+#ifdef DIFFRT_HAVE_CUDA
+      CudaContext ctx;
+      CudaWeights weights(mf);
+      CudaExecutor ex(mf, weights, ctx, n, h, w);
+      ex.run(in_nhwc.data(), ts.data(), lp, out.data());
+#endif
+    } else {
+      CpuWeights weights(mf);
+      CpuExecutor ex(mf, weights, n, h, w);
+      ex.run(in_nhwc.data(), ts.data(), lp, out.data());
+    }
     std::vector<float> out_nchw = nhwc_to_nchw(out, n, int(os.h), int(os.w), int(os.c));
     write_npy_f32(o->output, {n, os.c, os.h, os.w}, out_nchw.data());
     if (!o->quiet) std::fprintf(stderr, "wrote %s [%d, %lld, %lld, %lld]\n", o->output.c_str(), n, (long long)os.c, (long long)os.h, (long long)os.w);

@@ -16,6 +16,9 @@
 #include "runtime/npy.h"
 #include "runtime/sampler.h"
 #include "runtime/schedule.h"
+#ifdef DIFFRT_HAVE_CUDA
+#include "runtime/cuda/cuda_sampler.h"
+#endif
 
 namespace diffrt::cli {
 
@@ -94,6 +97,31 @@ std::vector<int32_t> parse_classes(const std::string& spec, const ModelFile& mf,
   std::vector<int32_t> labels(static_cast<size_t>(batch));
   for (int i = 0; i < batch; ++i) labels[size_t(i)] = list[size_t(i) % list.size()];
   return labels;
+}
+
+std::vector<float> sample_cpu(const ModelFile& mf, const SchedulerConfig& sched, const SampleRequest& req,
+                              const ProgressFn& progress) {
+  CpuWeights weights(mf);
+  const bool cfg = req.guidance_scale > 1.0f && !req.class_labels.empty();
+  const int bm = cfg ? 2 * req.batch : req.batch;
+  CpuExecutor ex(mf, weights, bm, req.height, req.width);  // checks the size before the loop starts
+  UNetFn unet = [&](const float* x, const float* t, const int32_t* labels, int n, float* out) {
+    if (n != bm) fail(ErrorCode::Internal, "sampler batch changed");
+    ex.run(x, t, labels, out);
+  };
+  return run_sampler(sched, req, mf.graph.out_channels, unet, progress);
+}
+
+std::vector<float> sample_cuda(const ModelFile& mf, const SchedulerConfig& sched, const SampleRequest& req,
+                               const ProgressFn& progress) {
+#ifdef DIFFRT_HAVE_CUDA
+  CudaContext ctx;
+  CudaWeights weights(mf);
+  return run_sampler_cuda(mf, weights, ctx, sched, req, progress);
+#else
+  (void)mf; (void)sched; (void)req; (void)progress;
+  fail(ErrorCode::Unsupported, "this build has no CUDA backend");
+#endif
 }
 
 }  // namespace
@@ -175,16 +203,10 @@ void add_sample_command(CLI::App& app) {
 
     std::printf("seed: %llu\n", (unsigned long long)req.seed);
     std::fflush(stdout);
-    CpuWeights weights(mf);
-    const int bm = cfg ? 2 * req.batch : req.batch;
-    CpuExecutor ex(mf, weights, bm, req.height, req.width);  // checks the size before the loop starts
-    UNetFn unet = [&](const float* x, const float* t, const int32_t* labels, int n, float* out) {
-      if (n != bm) fail(ErrorCode::Internal, "sampler batch changed");
-      ex.run(x, t, labels, out);
-    };
     ProgressBar bar("sampling", req.steps, o->quiet);
     ProgressFn progress = [&](int step, int total) { (void)total; bar.update(step); return true; };
-    std::vector<float> x = run_sampler(sched, req, mf.graph.out_channels, unet, progress);
+    std::vector<float> x = device == "cuda" ? sample_cuda(mf, sched, req, progress)
+                                            : sample_cpu(mf, sched, req, progress);
     bar.finish();
     std::vector<float> img = to_image_01(x);
 
