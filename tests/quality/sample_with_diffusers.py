@@ -13,7 +13,10 @@ Writes (NHWC float32 in [0,1], like diffusers output_type="np"):
 
 Example:
   .venv/bin/python tests/quality/sample_with_diffusers.py --model models/digits \
-      --scheduler ddim --steps 50 --guidance 3 --per-class 10 --n-uncond 100 --out /tmp/q
+      --scheduler ddim --no-clip --steps 50 --guidance 3 --per-class 10 --n-uncond 100 --out /tmp/q
+
+Note: deterministic DDIM (eta 0) with clip_sample=True degrades badly at >= 50 steps for this
+model (clipped x0 + unclipped eps); use --no-clip for DDIM. DDPM works with clipping.
   .venv/bin/python tests/quality/digit_quality.py --samples-cond /tmp/q/cond.npy \
       --labels-cond /tmp/q/labels.npy --samples-uncond /tmp/q/uncond.npy
 """
@@ -31,7 +34,7 @@ NULL_CLASS = 10
 
 
 @torch.no_grad()
-def sample(unet, sched, labels, steps, guidance, gen, batch=100):
+def sample(unet, sched, labels, steps, guidance, gen, batch=100, eta=0.0):
     """labels: LongTensor [N] (10 = unconditional). Returns NHWC float32 [0,1]."""
     outs = []
     size = unet.config.sample_size
@@ -51,7 +54,7 @@ def sample(unet, sched, labels, steps, guidance, gen, batch=100):
             else:
                 eps = unet(x, tt, class_labels=y).sample
             if isinstance(sched, DDIMScheduler):
-                x = sched.step(eps, t, x, eta=0.0, generator=gen).prev_sample
+                x = sched.step(eps, t, x, eta=eta, generator=gen).prev_sample
             else:
                 x = sched.step(eps, t, x, generator=gen).prev_sample
         outs.append((x / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float().numpy())
@@ -83,6 +86,8 @@ def main():
     ap.add_argument("--guidance", type=float, default=3.0)
     ap.add_argument("--per-class", type=int, default=10)
     ap.add_argument("--n-uncond", type=int, default=100)
+    ap.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0: deterministic)")
+    ap.add_argument("--no-clip", action="store_true", help="sample with clip_sample=False")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="/tmp/digits_samples")
@@ -93,18 +98,21 @@ def main():
     torch.set_num_threads(args.threads)
     unet = UNet2DModel.from_pretrained(args.model, low_cpu_mem_usage=False).eval()
     base = DDPMScheduler.from_pretrained(args.model)
-    sched = DDIMScheduler.from_config(base.config) if args.scheduler == "ddim" else base
+    cfg = dict(base.config)
+    if args.no_clip:
+        cfg["clip_sample"] = False
+    sched = DDIMScheduler.from_config(cfg) if args.scheduler == "ddim" else DDPMScheduler.from_config(cfg)
     gen = torch.Generator().manual_seed(args.seed)
     os.makedirs(args.out, exist_ok=True)
 
     labels = torch.arange(10).repeat_interleave(args.per_class)
-    cond = sample(unet, sched, labels, args.steps, args.guidance, gen)
+    cond = sample(unet, sched, labels, args.steps, args.guidance, gen, eta=args.eta)
     np.save(os.path.join(args.out, "cond.npy"), cond)
     np.save(os.path.join(args.out, "labels.npy"), labels.numpy())
     with open(os.path.join(args.out, "labels.json"), "w") as f:
         json.dump(labels.tolist(), f)
     if args.n_uncond > 0:
-        unc = sample(unet, sched, torch.full((args.n_uncond,), NULL_CLASS, dtype=torch.long), args.steps, 1.0, gen)
+        unc = sample(unet, sched, torch.full((args.n_uncond,), NULL_CLASS, dtype=torch.long), args.steps, 1.0, gen, eta=args.eta)
         np.save(os.path.join(args.out, "uncond.npy"), unc)
     if args.grid:
         cols = min(args.grid_cols, args.per_class)
