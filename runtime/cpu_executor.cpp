@@ -10,6 +10,7 @@
 #include "kernels/elementwise/elementwise.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/group_norm/group_norm.h"
+#include "kernels/layer_norm/layer_norm.h"
 #include "kernels/timestep_embedding/timestep_embedding.h"
 
 namespace diffrt {
@@ -29,37 +30,41 @@ const float* CpuWeights::get(const std::string& name) const {
 }
 
 CpuExecutor::CpuExecutor(const ModelFile& mf, const CpuWeights& weights, int n, int h, int w)
-    : mf_(mf), weights_(weights), plan_(plan_memory(mf.graph, n, h, w)) {
+    : CpuExecutor(mf, weights, mf.graph, PlanInputs{n, h, w, 0}) {}
+
+CpuExecutor::CpuExecutor(const ModelFile& mf, const CpuWeights& weights, const Graph& graph, const PlanInputs& in)
+    : mf_(mf), g_(graph), weights_(weights), plan_(plan_memory(graph, in)) {
   arena_.assign(plan_.arena_elems, 0.0f);
   scratch_.assign(std::max<uint64_t>(plan_.conv_scratch_elems, 1), 0.0f);
 }
 
-const float* CpuExecutor::value_ptr(int v, const float* sample, const float* timesteps) const {
-  if (v == mf_.graph.sample) return sample;
-  if (v == mf_.graph.timestep) return timesteps;
+const float* CpuExecutor::value_ptr(int v, const GraphInputs& in) const {
+  if (v == g_.sample) return in.sample;
+  if (v == g_.timestep) return in.timesteps;
+  if (v == g_.context) return in.context;
   return arena_.data() + plan_.offset[v];
 }
 
 void CpuExecutor::run(const float* sample, const float* timesteps, const int32_t* labels, float* out) {
-  const Graph& g = mf_.graph;
-  if (g.class_labels >= 0) {
-    if (!labels) fail(ErrorCode::InvalidArgument, "this model is class-conditional: class labels are required");
-    for (int i = 0; i < plan_.n; ++i)
-      if (labels[i] < 0 || labels[i] >= mf_.conditioning.num_classes)
-        fail(ErrorCode::InvalidArgument, "class label " + std::to_string(labels[i]) + " out of range [0, " +
-                                             std::to_string(mf_.conditioning.num_classes - 1) + "]");
-  } else if (labels) {
-    fail(ErrorCode::InvalidArgument, "this model is not class-conditional: class labels are not accepted");
-  }
+  GraphInputs in;
+  in.sample = sample; in.timesteps = timesteps; in.labels = labels;
+  run(in, out);
+}
+
+void CpuExecutor::run(const GraphInputs& in, float* out) {
+  const Graph& g = g_;
+  check_graph_inputs(g, mf_.conditioning.num_classes, plan_.n, in.sample, in.timesteps, in.labels, in.context);
   for (size_t k = 0; k < g.nodes.size(); ++k) {
-    run_node(g.nodes[k], sample, timesteps, labels);
+    run_node(g.nodes[k], in);
     if (on_node) on_node(int(k), arena_.data() + plan_.offset[g.nodes[k].output], plan_.shapes[g.nodes[k].output]);
   }
   std::memcpy(out, arena_.data() + plan_.offset[g.output], plan_.shapes[g.output].numel() * sizeof(float));
 }
 
-void CpuExecutor::run_node(const Node& nd, const float* sample, const float* timesteps, const int32_t* labels) {
-  auto in = [&](size_t i) { return value_ptr(nd.inputs[i], sample, timesteps); };
+void CpuExecutor::run_node(const Node& nd, const GraphInputs& gin) {
+  const float* timesteps = gin.timesteps;
+  const int32_t* labels = gin.labels;
+  auto in = [&](size_t i) { return value_ptr(nd.inputs[i], gin); };
   auto shape = [&](size_t i) -> const ValueShape& { return plan_.shapes[nd.inputs[i]]; };
   auto wt = [&](const char* role) -> const float* {
     auto it = nd.weights.find(role);
@@ -107,13 +112,23 @@ void CpuExecutor::run_node(const Node& nd, const float* sample, const float* tim
       p.eps = a.eps; p.silu = a.silu;
       group_norm_ref(p);
     } else if constexpr (std::is_same_v<A, AttentionAttrs>) {
-      const float* qkv = in(0);
       const int C = a.heads * a.head_dim;
       AttentionParams p;
-      p.q = qkv; p.k = qkv + C; p.v = qkv + 2 * C; p.o = y;
-      p.batch = int(ys.n); p.heads = a.heads; p.lq = p.lkv = int(ys.h * ys.w); p.head_dim = a.head_dim;
-      p.ldq = p.ldk = p.ldv = 3 * C; p.ldo = C;
+      p.o = y;
+      p.batch = int(ys.n); p.heads = a.heads; p.lq = int(ys.h * ys.w); p.head_dim = a.head_dim;
+      p.ldo = C;
       p.scale = a.scale;
+      if (nd.inputs.size() == 1) {  // self: [q | k | v] rows of one tensor
+        const float* qkv = in(0);
+        p.q = qkv; p.k = qkv + C; p.v = qkv + 2 * C;
+        p.lkv = p.lq;
+        p.ldq = p.ldk = p.ldv = 3 * C;
+      } else {  // cross: q, then [k | v] rows of the context projection
+        const float* kv = in(1);
+        p.q = in(0); p.k = kv; p.v = kv + C;
+        p.lkv = int(shape(1).h * shape(1).w);
+        p.ldq = C; p.ldk = p.ldv = 2 * C;
+      }
       attention_ref(p);
     } else if constexpr (std::is_same_v<A, ConcatAttrs>) {
       ConcatParams p;
@@ -125,11 +140,20 @@ void CpuExecutor::run_node(const Node& nd, const float* sample, const float* tim
       p.x = in(0); p.y = y;
       p.n = int(ys.n); p.h = int(shape(0).h); p.w = int(shape(0).w); p.c = int(ys.c);
       upsample2x_ref(p);
-    } else {
-      static_assert(std::is_same_v<A, AffineAttrs>);
+    } else if constexpr (std::is_same_v<A, AffineAttrs>) {
       AffineParams p;
       p.x = in(0); p.y = y; p.count = (long long)ys.numel(); p.scale = a.scale; p.shift = a.shift;
       affine_ref(p);
+    } else if constexpr (std::is_same_v<A, LayerNormAttrs>) {
+      LayerNormParams p;
+      p.x = in(0); p.y = y; p.gamma = wt("weight"); p.beta = wt("bias");
+      p.rows = (long long)(ys.numel() / ys.c); p.c = int(ys.c); p.eps = a.eps;
+      layer_norm_ref(p);
+    } else {
+      static_assert(std::is_same_v<A, GegluAttrs>);
+      GegluParams p;
+      p.x = in(0); p.y = y; p.rows = (long long)(ys.numel() / ys.c); p.f = int(ys.c);
+      geglu_ref(p);
     }
   }, nd.attrs);
 }

@@ -16,6 +16,8 @@ struct OpNameOf {
   const char* operator()(const ConcatAttrs&) const { return "concat"; }
   const char* operator()(const Upsample2xAttrs&) const { return "upsample2x"; }
   const char* operator()(const AffineAttrs&) const { return "affine"; }
+  const char* operator()(const LayerNormAttrs&) const { return "layer_norm"; }
+  const char* operator()(const GegluAttrs&) const { return "geglu"; }
 };
 }  // namespace
 

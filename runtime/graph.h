@@ -33,7 +33,10 @@ struct GroupNormAttrs {  // inputs: [x] or [x, emb]; weights: weight, bias
   bool silu = false;
   EmbMode emb_mode = EmbMode::None;
 };
-struct AttentionAttrs {  // inputs: [qkv] with channels [q | k | v]; out channels heads*head_dim
+// Self-attention: inputs [qkv] with channels [q | k | v] (keys are the query's own tokens).
+// Cross-attention: inputs [q, kv]; q [N, Lq, C], kv [N, Lkv, 2C] with channels [k | v] (e.g. the text
+// context projected by to_k/to_v fused into one linear). Out: q's shape with C = heads*head_dim.
+struct AttentionAttrs {
   int heads = 1, head_dim = 0;
   float scale = 1.0f;
 };
@@ -42,9 +45,14 @@ struct Upsample2xAttrs {};  // inputs: [x]
 struct AffineAttrs {        // inputs: [x]; y = x * scale + shift
   float scale = 1.0f, shift = 0.0f;
 };
+struct LayerNormAttrs {  // inputs: [x]; normalises the last dim (biased variance); weights: weight, bias
+  float eps = 1e-5f;
+};
+struct GegluAttrs {};  // inputs: [x] with last dim 2F -> [.., F]: x[:F] * gelu_erf(x[F:]) (diffusers GEGLU)
 
 using OpAttrs = std::variant<TimeEmbeddingAttrs, Conv2dAttrs, LinearAttrs, GroupNormAttrs,
-                             AttentionAttrs, ConcatAttrs, Upsample2xAttrs, AffineAttrs>;
+                             AttentionAttrs, ConcatAttrs, Upsample2xAttrs, AffineAttrs, LayerNormAttrs,
+                             GegluAttrs>;
 
 // The op name is the variant alternative's stem: "time_embedding", "conv2d", ...
 const char* op_name(const OpAttrs& a);
@@ -57,14 +65,17 @@ struct Node {
   std::map<std::string, std::string> weights; // role ("weight", "bias", ...) -> tensor name
 };
 
-// Graph inputs are values "sample" [N,H,W,Cin], "timestep" [N] and optionally "class_labels" [N];
-// the output value is "out" [N,H,W,Cout]. Every other value is produced by exactly one node, and
-// nodes are stored in a valid execution order.
+// Graph inputs are values "sample" [N,H,W,Cin] and optionally "timestep" [N] (every denoiser has
+// one; a VAE decoder has none), "class_labels" [N] and "encoder_hidden_states" [N,L,context_dim]
+// (text context for cross-attention; L is chosen per run). The output value is "out"
+// [N,H',W',Cout]. Every other value is produced by exactly one node, and nodes are stored in a
+// valid execution order. Token views are free: NHWC [N,H,W,C] is [N,H*W,C].
 struct Graph {
   std::vector<std::string> values;  // value id -> name
   std::vector<Node> nodes;
-  int sample = -1, timestep = -1, class_labels = -1, output = -1;
+  int sample = -1, timestep = -1, class_labels = -1, context = -1, output = -1;
   int in_channels = 0, out_channels = 0;
+  int context_dim = 0;        // channels of encoder_hidden_states when context >= 0
   int downsample_factor = 1;  // H and W must be multiples of this
 
   int value_id(const std::string& name) const;  // -1 if absent

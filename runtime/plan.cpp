@@ -13,6 +13,7 @@ namespace diffrt {
 std::string ValueShape::str() const {
   if (rank == 1) return "[" + std::to_string(n) + "]";
   if (rank == 2) return "[" + std::to_string(n) + "," + std::to_string(c) + "]";
+  if (rank == 3) return "[" + std::to_string(n) + "," + std::to_string(w) + "," + std::to_string(c) + "]";
   return "[" + std::to_string(n) + "," + std::to_string(h) + "," + std::to_string(w) + "," + std::to_string(c) + "]";
 }
 
@@ -65,10 +66,18 @@ ValueShape infer(const Node& nd, const std::vector<ValueShape>& s) {
           bad(nd, "embedding " + in(1).str() + " must be [N," + std::to_string(want) + "]");
       }
     } else if constexpr (std::is_same_v<A, AttentionAttrs>) {
-      want_inputs(1, 1);
+      want_inputs(1, 2);
       o = in(0);
-      if (o.rank != 4 || o.c != 3 * int64_t(a.heads) * a.head_dim) bad(nd, "expects fused qkv channels, got " + o.str());
-      o.c = int64_t(a.heads) * a.head_dim;
+      const int64_t c1 = int64_t(a.heads) * a.head_dim;
+      if (nd.inputs.size() == 1) {
+        if (o.rank < 3 || o.c != 3 * c1) bad(nd, "expects fused qkv channels " + std::to_string(3 * c1) + ", got " + o.str());
+      } else {
+        const ValueShape& kv = in(1);
+        if (o.rank < 3 || o.c != c1) bad(nd, "expects q with " + std::to_string(c1) + " channels, got " + o.str());
+        if (kv.rank < 3 || kv.n != o.n || kv.c != 2 * c1)
+          bad(nd, "expects kv [" + std::to_string(o.n) + ",L," + std::to_string(2 * c1) + "], got " + kv.str());
+      }
+      o.c = c1;
     } else if constexpr (std::is_same_v<A, ConcatAttrs>) {
       want_inputs(2, 2);
       const ValueShape &x = in(0), &y = in(1);
@@ -81,10 +90,19 @@ ValueShape infer(const Node& nd, const std::vector<ValueShape>& s) {
       o = in(0);
       if (o.rank != 4) bad(nd, "expects [N,H,W,C]");
       o.h *= 2; o.w *= 2;
-    } else {
-      static_assert(std::is_same_v<A, AffineAttrs>);
+    } else if constexpr (std::is_same_v<A, AffineAttrs>) {
       want_inputs(1, 1);
       o = in(0);
+    } else if constexpr (std::is_same_v<A, LayerNormAttrs>) {
+      want_inputs(1, 1);
+      o = in(0);
+      if (o.rank < 2) bad(nd, "expects [..., C], got " + o.str());
+    } else {
+      static_assert(std::is_same_v<A, GegluAttrs>);
+      want_inputs(1, 1);
+      o = in(0);
+      if (o.rank < 2 || o.c % 2) bad(nd, "expects an even last dim, got " + o.str());
+      o.c /= 2;
     }
     return o;
   }, nd.attrs);
@@ -114,7 +132,8 @@ class ArenaAllocator {
 
 }  // namespace
 
-MemoryPlan plan_memory(const Graph& g, int n, int h, int w, const PlanLimits& lim) {
+MemoryPlan plan_memory(const Graph& g, const PlanInputs& in, const PlanLimits& lim) {
+  const int n = in.n, h = in.h, w = in.w;
   if (n < 1 || n > lim.max_batch)
     fail(ErrorCode::InvalidArgument, "batch " + std::to_string(n) + " out of range [1, " + std::to_string(lim.max_batch) + "]");
   if (h < 1 || w < 1 || h > lim.max_side || w > lim.max_side)
@@ -124,15 +143,21 @@ MemoryPlan plan_memory(const Graph& g, int n, int h, int w, const PlanLimits& li
     fail(ErrorCode::InvalidArgument, "size " + std::to_string(h) + "x" + std::to_string(w) +
                                          " is not a multiple of " + std::to_string(g.downsample_factor) +
                                          " (the network downsamples that many times over)");
+  if (g.context >= 0 && (in.context_len < 1 || in.context_len > lim.max_context_len))
+    fail(ErrorCode::InvalidArgument, "encoder_hidden_states length " + std::to_string(in.context_len) +
+                                         " out of range [1, " + std::to_string(lim.max_context_len) + "]");
+  if (g.context < 0 && in.context_len != 0)
+    fail(ErrorCode::InvalidArgument, "this network takes no encoder_hidden_states");
   MemoryPlan p;
-  p.n = n; p.h = h; p.w = w;
+  p.n = n; p.h = h; p.w = w; p.context_len = in.context_len;
   const size_t nv = g.values.size();
   p.shapes.assign(nv, ValueShape{});
   p.offset.assign(nv, -1);
   p.last_use.assign(nv, -1);
   p.shapes[g.sample] = {4, n, h, w, g.in_channels};
-  p.shapes[g.timestep] = {1, n, 1, 1, 1};
+  if (g.timestep >= 0) p.shapes[g.timestep] = {1, n, 1, 1, 1};
   if (g.class_labels >= 0) p.shapes[g.class_labels] = {1, n, 1, 1, 1};
+  if (g.context >= 0) p.shapes[g.context] = {3, n, 1, in.context_len, g.context_dim};
 
   for (size_t k = 0; k < g.nodes.size(); ++k) {
     const Node& nd = g.nodes[k];
@@ -172,6 +197,30 @@ MemoryPlan plan_memory(const Graph& g, int n, int h, int w, const PlanLimits& li
   if (!mul_ok(p.arena_elems, 4, &bytes) || bytes > lim.max_arena_bytes)
     fail(ErrorCode::InvalidArgument, "activations need " + std::to_string(bytes >> 20) + " MiB, above the limit");
   return p;
+}
+
+void check_graph_inputs(const Graph& g, int num_classes, int n, const void* sample, const void* timesteps,
+                        const int32_t* labels, const void* context) {
+  auto need = [](bool has, const void* p, const std::string& what) {
+    if (has && !p) fail(ErrorCode::InvalidArgument, "this network needs " + what);
+    if (!has && p) fail(ErrorCode::InvalidArgument, "this network takes no " + what);
+  };
+  need(true, sample, "sample");
+  need(g.timestep >= 0, timesteps, "timesteps");
+  need(g.context >= 0, context, "encoder_hidden_states (text context)");
+  check_class_labels(g, num_classes, n, labels);
+}
+
+void check_class_labels(const Graph& g, int num_classes, int n, const int32_t* labels) {
+  if (g.class_labels >= 0 && !labels)
+    fail(ErrorCode::InvalidArgument, "this model is class-conditional: class labels are required");
+  if (g.class_labels < 0 && labels)
+    fail(ErrorCode::InvalidArgument, "this model is not class-conditional: class labels are not accepted");
+  if (labels)
+    for (int i = 0; i < n; ++i)
+      if (labels[i] < 0 || labels[i] >= num_classes)
+        fail(ErrorCode::InvalidArgument, "class label " + std::to_string(labels[i]) + " out of range [0, " +
+                                             std::to_string(num_classes - 1) + "]");
 }
 
 }  // namespace diffrt

@@ -12,14 +12,21 @@
 namespace diffrt {
 
 struct ValueShape {
-  int rank = 0;  // 1: [N], 2: [N, C], 4: [N, H, W, C]
+  int rank = 0;  // 1: [N], 2: [N, C], 3: [N, L, C] (stored as h = 1, w = L), 4: [N, H, W, C]
   int64_t n = 0, h = 1, w = 1, c = 1;
   uint64_t numel() const { return uint64_t(n) * uint64_t(h) * uint64_t(w) * uint64_t(c); }
   std::string str() const;
 };
 
-struct MemoryPlan {
+// What a run is planned for: batch, spatial size of "sample", and the token count of
+// "encoder_hidden_states" (0 for graphs without a text context).
+struct PlanInputs {
   int n = 0, h = 0, w = 0;
+  int context_len = 0;
+};
+
+struct MemoryPlan {
+  int n = 0, h = 0, w = 0, context_len = 0;
   std::vector<ValueShape> shapes;   // per value
   std::vector<int64_t> offset;      // per value, in elements; -1 for graph inputs
   uint64_t arena_elems = 0;         // arena size in elements
@@ -32,11 +39,23 @@ struct MemoryPlan {
 struct PlanLimits {
   int max_batch = 4096;
   int max_side = 8192;
+  int max_context_len = 65536;
   uint64_t max_arena_bytes = uint64_t(64) << 30;
 };
 
 // Throws Error(InvalidArgument) for sizes the network cannot take (H/W not multiples of the
 // downsample factor, zero or absurd sizes) and Error(InvalidModel) for inconsistent graphs.
-MemoryPlan plan_memory(const Graph& g, int n, int h, int w, const PlanLimits& limits = {});
+MemoryPlan plan_memory(const Graph& g, const PlanInputs& in, const PlanLimits& limits = {});
+inline MemoryPlan plan_memory(const Graph& g, int n, int h, int w, const PlanLimits& limits = {}) {
+  return plan_memory(g, PlanInputs{n, h, w, 0}, limits);
+}
+
+// Checks a run's host-side inputs against what graph `g` takes (each present exactly when the graph
+// has that input) and the n class labels against [0, num_classes). Both backends call it before
+// touching any input; throws Error(InvalidArgument).
+void check_graph_inputs(const Graph& g, int num_classes, int n, const void* sample, const void* timesteps,
+                        const int32_t* labels, const void* context);
+// The class-label part alone (labels may be null: required exactly when g has a class_labels input).
+void check_class_labels(const Graph& g, int num_classes, int n, const int32_t* labels);
 
 }  // namespace diffrt

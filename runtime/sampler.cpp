@@ -17,14 +17,46 @@ namespace {
 
 [[noreturn]] void bad(const std::string& msg) { fail(ErrorCode::InvalidArgument, "sample request: " + msg); }
 
+}  // namespace
+
 int effective_steps(const SampleRequest& r) {
   if (r.steps != 0) return r.steps;
   return r.sampler == SamplerKind::Ddpm ? 1000 : 50;
 }
 
-bool cfg_on(const SampleRequest& r) { return r.guidance_scale > 1.0f && !r.class_labels.empty(); }
+bool guidance_on(const SampleRequest& r) {
+  return r.guidance_scale > 1.0f && (r.text_cfg || !r.class_labels.empty());
+}
 
-}  // namespace
+std::vector<int32_t> model_labels(const SampleRequest& r) {
+  std::vector<int32_t> labels;
+  if (guidance_on(r) && !r.text_cfg) {
+    labels.assign(size_t(r.batch), r.null_class);
+    labels.insert(labels.end(), r.class_labels.begin(), r.class_labels.end());
+  } else {
+    labels = r.class_labels;
+  }
+  return labels;
+}
+
+SchedulerStepParams make_step_params(const SchedulerConfig& cfg, const SampleRequest& r, int cm) {
+  SchedulerStepParams p;
+  p.b = r.batch; p.h = r.height; p.w = r.width; p.c = r.channels; p.cm = cm;
+  p.cfg = guidance_on(r);
+  p.guidance_scale = r.guidance_scale;
+  p.kind = r.sampler;
+  p.prediction = cfg.prediction_type;
+  p.variance = cfg.variance_type;
+  p.clip_sample = cfg.clip_sample;
+  p.clip_sample_range = float(cfg.clip_sample_range);
+  p.thresholding = cfg.thresholding;
+  p.dynamic_thresholding_ratio = float(cfg.dynamic_thresholding_ratio);
+  p.sample_max_value = float(cfg.sample_max_value);
+  p.use_clipped_model_output = r.use_clipped_model_output;
+  p.seed = r.seed;
+  p.sample_index_base = r.first_sample_index;
+  return p;
+}
 
 void validate_sample_request(const SchedulerConfig& cfg, const SampleRequest& r, int cm) {
   validate_scheduler_config(cfg, "scheduler config");
@@ -52,9 +84,10 @@ void validate_sample_request(const SchedulerConfig& cfg, const SampleRequest& r,
     bad("class_labels has " + std::to_string(r.class_labels.size()) + " entries, batch is " + std::to_string(r.batch));
   for (int32_t l : r.class_labels)
     if (l < 0) bad("class label " + std::to_string(l) + " is negative");
-  if (r.guidance_scale > 1.0f && r.class_labels.empty())
+  if (r.text_cfg && !r.class_labels.empty()) bad("class_labels are not taken by a text-conditioned model");
+  if (r.guidance_scale > 1.0f && r.class_labels.empty() && !r.text_cfg)
     bad("guidance_scale = " + std::to_string(r.guidance_scale) + " > 1 needs class_labels");
-  if (cfg_on(r) && r.null_class < 0)
+  if (guidance_on(r) && !r.text_cfg && r.null_class < 0)
     bad("null_class = " + std::to_string(r.null_class) + " must be set (>= 0) for classifier-free guidance");
   if (r.rng == RngKind::Philox && uint64_t(r.first_sample_index) + uint64_t(r.batch) > (1ull << 32))
     bad("first_sample_index + batch exceeds 2^32");
@@ -67,18 +100,9 @@ std::vector<float> run_sampler(const SchedulerConfig& cfg, const SampleRequest& 
   const int steps = effective_steps(r);
   const SamplingPlan plan = make_sampling_plan(cfg, r.sampler, steps, r.eta);
   const int B = r.batch, H = r.height, W = r.width, C = r.channels;
-  const bool cfg_mode = cfg_on(r);
-  const int Bm = cfg_mode ? 2 * B : B;
+  const int Bm = model_batch(r);
   const size_t per = size_t(H) * W * C;
-
-  // Model-side labels: [null x B; labels] with CFG, labels alone without, none if unconditional.
-  std::vector<int32_t> labels;
-  if (cfg_mode) {
-    labels.assign(size_t(B), r.null_class);
-    labels.insert(labels.end(), r.class_labels.begin(), r.class_labels.end());
-  } else if (!r.class_labels.empty()) {
-    labels = r.class_labels;
-  }
+  const std::vector<int32_t> labels = model_labels(r);
 
   TorchGenerator gen(r.seed);
   std::vector<float> x(size_t(B) * per);
@@ -94,21 +118,7 @@ std::vector<float> run_sampler(const SchedulerConfig& cfg, const SampleRequest& 
                                          model_in.begin() + size_t(n) * per);
   std::vector<float> tvec(static_cast<size_t>(Bm));
 
-  SchedulerStepParams p;
-  p.b = B; p.h = H; p.w = W; p.c = C; p.cm = cm;
-  p.cfg = cfg_mode;
-  p.guidance_scale = r.guidance_scale;
-  p.kind = r.sampler;
-  p.prediction = cfg.prediction_type;
-  p.variance = cfg.variance_type;
-  p.clip_sample = cfg.clip_sample;
-  p.clip_sample_range = float(cfg.clip_sample_range);
-  p.thresholding = cfg.thresholding;
-  p.dynamic_thresholding_ratio = float(cfg.dynamic_thresholding_ratio);
-  p.sample_max_value = float(cfg.sample_max_value);
-  p.use_clipped_model_output = r.use_clipped_model_output;
-  p.seed = r.seed;
-  p.sample_index_base = r.first_sample_index;
+  SchedulerStepParams p = make_step_params(cfg, r, cm);
   p.x = x.data();
   p.model_in = model_in.data();
   p.model_out = model_out.data();

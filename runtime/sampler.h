@@ -13,11 +13,14 @@
 //     (DDPM: t > 0; DDIM: every step when eta > 0).
 // CFG: guidance_scale > 1 with class labels -> the model batch is [null_class x B; labels] (2B rows,
 // uncond first, as diffusers' [uncond; cond]); otherwise the model runs on B rows (labels or null).
+// Text-conditioned models (text_cfg): guidance_scale > 1 runs 2B rows with no labels; the UNet
+// callback owns the text embeddings [negative x B; positive x B], as StableDiffusionPipeline.
 #pragma once
 #include <cstdint>
 #include <functional>
 #include <vector>
 
+#include "kernels/scheduler_step/scheduler_step.h"
 #include "runtime/schedule.h"
 
 namespace diffrt {
@@ -36,7 +39,19 @@ struct SampleRequest {
   std::vector<int32_t> class_labels;  // empty (unconditional) or one per batch row
   float guidance_scale = 1.0f;        // > 1 enables CFG (needs class_labels)
   int32_t null_class = -1;            // label of the unconditional half (e.g. num_classes)
+  bool text_cfg = false;              // guidance over text embeddings held by the UNet callback
 };
+
+// The number of denoising steps a request runs (0 = the pipeline default: DDPM 1000, DDIM 50).
+int effective_steps(const SampleRequest& r);
+// Whether the request runs classifier-free guidance, and the batch the model then runs at.
+bool guidance_on(const SampleRequest& r);
+inline int model_batch(const SampleRequest& r) { return guidance_on(r) ? 2 * r.batch : r.batch; }
+// The model-side labels: [null x B; labels] with class CFG, labels alone, or none.
+std::vector<int32_t> model_labels(const SampleRequest& r);
+// The fused step's request- and config-derived fields (shapes, guidance, prediction, variance,
+// clipping, thresholding, seed); buffers, coefficients and noise are the caller's.
+SchedulerStepParams make_step_params(const SchedulerConfig& cfg, const SampleRequest& r, int out_channels_of_model);
 
 // x: [Bm, H, W, C] NHWC fp32; timesteps: [Bm]; labels: [Bm] or null; out: [Bm, H, W, Cm].
 using UNetFn = std::function<void(const float* x, const float* timesteps, const int32_t* labels,

@@ -487,7 +487,7 @@ TEST(ModelFileReject, EmbModeNoneWithTwoInputs) {
 }
 TEST(ModelFileReject, HeadsTimesHeadDimInconsistent) {
   expect_header_rejected([](json& h) { node(h, 4)["attrs"]["heads"] = 3; }, "graph.nodes[4].attrs",
-                         "3*heads*head_dim = 72");
+                         "needs 72 channels");
 }
 TEST(ModelFileReject, HeadsTimesHeadDimTooLarge) {
   expect_header_rejected([](json& h) {
@@ -546,6 +546,132 @@ TEST(ModelFileReject, WeightNameNotString) {
 }
 TEST(ModelFileReject, NodeExtraField) {
   expect_header_rejected([](json& h) { node(h, 3)["fused"] = true; }, "graph.nodes[3]", "unexpected field \"fused\"");
+}
+
+
+// ---- text-conditioned graphs and the VAE section ------------------------------------------------
+
+// A denoiser with a text context: values 0 sample, 1 timestep, 2 ctx, 3 h, 4 ln, 5 q, 6 kv, 7 attn,
+// 8 ff, 9 gated, 10 out. Plus a two-node VAE decoder reading 3 latent channels.
+Graph text_graph() {
+  Graph g;
+  g.values = {"sample", "timestep", "encoder_hidden_states", "h", "ln", "q", "kv", "attn", "ff", "gated", "out"};
+  g.sample = 0; g.timestep = 1; g.context = 2; g.context_dim = 6; g.output = 10;
+  g.in_channels = 3; g.out_channels = 3;
+  auto add = [&](std::string name, OpAttrs a, std::vector<int> in, int out, std::map<std::string, std::string> w) {
+    Node n;
+    n.name = std::move(name); n.attrs = a; n.inputs = std::move(in); n.output = out; n.weights = std::move(w);
+    g.nodes.push_back(std::move(n));
+  };
+  Conv2dAttrs cin;
+  cin.cin = 3; cin.cout = 8;
+  add("conv_in", cin, {0}, 3, {{"weight", "conv_in.weight"}});
+  add("ln", LayerNormAttrs{1e-5f}, {3}, 4, {{"weight", "ln.weight"}, {"bias", "ln.bias"}});
+  add("to_q", LinearAttrs{8, 8, false, 1.0f}, {4}, 5, {{"weight", "to_q.weight"}});
+  add("to_kv", LinearAttrs{6, 16, false, 1.0f}, {2}, 6, {{"weight", "to_kv.weight"}});
+  add("attn2", AttentionAttrs{2, 4, 0.5f}, {5, 6}, 7, {});
+  add("ff", LinearAttrs{8, 6, false, 1.0f}, {7}, 8, {{"weight", "ff.weight"}});
+  add("geglu", GegluAttrs{}, {8}, 9, {});
+  Conv2dAttrs cout;
+  cout.cin = 3; cout.cout = 3;
+  add("conv_out", cout, {9}, 10, {{"weight", "conv_out.weight"}});
+  return g;
+}
+Graph vae_graph() {
+  Graph g;
+  g.values = {"sample", "z", "out"};
+  g.sample = 0; g.output = 2; g.in_channels = 3; g.out_channels = 3;
+  Node a;
+  a.name = "scale"; a.attrs = AffineAttrs{5.0f, 0.0f}; a.inputs = {0}; a.output = 1;
+  Node up;
+  up.name = "up"; up.attrs = Upsample2xAttrs{}; up.inputs = {1}; up.output = 2;
+  g.nodes = {a, up};
+  return g;
+}
+std::vector<TensorBlob> text_tensors() {
+  return {blob("conv_in.weight", DType::F32, {8, 3, 3, 3}, 1), blob("ln.weight", DType::F32, {8}, 2),
+          blob("ln.bias", DType::F32, {8}, 3),                 blob("to_q.weight", DType::F32, {8, 8}, 4),
+          blob("to_kv.weight", DType::F32, {16, 6}, 5),        blob("ff.weight", DType::F32, {6, 8}, 6),
+          blob("conv_out.weight", DType::F32, {3, 3, 3, 3}, 7)};
+}
+std::vector<uint8_t> text_file() {
+  VaeDecoder vae;
+  vae.config = {{"latent_channels", 3}};
+  vae.scaling_factor = 0.2;
+  vae.graph = vae_graph();
+  return serialize_model_file("unet2d_condition", json::object(), text_graph(), text_tensors(), json::object(),
+                              Conditioning{}, json::object(), &vae);
+}
+std::vector<uint8_t> text_edited(const std::function<void(json&)>& edit) {
+  Parts p = split(text_file());
+  edit(p.header);
+  return assemble(p.header.dump(), p.data);
+}
+
+TEST(ModelFileText, RoundTripKeepsContextAndVae) {
+  std::vector<uint8_t> f = text_file();
+  ModelFile m = parse_model_file(f.data(), f.size(), kOrigin);
+  EXPECT_EQ(m.family, "unet2d_condition");
+  EXPECT_EQ(m.graph.context, 2);
+  EXPECT_EQ(m.graph.context_dim, 6);
+  ASSERT_TRUE(m.vae.present());
+  EXPECT_FLOAT_EQ(float(m.vae.scaling_factor), 0.2f);
+  EXPECT_EQ(m.vae.graph.timestep, -1);
+  EXPECT_EQ(m.vae.config["latent_channels"], 3);
+  ASSERT_EQ(m.graph.nodes.size(), 8u);
+  EXPECT_EQ(std::string(op_name(m.graph.nodes[1].attrs)), "layer_norm");
+  EXPECT_FLOAT_EQ(std::get<LayerNormAttrs>(m.graph.nodes[1].attrs).eps, 1e-5f);
+  EXPECT_EQ(m.graph.nodes[4].inputs, (std::vector<int>{5, 6}));
+  EXPECT_EQ(std::string(op_name(m.graph.nodes[6].attrs)), "geglu");
+  // Serialising what was read gives the same bytes.
+  std::vector<uint8_t> again = serialize_model_file(m.family, m.config, m.graph, text_tensors(), m.scheduler,
+                                                    m.conditioning, m.provenance, &m.vae);
+  EXPECT_EQ(again, f);
+}
+TEST(ModelFileText, ContextDimWithoutContextInput) {
+  expect_rejected(text_edited([](json& h) { h["graph"]["inputs"].erase("encoder_hidden_states"); }),
+                  "graph.context_dim", "exactly when");
+}
+TEST(ModelFileText, ContextInputWithoutContextDim) {
+  expect_rejected(text_edited([](json& h) { h["graph"].erase("context_dim"); }), "graph.context_dim");
+}
+TEST(ModelFileText, CrossAttentionKvChannelsChecked) {
+  expect_rejected(text_edited([](json& h) { h["graph"]["nodes"][4]["attrs"]["head_dim"] = 8; }),
+                  "graph.nodes[4].attrs", "needs");
+}
+TEST(ModelFileText, AttentionTakesAtMostTwoInputs) {
+  expect_rejected(text_edited([](json& h) { h["graph"]["nodes"][4]["inputs"] = {5, 6, 6}; }),
+                  "graph.nodes[4].inputs", "attention takes 1..2");
+}
+TEST(ModelFileText, LayerNormEpsOutOfRange) {
+  expect_rejected(text_edited([](json& h) { h["graph"]["nodes"][1]["attrs"]["eps"] = 0.0; }),
+                  "graph.nodes[1].attrs.eps", "(0, 1)");
+}
+TEST(ModelFileText, GegluTakesNoAttrs) {
+  expect_rejected(text_edited([](json& h) { h["graph"]["nodes"][6]["attrs"]["approximate"] = true; }),
+                  "graph.nodes[6].attrs", "unexpected field");
+}
+TEST(ModelFileText, DenoiserNeedsTimestep) {
+  expect_rejected(text_edited([](json& h) { h["graph"]["inputs"].erase("timestep"); }), "graph");
+}
+TEST(ModelFileText, VaeScalingFactorNotPositive) {
+  expect_rejected(text_edited([](json& h) { h["vae"]["scaling_factor"] = -1.0; }), "vae.scaling_factor");
+}
+TEST(ModelFileText, VaeGraphErrorsNameVaeGraph) {
+  expect_rejected(text_edited([](json& h) { h["vae"]["graph"]["nodes"][0]["op"] = "nope"; }),
+                  "vae.graph.nodes[0].op", "unknown op");
+}
+TEST(ModelFileText, VaeTakesLatentsOnly) {
+  expect_rejected(text_edited([](json& h) {
+    h["vae"]["graph"]["values"].push_back("t");
+    h["vae"]["graph"]["inputs"]["timestep"] = 3;
+  }), "vae.graph.inputs", "latents only");
+}
+TEST(ModelFileText, VaeLatentChannelsMatchDenoiser) {
+  expect_rejected(text_edited([](json& h) { h["vae"]["graph"]["in_channels"] = 5; }), "vae.graph.in_channels");
+}
+TEST(ModelFileText, VaeUnknownField) {
+  expect_rejected(text_edited([](json& h) { h["vae"]["encoder"] = json::object(); }), "vae", "unexpected field");
 }
 
 }  // namespace

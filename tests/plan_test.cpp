@@ -85,3 +85,74 @@ TEST(Plan, ScaleShiftMidAttentionHasNoNorm) {
   c.attn_norm_num_groups = 8;
   EXPECT_GE(build_unet2d_graph(c).value_id("mid_block.attentions.0.group_norm"), 0);
 }
+
+namespace {
+
+// sample -> conv_in (C=8) -> to_q; context [N, L, 6] -> to_kv (16) -> attention(q, kv) -> geglu -> out.
+Graph cross_graph() {
+  Graph g;
+  g.values = {"sample", "timestep", "encoder_hidden_states", "h", "q", "kv", "attn", "out"};
+  g.sample = 0; g.timestep = 1; g.context = 2; g.context_dim = 6; g.output = 7;
+  g.in_channels = 3; g.out_channels = 4;
+  auto add = [&](const char* name, OpAttrs a, std::vector<int> in, int out) {
+    Node n;
+    n.name = name; n.attrs = a; n.inputs = std::move(in); n.output = out;
+    g.nodes.push_back(std::move(n));
+  };
+  Conv2dAttrs c;
+  c.cin = 3; c.cout = 8;
+  add("conv_in", c, {0}, 3);
+  add("to_q", LinearAttrs{8, 8, false, 1.0f}, {3}, 4);
+  add("to_kv", LinearAttrs{6, 16, false, 1.0f}, {2}, 5);
+  add("attn2", AttentionAttrs{2, 4, 0.5f}, {4, 5}, 6);
+  add("geglu", GegluAttrs{}, {6}, 7);
+  return g;
+}
+
+}  // namespace
+
+TEST(Plan, CrossAttentionShapes) {
+  Graph g = cross_graph();
+  for (int len : {77, 5, 1}) {
+    MemoryPlan p = plan_memory(g, PlanInputs{2, 4, 6, len});
+    EXPECT_EQ(p.shapes[2].str(), "[2," + std::to_string(len) + ",6]");
+    EXPECT_EQ(p.shapes[5].str(), "[2," + std::to_string(len) + ",16]");
+    EXPECT_EQ(p.shapes[6].str(), "[2,4,6,8]");  // the query's tokens, heads*head_dim channels
+    EXPECT_EQ(p.shapes[7].str(), "[2,4,6,4]");  // geglu halves the last dim
+    check_no_overlap(g, p);
+  }
+}
+
+TEST(Plan, ContextLengthIsRequiredAndBounded) {
+  Graph g = cross_graph();
+  EXPECT_THROW(plan_memory(g, 1, 4, 4), Error);  // no context length
+  EXPECT_THROW(plan_memory(g, PlanInputs{1, 4, 4, 65537}), Error);
+  Graph plain = build_unet2d_graph(cifar10_config());
+  EXPECT_THROW(plan_memory(plain, PlanInputs{1, 32, 32, 77}), Error);  // takes no context
+}
+
+TEST(Plan, CrossAttentionKvMustMatchQuery) {
+  Graph g = cross_graph();
+  std::get<LinearAttrs>(g.nodes[2].attrs).out = 12;  // kv with 12 != 2*8 channels
+  try {
+    plan_memory(g, PlanInputs{1, 4, 4, 7});
+    FAIL() << "accepted a mis-sized kv";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("attn2"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Plan, GraphInputsArePresentExactlyWhenTaken) {
+  Graph g = cross_graph();
+  float x = 0;
+  EXPECT_NO_THROW(check_graph_inputs(g, 0, 1, &x, &x, nullptr, &x));
+  EXPECT_THROW(check_graph_inputs(g, 0, 1, &x, &x, nullptr, nullptr), Error);   // context missing
+  EXPECT_THROW(check_graph_inputs(g, 0, 1, &x, nullptr, nullptr, &x), Error);   // timesteps missing
+  int32_t label = 0;
+  EXPECT_THROW(check_graph_inputs(g, 0, 1, &x, &x, &label, &x), Error);         // not class-conditional
+  Graph cls = g;
+  cls.class_labels = 1;
+  int32_t bad = 10;
+  EXPECT_THROW(check_class_labels(cls, 10, 1, &bad), Error);                    // out of range
+  EXPECT_NO_THROW(check_class_labels(cls, 11, 1, &bad));
+}

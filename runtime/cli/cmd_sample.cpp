@@ -13,10 +13,13 @@
 #include "runtime/format/atomic_file.h"
 #include "runtime/format/json_fields.h"
 #include "runtime/image_png.h"
+#include "runtime/latent_pipeline.h"
+#include "runtime/layout.h"
 #include "runtime/npy.h"
 #include "runtime/sampler.h"
 #include "runtime/schedule.h"
 #ifdef DIFFRT_HAVE_CUDA
+#include "runtime/cuda/cuda_latent.h"
 #include "runtime/cuda/cuda_sampler.h"
 #endif
 
@@ -26,10 +29,11 @@ namespace {
 
 struct SampleOpts {
   std::string model, scheduler_config, sampler, rng = "philox", output, device = "auto", classes;
+  std::string prompt_embeds, negative_prompt_embeds, output_type = "image";
   std::string timestep_spacing, prediction_type, variance_type;
   std::vector<std::string> set;
   int steps = 0, batch = 1, height = 0, width = 0, threads = 0, grid_cols = 0;
-  double eta = 0.0, guidance = 1.0;
+  double eta = 0.0, guidance = -1.0;  // < 0: the pipeline default (7.5 text-conditioned, else 1)
   std::string seed;
   bool quiet = false;
 };
@@ -99,11 +103,28 @@ std::vector<int32_t> parse_classes(const std::string& spec, const ModelFile& mf,
   return labels;
 }
 
-std::vector<float> sample_cpu(const ModelFile& mf, const SchedulerConfig& sched, const SampleRequest& req,
-                              const ProgressFn& progress) {
+// Text context of a text-conditioned model ([negative; positive] with guidance); empty otherwise.
+struct TextInputs {
+  std::vector<float> context;
+  int len = 0;
+};
+
+// The denoising loop on the chosen backend: final x (pixels or latents) [B, h, w, C] NHWC.
+std::vector<float> denoise(const std::string& device, const ModelFile& mf, const SchedulerConfig& sched,
+                           const SampleRequest& req, const TextInputs& text, const ProgressFn& progress) {
+  if (device == "cuda") {
+#ifdef DIFFRT_HAVE_CUDA
+    CudaContext ctx;
+    CudaWeights weights(mf);
+    if (mf.graph.context >= 0) return sample_latents_cuda(mf, weights, ctx, sched, req, text.context, text.len, progress);
+    return run_sampler_cuda(mf, weights, ctx, sched, req, progress);
+#else
+    fail(ErrorCode::Unsupported, "this build has no CUDA backend");
+#endif
+  }
   CpuWeights weights(mf);
-  const bool cfg = req.guidance_scale > 1.0f && !req.class_labels.empty();
-  const int bm = cfg ? 2 * req.batch : req.batch;
+  if (mf.graph.context >= 0) return sample_latents_cpu(mf, weights, sched, req, text.context, text.len, progress);
+  const int bm = model_batch(req);
   CpuExecutor ex(mf, weights, bm, req.height, req.width);  // checks the size before the loop starts
   UNetFn unet = [&](const float* x, const float* t, const int32_t* labels, int n, float* out) {
     if (n != bm) fail(ErrorCode::Internal, "sampler batch changed");
@@ -112,27 +133,39 @@ std::vector<float> sample_cpu(const ModelFile& mf, const SchedulerConfig& sched,
   return run_sampler(sched, req, mf.graph.out_channels, unet, progress);
 }
 
-std::vector<float> sample_cuda(const ModelFile& mf, const SchedulerConfig& sched, const SampleRequest& req,
-                               const ProgressFn& progress) {
+std::vector<float> decode(const std::string& device, const ModelFile& mf, const std::vector<float>& latents, int n,
+                          int h, int w) {
+  if (device == "cuda") {
 #ifdef DIFFRT_HAVE_CUDA
-  CudaContext ctx;
-  CudaWeights weights(mf);
-  return run_sampler_cuda(mf, weights, ctx, sched, req, progress);
-#else
-  (void)mf; (void)sched; (void)req; (void)progress;
-  fail(ErrorCode::Unsupported, "this build has no CUDA backend");
+    CudaContext ctx;
+    CudaWeights weights(mf);
+    return decode_latents_cuda(mf, weights, ctx, latents, n, h, w);
 #endif
+  }
+  CpuWeights weights(mf);
+  return decode_latents_cpu(mf, weights, latents, n, h, w);
 }
 
 }  // namespace
 
 void add_sample_command(CLI::App& app) {
   auto o = std::make_shared<SampleOpts>();
-  CLI::App* c = app.add_subcommand("sample", "Sample images: noise -> DDPM/DDIM loop -> PNG grid or .npy");
+  CLI::App* c = app.add_subcommand(
+      "sample", "Sample images: noise -> DDPM/DDIM loop [-> VAE decode for latent models] -> PNG grid or .npy");
   c->add_option("-m,--model", o->model, "model file (.drt)")->required();
   c->add_option("-o,--output", o->output,
                 "output: .png (a grid when batch > 1; seed and settings in its metadata) or .npy "
-                "(NHWC float32 in [0, 1], like diffusers output_type=\"np\")")->required();
+                "(NHWC float32 in [0, 1], like diffusers output_type=\"np\"; NCHW latents with --output-type latent)")
+      ->required();
+  c->add_option("--prompt-embeds", o->prompt_embeds,
+                "text-conditioned models: prompt embeddings .npy float32 [B, L, D] (e.g. CLIP's last_hidden_state, "
+                "L = 77); the batch is theirs");
+  c->add_option("--negative-prompt-embeds", o->negative_prompt_embeds,
+                "text-conditioned models: embeddings of the negative prompt, same shape (needed with guidance; diffusers "
+                "uses the empty prompt's)");
+  c->add_option("--output-type", o->output_type,
+                "image (decode latents with the VAE) or latent (write the final latents as NCHW .npy, like "
+                "output_type=\"latent\")")->check(CLI::IsMember({"image", "latent"}))->capture_default_str();
   c->add_option("--sampler", o->sampler, "ddpm or ddim (default: ddim if the scheduler config is a DDIMScheduler, else ddpm)")
       ->check(CLI::IsMember({"ddpm", "ddim"}));
   CLI::Option* steps_opt = c->add_option("--steps", o->steps, "denoising steps (default: 1000 for ddpm, 50 for ddim, as diffusers' pipelines)");
@@ -146,9 +179,11 @@ void add_sample_command(CLI::App& app) {
   c->add_option("--class", o->classes, "class-conditional models: a class index, a comma-separated list (cycled over the batch) or 'all'");
   c->add_option("--guidance-scale", o->guidance,
                 "classifier-free guidance scale s: eps = eps_uncond + s*(eps_cond - eps_uncond); <= 1 disables guidance "
-                "(no unconditional pass)")->capture_default_str();
-  c->add_option("-H,--height", o->height, "image height (default: the model's sample_size)");
-  c->add_option("-W,--width", o->width, "image width (default: the model's sample_size)");
+                "(no unconditional pass). Default: 7.5 for text-conditioned models (as StableDiffusionPipeline), else 1");
+  c->add_option("-H,--height", o->height,
+                "image height in pixels (default: the model's sample_size, times the VAE's factor for latent models)");
+  c->add_option("-W,--width", o->width,
+                "image width in pixels (default: the model's sample_size, times the VAE's factor for latent models)");
   c->add_option("--scheduler-config", o->scheduler_config, "diffusers scheduler_config.json replacing the model file's default");
   c->add_option("--timestep-spacing", o->timestep_spacing, "override: leading, linspace or trailing");
   c->add_option("--prediction-type", o->prediction_type, "override: epsilon, sample or v_prediction");
@@ -167,7 +202,7 @@ void add_sample_command(CLI::App& app) {
     const bool npy = o->output.size() >= 4 && o->output.compare(o->output.size() - 4, 4, ".npy") == 0;
     if (!png && !npy) fail(ErrorCode::InvalidArgument, "-o: output must end in .png or .npy, got '" + o->output + "'");
     if (o->batch < 1 || o->batch > 4096) fail(ErrorCode::InvalidArgument, "--batch must be in [1, 4096]");
-    if (!(o->guidance == o->guidance) || o->guidance < 0 || o->guidance > 1000)
+    if (!(o->guidance == o->guidance) || o->guidance > 1000 || (o->guidance < 0 && o->guidance != -1.0))
       fail(ErrorCode::InvalidArgument, "--guidance-scale must be a number in [0, 1000]");
     if (!(o->eta >= 0 && o->eta <= 10)) fail(ErrorCode::InvalidArgument, "--eta must be in [0, 10]");
 
@@ -175,9 +210,25 @@ void add_sample_command(CLI::App& app) {
     nlohmann::json sj = scheduler_json(mf, *o);
     SchedulerConfig sched = scheduler_config_from_json(sj, o->scheduler_config.empty() ? o->model + " (scheduler)" : o->scheduler_config);
 
+    const bool text_model = mf.graph.context >= 0;
+    const bool latent_model = mf.vae.present();
+    const bool want_latents = o->output_type == "latent";
+    if (want_latents && !npy) fail(ErrorCode::InvalidArgument, "--output-type latent writes .npy only");
+    if (!want_latents && text_model && !latent_model)
+      fail(ErrorCode::InvalidArgument, "this model file has no VAE decoder: use --output-type latent");
+    if (text_model && o->prompt_embeds.empty())
+      fail(ErrorCode::InvalidArgument, "this model is text-conditioned: give --prompt-embeds");
+    if (!text_model && (!o->prompt_embeds.empty() || !o->negative_prompt_embeds.empty()))
+      fail(ErrorCode::InvalidArgument, "--prompt-embeds: this model is not text-conditioned");
+    if (!text_model && want_latents) fail(ErrorCode::InvalidArgument, "--output-type latent: this model has no latents");
+
     SampleRequest req;
     std::string sampler = o->sampler;
-    if (sampler.empty()) sampler = sj.value("_class_name", nlohmann::json("")) == "DDIMScheduler" ? "ddim" : "ddpm";
+    if (sampler.empty()) {
+      // DDPMScheduler configs sample with DDPM; DDIM and the other SD schedulers (PNDM, ...) with DDIM.
+      const nlohmann::json cls = sj.value("_class_name", nlohmann::json(""));
+      sampler = cls == "DDPMScheduler" || (cls == "" && !text_model) ? "ddpm" : "ddim";
+    }
     req.sampler = sampler == "ddim" ? SamplerKind::Ddim : SamplerKind::Ddpm;
     req.steps = o->steps ? o->steps : (req.sampler == SamplerKind::Ddim ? 50 : 1000);
     req.eta = float(o->eta);
@@ -186,17 +237,36 @@ void add_sample_command(CLI::App& app) {
     req.batch = o->batch;
     int sample_size = mf.config.contains("sample_size") && mf.config["sample_size"].is_number_integer()
                           ? mf.config["sample_size"].get<int>() : 0;
-    req.height = o->height ? o->height : sample_size;
-    req.width = o->width ? o->width : sample_size;
-    if (req.height <= 0 || req.width <= 0)
-      fail(ErrorCode::InvalidArgument, "the model has no sample_size: give -H and -W");
+    const int f = latent_model ? vae_scale_factor(mf) : 1;  // pixels per latent
+    const int img_h = o->height ? o->height : sample_size * f, img_w = o->width ? o->width : sample_size * f;
+    if (img_h <= 0 || img_w <= 0) fail(ErrorCode::InvalidArgument, "the model has no sample_size: give -H and -W");
+    if (img_h % f || img_w % f)
+      fail(ErrorCode::InvalidArgument, "-H/-W must be multiples of the VAE's factor " + std::to_string(f) + ", got " +
+                                           std::to_string(img_h) + "x" + std::to_string(img_w));
+    req.height = img_h / f;
+    req.width = img_w / f;
     req.channels = mf.graph.in_channels;
+    TextInputs text;
+    TextEmbeds pos, neg;
+    if (text_model) {
+      pos = read_text_embeds(o->prompt_embeds);
+      if (!o->negative_prompt_embeds.empty()) neg = read_text_embeds(o->negative_prompt_embeds);
+      if (o->batch != 1 && o->batch != pos.batch)
+        fail(ErrorCode::InvalidArgument, "--batch " + std::to_string(o->batch) + " but the prompt embeddings hold " +
+                                             std::to_string(pos.batch) + " prompts (the batch is theirs)");
+      req.batch = pos.batch;
+      req.text_cfg = true;
+    }
     req.class_labels = parse_classes(o->classes, mf, o->batch);
     if (mf.conditioning.num_classes && req.class_labels.empty())
       fail(ErrorCode::InvalidArgument, "this model is class-conditional: give --class (an index, a list or 'all')");
-    req.guidance_scale = float(o->guidance);
+    req.guidance_scale = float(o->guidance >= 0 ? o->guidance : text_model ? 7.5 : 1.0);
     req.null_class = mf.conditioning.null_class;
-    const bool cfg = req.guidance_scale > 1.0f && !req.class_labels.empty();
+    if (text_model) {
+      text.context = model_context(mf.graph, pos, neg.data.empty() ? nullptr : &neg, guidance_on(req));
+      text.len = pos.len;
+    }
+    const bool cfg = guidance_on(req) && !text_model;
     if (cfg && req.null_class < 0)
       fail(ErrorCode::InvalidArgument, "--guidance-scale > 1 needs a null class; this model file has none "
                                        "(re-convert with --null-class)");
@@ -205,23 +275,33 @@ void add_sample_command(CLI::App& app) {
     std::fflush(stdout);
     ProgressBar bar("sampling", req.steps, o->quiet);
     ProgressFn progress = [&](int step, int total) { (void)total; bar.update(step); return true; };
-    std::vector<float> x = device == "cuda" ? sample_cuda(mf, sched, req, progress)
-                                            : sample_cpu(mf, sched, req, progress);
+    std::vector<float> x = denoise(device, mf, sched, req, text, progress);
     bar.finish();
+    if (want_latents) {
+      write_npy_f32(o->output, {req.batch, req.channels, req.height, req.width},
+                    nhwc_to_nchw(x, req.batch, req.height, req.width, req.channels).data());
+      if (!o->quiet) std::fprintf(stderr, "wrote %s (latents)\n", o->output.c_str());
+      return;
+    }
+    int out_c = req.channels;
+    if (latent_model) {
+      x = decode(device, mf, x, req.batch, req.height, req.width);
+      out_c = mf.vae.graph.out_channels;
+    }
     std::vector<float> img = to_image_01(x);
 
     nlohmann::json meta = {{"seed", req.seed}, {"sampler", sampler}, {"steps", req.steps}, {"eta", req.eta},
                            {"rng", o->rng}, {"guidance_scale", req.guidance_scale}, {"batch", req.batch},
-                           {"height", req.height}, {"width", req.width}, {"model", o->model},
+                           {"height", img_h}, {"width", img_w}, {"model", o->model},
                            {"class_labels", req.class_labels}, {"scheduler", sj}, {"device", device}};
     if (png) {
       int cols = o->grid_cols;
       if (!cols && o->classes == "all") cols = mf.conditioning.num_classes - (mf.conditioning.null_class >= 0 ? 1 : 0);
-      write_png_grid(o->output, img.data(), req.batch, req.height, req.width, req.channels, cols,
+      write_png_grid(o->output, img.data(), req.batch, img_h, img_w, out_c, cols,
                      {{"Software", "diffrt " DIFFRT_VERSION_STRING}, {"seed", std::to_string(req.seed)},
                       {"diffrt", meta.dump()}});
     } else {
-      write_npy_f32(o->output, {req.batch, req.height, req.width, req.channels}, img.data());
+      write_npy_f32(o->output, {req.batch, img_h, img_w, out_c}, img.data());
     }
     if (!o->quiet) std::fprintf(stderr, "wrote %s\n", o->output.c_str());
   });

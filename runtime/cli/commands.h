@@ -8,6 +8,7 @@ void add_convert_command(CLI::App& app);
 void add_info_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_sample_command(CLI::App& app);
+void add_decode_command(CLI::App& app);
 
 // --device: "auto" picks cuda when built with it and a device is present, else cpu with a notice.
 std::string resolve_device(const std::string& requested, bool quiet);

@@ -21,13 +21,14 @@ static void ensure_passive_openmp(char** argv) {
 
 int main(int argc, char** argv) {
   ensure_passive_openmp(argv);
-  CLI::App app{"diffrt " DIFFRT_VERSION_STRING ": diffusion-model sampling runtime (diffusers UNet2DModel checkpoints)"};
+  CLI::App app{"diffrt " DIFFRT_VERSION_STRING ": diffusion-model sampling runtime (diffusers UNet2DModel and Stable Diffusion checkpoints)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "diffrt " DIFFRT_VERSION_STRING);
   diffrt::cli::add_convert_command(app);
   diffrt::cli::add_info_command(app);
   diffrt::cli::add_eval_command(app);
   diffrt::cli::add_sample_command(app);
+  diffrt::cli::add_decode_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,6 +1,7 @@
 // GPU sampling loop (contract in cuda_sampler.h). Host code only: it drives the executor, the fused scheduler
 // step (kernels/scheduler_step/scheduler_step.cu) and the helpers in cuda_kernels.cu on the context's stream.
-// Tested by tests/gpu/executor_test.cpp (GPU vs CPU loop, batch independence, graph replay == eager).
+// Tested by tests/gpu/executor_test.cpp (GPU vs CPU loop, batch independence, graph replay == eager) and
+// tests/gpu/sd_test.cpp (text-conditioned loop vs the CPU and vs StableDiffusionPipeline, graph replay == eager).
 #include "runtime/cuda/cuda_sampler.h"
 
 #include <algorithm>
@@ -18,10 +19,6 @@ namespace {
 
 static_assert(std::is_trivially_copyable_v<StepCoeffs>, "StepCoeffs is uploaded as raw bytes");
 
-int effective_steps(const SampleRequest& r) {
-  if (r.steps != 0) return r.steps;
-  return r.sampler == SamplerKind::Ddpm ? 1000 : 50;
-}
 
 // RAII for the few raw CUDA objects of one run.
 struct Events {
@@ -64,10 +61,17 @@ int time_embedding_node(const Graph& g) {
 
 std::vector<float> run_sampler_cuda(const ModelFile& mf, const CudaWeights& weights, CudaContext& ctx,
                                     const SchedulerConfig& cfg, const SampleRequest& r, const ProgressFn& progress,
-                                    const CudaSamplerOptions& opt, CudaSamplerStats* stats) {
+                                    const CudaSamplerOptions& opt, CudaSamplerStats* stats, const CudaTextContext& text) {
   const Graph& g = mf.graph;
   const int cm = g.out_channels;
   validate_sample_request(cfg, r, cm);
+  if (g.timestep < 0) fail(ErrorCode::InvalidModel, "the sampler needs a denoiser graph with a timestep input");
+  if (g.context >= 0 && (!text.data || text.len < 1))
+    fail(ErrorCode::InvalidArgument, "this model is text-conditioned: the sampler needs its encoder_hidden_states");
+  if (g.context < 0 && (text.data || text.len != 0))
+    fail(ErrorCode::InvalidArgument, "this model is not text-conditioned: it takes no encoder_hidden_states");
+  if (r.text_cfg && g.context < 0)
+    fail(ErrorCode::InvalidArgument, "sample request: text_cfg needs a text-conditioned model");
   if (r.channels != g.in_channels)
     fail(ErrorCode::InvalidArgument, "sample request: channels = " + std::to_string(r.channels) +
                                          " but the model takes " + std::to_string(g.in_channels));
@@ -76,32 +80,18 @@ std::vector<float> run_sampler_cuda(const ModelFile& mf, const CudaWeights& weig
   const SamplingPlan plan = make_sampling_plan(cfg, r.sampler, steps, r.eta);
   const int total = int(plan.coeffs.size());
   const int B = r.batch, H = r.height, W = r.width, C = r.channels;
-  const bool cfg_mode = r.guidance_scale > 1.0f && !r.class_labels.empty();
-  const int Bm = cfg_mode ? 2 * B : B;
+  const int Bm = model_batch(r);
   const int64_t n_per = int64_t(H) * W * C;
   CudaSamplerStats st;
   st.steps = total;
 
   // Model-side labels, exactly as the CPU loop builds them.
-  std::vector<int32_t> labels;
-  if (cfg_mode) {
-    labels.assign(size_t(B), r.null_class);
-    labels.insert(labels.end(), r.class_labels.begin(), r.class_labels.end());
-  } else if (!r.class_labels.empty()) {
-    labels = r.class_labels;
-  }
-  if (g.class_labels >= 0) {
-    if (labels.empty()) fail(ErrorCode::InvalidArgument, "this model is class-conditional: class labels are required");
-    for (int32_t l : labels)
-      if (l < 0 || l >= mf.conditioning.num_classes)
-        fail(ErrorCode::InvalidArgument, "class label " + std::to_string(l) + " out of range [0, " +
-                                             std::to_string(mf.conditioning.num_classes - 1) + "]");
-  } else if (!labels.empty()) {
-    fail(ErrorCode::InvalidArgument, "this model is not class-conditional: class labels are not accepted");
-  }
+  const std::vector<int32_t> labels = model_labels(r);
+  check_class_labels(g, mf.conditioning.num_classes, Bm, labels.empty() ? nullptr : labels.data());
 
-  CudaExecutor ex(mf, weights, ctx, Bm, H, W);
+  CudaExecutor ex(mf, weights, ctx, g, PlanInputs{Bm, H, W, g.context >= 0 ? text.len : 0});
   ex.debug = opt.debug;
+  if (g.context >= 0) ex.upload_context(text.data);  // [Bm, L, D], constant for the whole loop
   st.arena_bytes = ex.arena_plan().bytes;
   const ValueShape& os = ex.plan().shapes[size_t(g.output)];
   if (os.h != H || os.w != W || os.c != cm)
@@ -146,8 +136,9 @@ std::vector<float> run_sampler_cuda(const ModelFile& mf, const CudaWeights& weig
         for (int i = 0; i < total; ++i)  // diffusers' order: one randn per noisy step
           if (plan.coeffs[size_t(i)].add_noise) {
             host_noise = torch_randn_nchw_to_nhwc(gen, B, C, H, W);
-            DIFFRT_CUDA_CHECK(cudaMemcpy(d_noise.as<char>() + step_noise_bytes * size_t(i), host_noise.data(),
-                                         step_noise_bytes, cudaMemcpyHostToDevice));
+            DIFFRT_CUDA_CHECK(cudaMemcpyAsync(d_noise.as<char>() + step_noise_bytes * size_t(i), host_noise.data(),
+                                              step_noise_bytes, cudaMemcpyHostToDevice, s));
+            DIFFRT_CUDA_CHECK(cudaStreamSynchronize(s));  // host_noise is refilled by the next draw
           }
       } else {
         st.torch_noise_streamed = true;
@@ -166,20 +157,7 @@ std::vector<float> run_sampler_cuda(const ModelFile& mf, const CudaWeights& weig
   // ---- scheduler step params ----------------------------------------------------------------------------
   SchedulerStepDeviceParams sp;
   SchedulerStepParams& p = sp.base;
-  p.b = B; p.h = H; p.w = W; p.c = C; p.cm = cm;
-  p.cfg = cfg_mode;
-  p.guidance_scale = r.guidance_scale;
-  p.kind = r.sampler;
-  p.prediction = cfg.prediction_type;
-  p.variance = cfg.variance_type;
-  p.clip_sample = cfg.clip_sample;
-  p.clip_sample_range = float(cfg.clip_sample_range);
-  p.thresholding = cfg.thresholding;
-  p.dynamic_thresholding_ratio = float(cfg.dynamic_thresholding_ratio);
-  p.sample_max_value = float(cfg.sample_max_value);
-  p.use_clipped_model_output = r.use_clipped_model_output;
-  p.seed = r.seed;
-  p.sample_index_base = r.first_sample_index;
+  p = make_step_params(cfg, r, cm);
   p.x = d_x.as<float>();
   p.noise_source = !any_noise ? NoiseSource::None : r.rng == RngKind::Torch ? NoiseSource::Buffer : NoiseSource::Philox;
   p.noise = d_noise.as<float>();
@@ -204,7 +182,8 @@ std::vector<float> run_sampler_cuda(const ModelFile& mf, const CudaWeights& weig
       std::vector<float> tsteps(size_t(total) * size_t(Bm));
       for (int i = 0; i < total; ++i) std::fill_n(tsteps.begin() + size_t(i) * size_t(Bm), Bm, ttable[size_t(i)]);
       d_tsteps.allocate(tsteps.size() * sizeof(float));
-      DIFFRT_CUDA_CHECK(cudaMemcpy(d_tsteps.get(), tsteps.data(), d_tsteps.bytes(), cudaMemcpyHostToDevice));
+      DIFFRT_CUDA_CHECK(cudaMemcpyAsync(d_tsteps.get(), tsteps.data(), d_tsteps.bytes(), cudaMemcpyHostToDevice, s));
+      DIFFRT_CUDA_CHECK(cudaStreamSynchronize(s));  // tsteps is a host temporary
       d_temb.allocate(bytes);
       auto wt = [&](const char* role) -> const void* {
         auto it = nd.weights.find(role);

@@ -48,6 +48,8 @@ struct AttrsToJson {
   json operator()(const ConcatAttrs&) const { return json::object(); }
   json operator()(const Upsample2xAttrs&) const { return json::object(); }
   json operator()(const AffineAttrs& a) const { return {{"scale", a.scale}, {"shift", a.shift}}; }
+  json operator()(const LayerNormAttrs& a) const { return {{"eps", a.eps}}; }
+  json operator()(const GegluAttrs&) const { return json::object(); }
 };
 
 int to_int(int64_t v) { return static_cast<int>(v); }  // callers range-check first
@@ -131,6 +133,18 @@ OpAttrs parse_affine(const JsonCheck& c, const json& j, const std::string& p) {
   return a;
 }
 
+OpAttrs parse_layer_norm(const JsonCheck& c, const json& j, const std::string& p) {
+  c.only_keys(j, p, {"eps"});
+  LayerNormAttrs a;
+  a.eps = c.f32_at(j, p, "eps");
+  if (!(a.eps > 0.0f && a.eps < 1.0f)) c.fail(json_path(p, "eps"), "must be in (0, 1)");
+  return a;
+}
+OpAttrs parse_geglu(const JsonCheck& c, const json& j, const std::string& p) {
+  c.only_keys(j, p, {});
+  return GegluAttrs{};
+}
+
 struct OpRow {
   const char* name;
   OpAttrs (*parse)(const JsonCheck&, const json&, const std::string&);
@@ -139,8 +153,9 @@ struct OpRow {
 constexpr OpRow kOps[] = {
     {"time_embedding", parse_time_embedding, 1, 2}, {"conv2d", parse_conv2d, 1, 2},
     {"linear", parse_linear, 1, 2},                 {"group_norm", parse_group_norm, 1, 2},
-    {"attention", parse_attention, 1, 1},           {"concat", parse_concat, 2, 2},
+    {"attention", parse_attention, 1, 2},           {"concat", parse_concat, 2, 2},
     {"upsample2x", parse_upsample2x, 1, 1},         {"affine", parse_affine, 1, 1},
+    {"layer_norm", parse_layer_norm, 1, 1},         {"geglu", parse_geglu, 1, 1},
 };
 
 // Arity rules that depend on the attributes (the optional second input).
@@ -158,16 +173,22 @@ void check_inputs_against_attrs(const JsonCheck& c, const Node& n, const Graph& 
                                          " takes " + std::to_string(want) + " input(s)");
   }
   if (auto* at = std::get_if<AttentionAttrs>(&n.attrs)) {
-    // The qkv input carries 3*heads*head_dim channels; check it where the producer says so.
-    const int64_t want = 3 * int64_t(at->heads) * at->head_dim;
-    for (const Node& prod : g.nodes) {
-      if (prod.output != n.inputs[0]) continue;
-      int64_t have = -1;
-      if (auto* l = std::get_if<LinearAttrs>(&prod.attrs)) have = l->out;
-      if (auto* cv = std::get_if<Conv2dAttrs>(&prod.attrs)) have = cv->cout;
-      if (have >= 0 && have != want)
-        c.fail(json_path(p, "attrs"), "3*heads*head_dim = " + std::to_string(want) + " but input " +
-                                          quote_for_error(prod.name) + " has " + std::to_string(have) + " channels");
+    // Self: the qkv input carries 3*heads*head_dim channels. Cross: q carries heads*head_dim and kv
+    // twice that. Checked where the producer says so (plan_memory checks every shape again).
+    const int64_t c1 = int64_t(at->heads) * at->head_dim;
+    const bool cross = n.inputs.size() == 2;
+    for (size_t k = 0; k < n.inputs.size(); ++k) {
+      const int64_t want = cross ? (k == 0 ? c1 : 2 * c1) : 3 * c1;
+      for (const Node& prod : g.nodes) {
+        if (prod.output != n.inputs[k]) continue;
+        int64_t have = -1;
+        if (auto* l = std::get_if<LinearAttrs>(&prod.attrs)) have = l->out;
+        if (auto* cv = std::get_if<Conv2dAttrs>(&prod.attrs)) have = cv->cout;
+        if (have >= 0 && have != want)
+          c.fail(json_path(p, "attrs"), "attention input " + std::to_string(k) + " needs " + std::to_string(want) +
+                                            " channels but " + quote_for_error(prod.name) + " has " +
+                                            std::to_string(have));
+      }
     }
   }
 }
@@ -175,22 +196,26 @@ void check_inputs_against_attrs(const JsonCheck& c, const Node& n, const Graph& 
 }  // namespace
 
 json graph_to_json(const Graph& g) {
-  json inputs = {{"sample", g.sample}, {"timestep", g.timestep}};
+  json inputs = {{"sample", g.sample}};
+  if (g.timestep >= 0) inputs["timestep"] = g.timestep;
   if (g.class_labels >= 0) inputs["class_labels"] = g.class_labels;
+  if (g.context >= 0) inputs["encoder_hidden_states"] = g.context;
   json nodes = json::array();
   for (const Node& n : g.nodes) {
     nodes.push_back({{"name", n.name}, {"op", op_name(n.attrs)}, {"inputs", n.inputs}, {"output", n.output},
                      {"attrs", std::visit(AttrsToJson{}, n.attrs)}, {"weights", n.weights}});
   }
-  return {{"values", g.values}, {"inputs", inputs}, {"output", g.output}, {"in_channels", g.in_channels},
-          {"out_channels", g.out_channels}, {"downsample_factor", g.downsample_factor}, {"nodes", nodes}};
+  json out = {{"values", g.values}, {"inputs", inputs}, {"output", g.output}, {"in_channels", g.in_channels},
+              {"out_channels", g.out_channels}, {"downsample_factor", g.downsample_factor}, {"nodes", nodes}};
+  if (g.context >= 0) out["context_dim"] = g.context_dim;
+  return out;
 }
 
-Graph graph_from_json(const json& j, const std::string& origin) {
+Graph graph_from_json(const json& j, const std::string& origin, const std::string& gp) {
   const JsonCheck c(origin);
-  const std::string gp = "graph";
   c.object(j, gp);
-  c.only_keys(j, gp, {"values", "inputs", "output", "in_channels", "out_channels", "downsample_factor", "nodes"});
+  c.only_keys(j, gp, {"values", "inputs", "output", "in_channels", "out_channels", "context_dim",
+                      "downsample_factor", "nodes"});
   Graph g;
 
   const std::string vp = json_path(gp, "values");
@@ -212,17 +237,21 @@ Graph graph_from_json(const json& j, const std::string& origin) {
   std::vector<char> produced(g.values.size(), 0);
   const std::string ip = json_path(gp, "inputs");
   const json& inputs = c.object(c.member(j, gp, "inputs"), ip);
-  c.only_keys(inputs, ip, {"sample", "timestep", "class_labels"});
+  c.only_keys(inputs, ip, {"sample", "timestep", "class_labels", "encoder_hidden_states"});
   g.sample = value_id(c.member(inputs, ip, "sample"), json_path(ip, "sample"));
   produced[size_t(g.sample)] = 1;
-  g.timestep = value_id(c.member(inputs, ip, "timestep"), json_path(ip, "timestep"));
-  if (produced[size_t(g.timestep)]) c.fail(json_path(ip, "timestep"), "same value as another graph input");
-  produced[size_t(g.timestep)] = 1;
-  if (inputs.contains("class_labels")) {
-    g.class_labels = value_id(inputs["class_labels"], json_path(ip, "class_labels"));
-    if (produced[size_t(g.class_labels)]) c.fail(json_path(ip, "class_labels"), "same value as another graph input");
-    produced[size_t(g.class_labels)] = 1;
-  }
+  auto optional_input = [&](const char* key, int* id) {
+    if (!inputs.contains(key)) return;
+    *id = value_id(inputs[key], json_path(ip, key));
+    if (produced[size_t(*id)]) c.fail(json_path(ip, key), "same value as another graph input");
+    produced[size_t(*id)] = 1;
+  };
+  optional_input("timestep", &g.timestep);
+  optional_input("class_labels", &g.class_labels);
+  optional_input("encoder_hidden_states", &g.context);
+  if ((g.context >= 0) != j.contains("context_dim"))
+    c.fail(json_path(gp, "context_dim"), "must be present exactly when inputs.encoder_hidden_states is");
+  if (g.context >= 0) g.context_dim = to_int(c.int_at(j, gp, "context_dim", 1, kMaxChannels));
   g.output = value_id(c.member(j, gp, "output"), json_path(gp, "output"));
   g.in_channels = to_int(c.int_at(j, gp, "in_channels", 1, kMaxChannels));
   g.out_channels = to_int(c.int_at(j, gp, "out_channels", 1, kMaxChannels));
@@ -278,7 +307,7 @@ Graph graph_from_json(const json& j, const std::string& origin) {
   }
   for (size_t v = 0; v < produced.size(); ++v)
     if (!produced[v]) c.fail(json_index(vp, v), "value " + quote_for_error(g.values[v]) + " is never produced");
-  if (g.output == g.sample || g.output == g.timestep || g.output == g.class_labels)
+  if (g.output == g.sample || g.output == g.timestep || g.output == g.class_labels || g.output == g.context)
     c.fail(json_path(gp, "output"), "the graph output must be produced by a node");
   return g;
 }

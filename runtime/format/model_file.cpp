@@ -106,13 +106,12 @@ std::vector<TensorInfo> parse_tensor_table(const json& arr, uint64_t data_size, 
   return out;
 }
 
-// Cross-checks between the graph and the tensor table / conditioning.
-void check_graph_refs(const ModelFile& m, const JsonCheck& c) {
-  std::map<std::string, const TensorInfo*> by_name;
-  for (const TensorInfo& t : m.tensors) by_name[t.name] = &t;
-  for (size_t i = 0; i < m.graph.nodes.size(); ++i) {
-    const Node& n = m.graph.nodes[i];
-    const std::string p = "graph.nodes[" + std::to_string(i) + "]";
+// Cross-checks between a graph and the tensor table. `gp` is the graph's path in errors.
+void check_weight_refs(const Graph& g, const std::map<std::string, const TensorInfo*>& by_name,
+                       const std::string& gp, const JsonCheck& c) {
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const Node& n = g.nodes[i];
+    const std::string p = gp + ".nodes[" + std::to_string(i) + "]";
     for (const auto& w : n.weights) {
       if (!by_name.count(w.second))
         c.fail(json_path(p, "weights." + w.first), "tensor " + quote_for_error(w.second) + " is not in the tensor table");
@@ -120,16 +119,33 @@ void check_graph_refs(const ModelFile& m, const JsonCheck& c) {
     auto* gn = std::get_if<GroupNormAttrs>(&n.attrs);
     auto w = n.weights.find("weight");
     if (gn && w != n.weights.end()) {
-      const TensorInfo* t = by_name[w->second];
+      const TensorInfo* t = by_name.at(w->second);
       if (t->shape.size() != 1 || t->shape[0] == 0 || t->shape[0] % gn->groups != 0)
         c.fail(json_path(p, "attrs.groups"), std::to_string(gn->groups) + " groups do not divide the channels of " +
                                                  quote_for_error(t->name));
     }
   }
+}
+
+// Cross-checks between the graphs, the tensor table and the conditioning.
+void check_graph_refs(const ModelFile& m, const JsonCheck& c) {
+  std::map<std::string, const TensorInfo*> by_name;
+  for (const TensorInfo& t : m.tensors) by_name[t.name] = &t;
+  check_weight_refs(m.graph, by_name, "graph", c);
+  if (m.graph.timestep < 0) c.fail("graph.inputs", "the denoiser graph needs a timestep input");
   const bool class_input = m.graph.class_labels >= 0;
   if (class_input != (m.conditioning.num_classes > 0))
     c.fail("conditioning.num_classes", std::to_string(m.conditioning.num_classes) + " but the graph " +
                                            (class_input ? "has" : "has no") + " class_labels input");
+  if (m.vae.present()) {
+    check_weight_refs(m.vae.graph, by_name, "vae.graph", c);
+    const Graph& v = m.vae.graph;
+    if (v.timestep >= 0 || v.class_labels >= 0 || v.context >= 0)
+      c.fail("vae.graph.inputs", "a VAE decoder takes the latents only");
+    if (v.in_channels != m.graph.out_channels && 2 * v.in_channels != m.graph.out_channels)
+      c.fail("vae.graph.in_channels", std::to_string(v.in_channels) + " latent channels but the denoiser outputs " +
+                                          std::to_string(m.graph.out_channels));
+  }
 }
 
 // Validates the header JSON (everything but the data bytes) of a file of `file_size` bytes whose
@@ -138,7 +154,7 @@ ModelFile parse_header(std::string_view text, uint64_t file_size, uint64_t data_
   json h = c.parse_strict(text, "header");
   c.object(h, "header");
   c.only_keys(h, "header", {"format", "version", "family", "config", "graph", "tensors", "scheduler",
-                            "conditioning", "provenance", "data_size"});
+                            "conditioning", "provenance", "vae", "data_size"});
   if (c.string_at(h, "", "format") != "diffrt") c.fail("format", "must be \"diffrt\"");
   if (c.u64_at(h, "", "version") != kFormatVersion) c.fail("version", "header version differs from the preamble");
   ModelFile m;
@@ -160,6 +176,16 @@ ModelFile parse_header(std::string_view text, uint64_t file_size, uint64_t data_
   if (m.conditioning.num_classes == 0 && m.conditioning.null_class != -1)
     c.fail("conditioning.null_class", "must be -1 when num_classes is 0");
   m.provenance = c.object(c.member(h, "", "provenance"), "provenance");
+  if (h.contains("vae")) {
+    const json& vj = c.object(h["vae"], "vae");
+    c.only_keys(vj, "vae", {"config", "scaling_factor", "graph"});
+    m.vae.config = c.object(c.member(vj, "vae", "config"), "vae.config");
+    m.vae.scaling_factor = c.f32_at(vj, "vae", "scaling_factor");
+    if (!(m.vae.scaling_factor > 0.0f && m.vae.scaling_factor < 1e6f))
+      c.fail("vae.scaling_factor", "must be in (0, 1e6)");
+    m.vae.graph = graph_from_json(c.member(vj, "vae", "graph"), c.origin(), "vae.graph");
+    if (!m.vae.present()) c.fail("vae.graph.nodes", "empty");
+  }
   check_graph_refs(m, c);
   return m;
 }
@@ -242,7 +268,7 @@ ModelFile read_model_file(const std::string& path) {
 
 std::vector<uint8_t> serialize_model_file(const std::string& family, const json& config, const Graph& graph,
                                           const std::vector<TensorBlob>& tensors, const json& scheduler,
-                                          const Conditioning& cond, const json& provenance) {
+                                          const Conditioning& cond, const json& provenance, const VaeDecoder* vae) {
   auto arg_fail = [](const std::string& what) { throw Error(ErrorCode::InvalidArgument, "serialize_model_file: " + what); };
   json table = json::array();
   uint64_t cursor = 0;
@@ -271,6 +297,10 @@ std::vector<uint8_t> serialize_model_file(const std::string& family, const json&
                  {"conditioning", {{"num_classes", cond.num_classes}, {"null_class", cond.null_class}}},
                  {"provenance", provenance.is_null() ? json::object() : provenance},
                  {"data_size", cursor}};
+  if (vae && vae->present())
+    header["vae"] = {{"config", vae->config.is_null() ? json::object() : vae->config},
+                     {"scaling_factor", vae->scaling_factor},
+                     {"graph", graph_to_json(vae->graph)}};
   std::string text;
   try {
     text = header.dump();

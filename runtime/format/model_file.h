@@ -6,10 +6,12 @@
 //   bytes 24..   H bytes of UTF-8 JSON (the header), then zero padding to kDataAlignment
 //   data section: tensors at offsets relative to the data start, each kDataAlignment-aligned;
 //   the file ends exactly at the end of the data section (header field "data_size").
-// Header JSON: {"format":"diffrt","version":1,"family":"unet2d","config":{...},
+// Header JSON: {"format":"diffrt","version":1,"family":"unet2d"|"unet2d_condition","config":{...},
 //   "graph":{...},"tensors":[{"name","dtype","shape","offset","nbytes"}...],
 //   "scheduler":{...diffusers scheduler config...},"conditioning":{...},"provenance":{...},
-//   "data_size":N}
+//   optional "vae":{"config":{...},"scaling_factor":f,"graph":{...}},"data_size":N}
+// "graph" is the denoiser; "vae" is the VAE decoder of a latent-diffusion model (its tensors are
+// named "vae.<diffusers name>" in the same table).
 // The reader treats the file as hostile: every field is type-checked, offsets and sizes are
 // overflow-checked and must lie inside the data section without overlapping.
 #pragma once
@@ -47,14 +49,25 @@ struct Conditioning {
   int null_class = -1;
 };
 
+// The VAE decoder of a latent-diffusion model: latents [N,h,w,latent_channels] -> image
+// [N,f*h,f*w,3] in about [-1, 1]. Its graph starts by dividing by scaling_factor (diffusers'
+// `latents / vae.config.scaling_factor`) and has no timestep input.
+struct VaeDecoder {
+  nlohmann::json config;  // the diffusers AutoencoderKL config, as converted
+  float scaling_factor = 0;  // fp32, as diffusers divides an fp32 tensor by it
+  Graph graph;            // empty (no nodes) when the model file has no VAE
+  bool present() const { return !graph.nodes.empty(); }
+};
+
 struct ModelFile {
-  std::string family;            // "unet2d"
+  std::string family;            // "unet2d" (UNet2DModel) or "unet2d_condition" (UNet2DConditionModel)
   nlohmann::json config;         // the diffusers model config, as converted
   Graph graph;
   std::vector<TensorInfo> tensors;
   nlohmann::json scheduler;      // diffusers scheduler config (object; may be empty)
   Conditioning conditioning;
   nlohmann::json provenance;     // converter version, source files, dtype, date
+  VaeDecoder vae;                // latent-diffusion models only
   std::vector<uint8_t> data;     // the data section (tensor bytes)
 
   const TensorInfo* find(const std::string& name) const;
@@ -77,10 +90,11 @@ ModelFile parse_model_file(const uint8_t* bytes, size_t size, const std::string&
 std::vector<uint8_t> serialize_model_file(const std::string& family, const nlohmann::json& config,
                                           const Graph& graph, const std::vector<TensorBlob>& tensors,
                                           const nlohmann::json& scheduler, const Conditioning& cond,
-                                          const nlohmann::json& provenance);
+                                          const nlohmann::json& provenance, const VaeDecoder* vae = nullptr);
 
 // Graph <-> JSON; graph_from_json validates op names, attribute types/ranges and value references.
 nlohmann::json graph_to_json(const Graph& g);
-Graph graph_from_json(const nlohmann::json& j, const std::string& origin);
+// `path` names the graph in errors ("graph", "vae.graph").
+Graph graph_from_json(const nlohmann::json& j, const std::string& origin, const std::string& path = "graph");
 
 }  // namespace diffrt

@@ -1,0 +1,151 @@
+// Stable-Diffusion-style parity on the CPU backend against diffusers 0.27.2 fixtures
+// (tests/fixtures/sd/{sd1_tiny,sd2_tiny}, made by tests/fixtures/make_sd_fixtures.py from random
+// weights): UNet2DConditionModel forward, AutoencoderKL decode, and whole
+// StableDiffusionPipeline runs (prompt embeddings given, --rng torch semantics, with and without
+// guidance, DDIM and DDPM, epsilon and v-prediction).
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "runtime/latent_pipeline.h"
+#include "runtime/layout.h"
+#include "runtime/npy.h"
+#include "tests/test_util.h"
+#include "weights_converter/converter.h"
+
+namespace fs = std::filesystem;
+using namespace diffrt;
+
+namespace {
+
+const char* kModels[] = {"sd1_tiny", "sd2_tiny"};
+
+fs::path fixture(const std::string& model) { return test::source_path("tests/fixtures/sd/" + model); }
+
+// One conversion per fixture model per test binary.
+const ModelFile& converted(const std::string& model) {
+  static std::map<std::string, ModelFile> cache;
+  auto it = cache.find(model);
+  if (it != cache.end()) return it->second;
+  ConvertOptions opt;
+  opt.input = (fixture(model) / "pipeline").string();
+  opt.output = test::temp_dir("sd_" + model) + "/m.drt";
+  convert_diffusers(opt);
+  return cache.emplace(model, read_model_file(opt.output)).first->second;
+}
+
+std::vector<float> npy_f32(const fs::path& p) { return read_npy(p.string()).as_f32(); }
+
+}  // namespace
+
+TEST(SdParity, ConvertedFileHasUnetAndVae) {
+  for (const char* m : kModels) {
+    const ModelFile& mf = converted(m);
+    EXPECT_EQ(mf.family, "unet2d_condition") << m;
+    EXPECT_GE(mf.graph.context, 0) << m;
+    EXPECT_TRUE(mf.vae.present()) << m;
+    EXPECT_FLOAT_EQ(float(mf.vae.scaling_factor), 0.18215f) << m;
+    EXPECT_EQ(vae_scale_factor(mf), 2) << m;
+  }
+}
+
+TEST(SdParity, UNetForwardMatchesDiffusers) {
+  int cases = 0;
+  for (const char* m : kModels) {
+    const ModelFile& mf = converted(m);
+    CpuWeights weights(mf);
+    for (const char* c : {"unet_case0", "unet_case1"}) {
+      const fs::path d = fixture(m) / c;
+      NpyArray x = read_npy((d / "sample.npy").string());
+      NpyArray e = read_npy((d / "encoder_hidden_states.npy").string());
+      const int n = int(x.shape[0]), ch = int(x.shape[1]), h = int(x.shape[2]), w = int(x.shape[3]);
+      const int len = int(e.shape[1]);
+      std::vector<float> xs = nchw_to_nhwc(x.as_f32(), n, ch, h, w), ts = npy_f32(d / "timesteps.npy");
+      std::vector<float> ctx = e.as_f32();
+      CpuExecutor ex(mf, weights, mf.graph, PlanInputs{n, h, w, len});
+      std::vector<float> out(size_t(n) * h * w * mf.graph.out_channels);
+      GraphInputs in;
+      in.sample = xs.data(); in.timesteps = ts.data(); in.context = ctx.data();
+      ex.run(in, out.data());
+      std::vector<float> got = nhwc_to_nchw(out, n, h, w, mf.graph.out_channels);
+      std::vector<float> want = npy_f32(d / "out.npy");
+      ASSERT_EQ(got.size(), want.size());
+      const double rel = test::rel_l2(got.data(), want.data(), want.size());
+      const double mx = test::max_abs_diff(got.data(), want.data(), want.size());
+      std::printf("[sd unet] %-9s %s  L=%-3d rel_l2 %.3g  max_abs %.3g\n", m, c, len, rel, mx);
+      EXPECT_LE(rel, 1e-5) << m << "/" << c;
+      ++cases;
+    }
+  }
+  EXPECT_EQ(cases, 4);
+}
+
+TEST(SdParity, VaeDecodeMatchesDiffusers) {
+  for (const char* m : kModels) {
+    const ModelFile& mf = converted(m);
+    CpuWeights weights(mf);
+    const fs::path d = fixture(m) / "vae_decode";
+    NpyArray z = read_npy((d / "latents.npy").string());
+    const int n = int(z.shape[0]), c = int(z.shape[1]), h = int(z.shape[2]), w = int(z.shape[3]);
+    std::vector<float> raw = decode_latents_cpu(mf, weights, nchw_to_nhwc(z.as_f32(), n, c, h, w), n, h, w);
+    const int f = vae_scale_factor(mf);
+    std::vector<float> raw_nchw = nhwc_to_nchw(raw, n, f * h, f * w, 3);
+    std::vector<float> want_raw = npy_f32(d / "raw.npy"), want_img = npy_f32(d / "image.npy");
+    ASSERT_EQ(raw_nchw.size(), want_raw.size());
+    const double rel = test::rel_l2(raw_nchw.data(), want_raw.data(), want_raw.size());
+    std::vector<float> img = to_image_01(raw);
+    const double mx = test::max_abs_diff(img.data(), want_img.data(), want_img.size());
+    std::printf("[sd vae]  %-9s rel_l2 %.3g  image max_abs %.3g\n", m, rel, mx);
+    EXPECT_LE(rel, 1e-5) << m;
+    EXPECT_LE(mx, 1e-5) << m;
+  }
+}
+
+TEST(SdParity, PipelinesMatchStableDiffusionPipeline) {
+  int runs = 0;
+  for (const char* m : kModels) {
+    const ModelFile& mf = converted(m);
+    CpuWeights weights(mf);
+    std::vector<fs::path> dirs;
+    for (const auto& r : fs::directory_iterator(fixture(m) / "pipelines")) dirs.push_back(r.path());
+    std::sort(dirs.begin(), dirs.end());
+    for (const fs::path& d : dirs) {
+      nlohmann::json meta = nlohmann::json::parse(std::ifstream(d / "meta.json"));
+      SchedulerConfig sched = scheduler_config_from_json(meta["effective_scheduler_config"], "meta.json");
+      const int f = meta["vae_scale_factor"].get<int>();
+      SampleRequest req;
+      req.sampler = meta["sampler"] == "ddim" ? SamplerKind::Ddim : SamplerKind::Ddpm;
+      req.steps = meta["steps"].get<int>();
+      req.eta = meta["eta"].get<float>();
+      req.seed = meta["seed"].get<uint64_t>();
+      req.rng = RngKind::Torch;
+      req.batch = meta["batch"].get<int>();
+      req.height = meta["height"].get<int>() / f;
+      req.width = meta["width"].get<int>() / f;
+      req.channels = mf.graph.in_channels;
+      req.guidance_scale = meta["guidance_scale"].get<float>();
+      req.text_cfg = true;
+      TextEmbeds pos = read_text_embeds((d / "prompt_embeds.npy").string()), neg;
+      const bool guided = guidance_on(req);
+      if (guided) neg = read_text_embeds((d / "negative_prompt_embeds.npy").string());
+      std::vector<float> ctx = model_context(mf.graph, pos, guided ? &neg : nullptr, guided);
+      std::vector<float> lat = sample_latents_cpu(mf, weights, sched, req, ctx, pos.len, {});
+      std::vector<float> lat_nchw = nhwc_to_nchw(lat, req.batch, req.height, req.width, req.channels);
+      std::vector<float> want_lat = npy_f32(d / "latents.npy");
+      ASSERT_EQ(lat_nchw.size(), want_lat.size()) << d;
+      const double lat_err = test::max_abs_diff(lat_nchw.data(), want_lat.data(), want_lat.size());
+      std::vector<float> img = to_image_01(decode_latents_cpu(mf, weights, lat, req.batch, req.height, req.width));
+      std::vector<float> want = npy_f32(d / "images.npy");
+      ASSERT_EQ(img.size(), want.size()) << d;
+      const double err = test::max_abs_diff(img.data(), want.data(), want.size());
+      std::printf("[sd pipe] %-9s %-18s latents max_abs %.3g  images max_abs %.3g\n", m, d.filename().c_str(),
+                  lat_err, err);
+      EXPECT_LE(err, req.sampler == SamplerKind::Ddim ? 1e-3 : 5e-3) << d;
+      ++runs;
+    }
+  }
+  EXPECT_GE(runs, 6);
+}
