@@ -15,6 +15,12 @@
 //                impls: diffrt (group_norm_cuda: stats + apply, really 2 reads + 1 write, the 2nd read
 //                mostly from L2), naive (one kernel per statistic: mean, variance, then apply: 3 reads +
 //                1 write, one block per (n, group)).
+//   layer_norm   x [rows, C] -> y over the last dim, affine.  B = 2 rows C s + 2 C s, F = 0.
+//                impls: diffrt (layer_norm_cuda; the note names the path it took), naive (a block per row,
+//                scalar loads, three passes over the row: mean, centred variance, apply).
+//   geglu        x [rows, 2F] -> y [rows, F] = x[:, :F] * gelu_erf(x[:, F:]).  B = 3 rows F s, F = 0.
+//                impls: diffrt (geglu_cuda), eager (as diffusers runs it in PyTorch: F.gelu on the gate
+//                view into a [rows, F] temporary, then hidden view * temporary: 5 rows F s bytes).
 //   attention    q [B, Lq, H d], k, v [B, Lkv, H d] -> o [B, Lq, H d].  F = 4 B H Lq Lkv d (QK^T and PV;
 //                softmax not counted), B = (2 B Lq H d + 2 B Lkv H d) s.
 //                impls: diffrt (attention_cuda, fused), naive_cublas (cublasGemmBatchedEx S = Q K^T, one
@@ -67,8 +73,10 @@
 #include "kernels/attention/attention.h"
 #include "kernels/common/cuda_check.h"
 #include "kernels/conv/conv_cuda.h"
+#include "kernels/elementwise/elementwise.h"
 #include "kernels/gemm/gemm_cuda.h"
 #include "kernels/group_norm/group_norm.h"
+#include "kernels/layer_norm/layer_norm.h"
 #include "kernels/scheduler_step/scheduler_step.h"
 #include "runtime/cuda/scheduler_step_cuda.h"
 
@@ -158,6 +166,38 @@ __global__ void gn_naive_apply(const T* x, T* y, const T* gamma, const T* beta, 
     v = v / (1.f + __expf(-v));
     st(y, i, v);
   }
+}
+
+// Naive LayerNorm: a block per row, scalar loads, mean pass, centred variance pass, apply pass.
+template <class T>
+__global__ void ln_naive(const T* x, T* y, const T* gamma, const T* beta, int c, float eps) {
+  __shared__ float sm[32];
+  const T* xr = x + size_t(blockIdx.x) * c;
+  T* yr = y + size_t(blockIdx.x) * c;
+  float s = 0;
+  for (int j = threadIdx.x; j < c; j += blockDim.x) s += ld(xr, j);
+  const float mean = block_sum(s, sm) / float(c);
+  float q = 0;
+  for (int j = threadIdx.x; j < c; j += blockDim.x) {
+    float d = ld(xr, j) - mean;
+    q += d * d;
+  }
+  const float rstd = rsqrtf(block_sum(q, sm) / float(c) + eps);
+  for (int j = threadIdx.x; j < c; j += blockDim.x) st(yr, j, (ld(xr, j) - mean) * rstd * ld(gamma, j) + ld(beta, j));
+}
+
+// Eager GEGLU as PyTorch runs diffusers' GEGLU: t = F.gelu(gate view) (a [rows, F] temporary), y = hidden * t.
+template <class T>
+__global__ void gelu_gate_eager(const T* x, T* t, size_t total, int f) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total; i += size_t(gridDim.x) * blockDim.x) {
+    float g = ld(x, (i / f) * 2 * f + f + i % f);
+    st(t, i, 0.5f * g * (1.f + erff(g * 0.70710678118654752f)));
+  }
+}
+template <class T>
+__global__ void mul_hidden_eager(const T* x, const T* t, T* y, size_t total, int f) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total; i += size_t(gridDim.x) * blockDim.x)
+    st(y, i, ld(x, (i / f) * 2 * f + i % f) * ld(t, i));
 }
 
 // Row softmax in place over `cols` with a scale: p = exp(s*scale - max) / sum. One block per row.
@@ -401,6 +441,75 @@ void add_group_norm_cases(std::vector<Case>& cases, const Options& o) {
           }, "3 kernels: mean, var, apply");
         }});
       }
+}
+
+// ================================ layer norm / GEGLU (SD transformer blocks) =======================
+
+// SD 1.x UNet2DConditionModel at 512x512 with CFG (batch 2): tokens per level 64x64, 32x32, 16x16, 8x8 at
+// C = 320, 640, 1280, 1280 (LayerNorm) and GEGLU width F = 4C; plus CLIP text encoders (77 tokens, C = 768
+// for SD 1.x, 1024 for SD 2.x).
+struct TokenShape { const char* name; long long rows; int c; };
+const TokenShape kSdTokens[] = {{"T4096x320_B2", 2 * 4096, 320}, {"T1024x640_B2", 2 * 1024, 640},
+                                {"T256x1280_B2", 2 * 256, 1280},  {"T64x1280_B2", 2 * 64, 1280}};
+
+template <class F>
+void dispatch_dtype(DType t, F&& f) {
+  if (t == DType::F32) f(float{});
+  else if (t == DType::F16) f(__half{});
+  else f(__nv_bfloat16{});
+}
+
+void add_layer_norm_cases(std::vector<Case>& cases, const Options& o) {
+  std::vector<TokenShape> shapes(std::begin(kSdTokens), std::end(kSdTokens));
+  shapes.push_back({"clip_T77x768_B2", 2 * 77, 768});
+  shapes.push_back({"clip_T77x1024_B2", 2 * 77, 1024});
+  for (DType t : dtypes_for(o, kHalfAndFloat))
+    for (const TokenShape& s : shapes)
+      cases.push_back({"layer_norm", s.name, diffrt::dtype_name(t), [=](Ctx& c) {
+        const size_t count = size_t(s.rows) * s.c;
+        bench::DevArray x(count, t, 71, -1.f, 3.f), y(count, t, 72), gamma(s.c, t, 73, 0.5f, 1.5f), beta(s.c, t, 74);
+        diffrt::LayerNormParams p;
+        p.x = x.get(); p.y = y.get(); p.gamma = gamma.get(); p.beta = beta.get();
+        p.rows = s.rows; p.c = s.c; p.eps = 1e-5f; p.dtype = t;
+        const diffrt::LayerNormLaunch l = diffrt::layer_norm_cuda_launch(p);
+        const std::string note = std::string(diffrt::layer_norm_path_name(l.path)) + ", " +
+                                 std::to_string(l.vec * diffrt::dtype_size(t)) + "-byte x" +
+                                 std::to_string(l.vecs_per_thread) + "/thread, " + std::to_string(l.threads_per_row) +
+                                 " threads/row";
+        const double bytes = 2.0 * count * diffrt::dtype_size(t) + 2.0 * s.c * diffrt::dtype_size(t);
+        c.measure("diffrt", 0, bytes, [&] { diffrt::layer_norm_cuda(p, c.stream); }, note);
+        c.measure("naive", 0, bytes, [&] {
+          dispatch_dtype(t, [&](auto tag) {
+            using T = decltype(tag);
+            ln_naive<T><<<unsigned(s.rows), 256, 0, c.stream>>>(x.as<T>(), y.as<T>(), gamma.as<T>(), beta.as<T>(), s.c, 1e-5f);
+          });
+          DIFFRT_CUDA_CHECK_LAUNCH();
+        }, "block per row, scalar, 3 passes");
+      }});
+}
+
+void add_geglu_cases(std::vector<Case>& cases, const Options& o) {
+  for (DType t : dtypes_for(o, kHalfAndFloat))
+    for (const TokenShape& s : kSdTokens) {
+      const int f = 4 * s.c;  // FeedForward inner dim; the projection makes 2F = 8C
+      const std::string name = std::string(s.name) + "_F" + std::to_string(f);
+      cases.push_back({"geglu", name, diffrt::dtype_name(t), [=](Ctx& c) {
+        const size_t n_out = size_t(s.rows) * f;
+        bench::DevArray x(2 * n_out, t, 81, -3.f, 3.f), y(n_out, t, 82), tmp(n_out, t, 83);
+        diffrt::GegluParams p;
+        p.x = x.get(); p.y = y.get(); p.rows = s.rows; p.f = f; p.dtype = t;
+        const double bytes = 3.0 * n_out * diffrt::dtype_size(t);
+        c.measure("diffrt", 0, bytes, [&] { diffrt::geglu_cuda(p, c.stream); });
+        c.measure("eager", 0, bytes, [&] {
+          dispatch_dtype(t, [&](auto tag) {
+            using T = decltype(tag);
+            gelu_gate_eager<T><<<ew_blocks(n_out), 256, 0, c.stream>>>(x.as<T>(), tmp.as<T>(), n_out, f);
+            mul_hidden_eager<T><<<ew_blocks(n_out), 256, 0, c.stream>>>(x.as<T>(), tmp.as<T>(), y.as<T>(), n_out, f);
+          });
+          DIFFRT_CUDA_CHECK_LAUNCH();
+        }, "2 kernels: gelu(gate) -> tmp, hidden * tmp");
+      }});
+    }
 }
 
 // ================================ attention =======================================================
@@ -758,6 +867,8 @@ int main(int argc, char** argv) {
   std::vector<Case> ceilings, cases;
   add_ceiling_cases(ceilings, opt);
   add_group_norm_cases(cases, opt);
+  add_layer_norm_cases(cases, opt);
+  add_geglu_cases(cases, opt);
   add_attention_cases(cases, opt);
   add_conv_cases(cases, opt);
   add_linear_cases(cases, opt);

@@ -23,7 +23,8 @@ import sys
 REPO = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 BEGIN, END = "<!-- BENCH_TABLE_BEGIN -->", "<!-- BENCH_TABLE_END -->"
 # Which impl is diffrt's and which is the baseline, per op.
-PAIRS = {"group_norm": ("diffrt", "naive"), "attention": ("diffrt", "naive_cublas"),
+PAIRS = {"group_norm": ("diffrt", "naive"), "layer_norm": ("diffrt", "naive"), "geglu": ("diffrt", "eager"),
+         "attention": ("diffrt", "naive_cublas"),
          "conv": ("diffrt_cudnn", "cudnn_heuristic"), "linear": ("diffrt", "cublas"), "sched": ("diffrt", "eager")}
 
 

@@ -161,7 +161,7 @@ if [[ -n "$SAN" ]]; then
     [[ "$name" == gpu_executor_test ]] && continue  # whole models: too slow under the sanitizer
     run_step "memcheck_$name" 45 "$SAN" --tool memcheck --error-exitcode 3 --leak-check full "$t" "--gtest_filter=$FILTER"
   done
-  for name in gpu_group_norm_test gpu_attention_test gpu_scheduler_step_test gpu_timestep_embedding_test; do
+  for name in gpu_group_norm_test gpu_layer_norm_test gpu_attention_test gpu_scheduler_step_test gpu_timestep_embedding_test; do
     t="$BUILD/tests/$name"
     [[ -x "$t" ]] || continue
     run_step "racecheck_$name" 40 "$SAN" --tool racecheck --error-exitcode 3 "$t" "--gtest_filter=$FILTER"

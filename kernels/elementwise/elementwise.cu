@@ -2,19 +2,26 @@
 //   upsample2x: y[n, oy, ox, c] = x[n, oy/2, ox/2, c]           (nearest, diffusers Upsample2D)
 //   concat:     y[p, 0:Ca] = a[p, :], y[p, Ca:Ca+Cb] = b[p, :]   (channel concat, skip connections)
 //   affine:     y = x * scale + shift                            (center_input_sample: 2x - 1)
+//   geglu:      y[r, j] = x[r, j] * gelu(x[r, F + j])            (diffusers GEGLU, exact erf GELU)
 // upsample2x and concat only move bits, so they are templated on the machine word they move (16, 8, 4 or
 // 2 bytes: the widest that divides every channel run and every pointer), not on the dtype: one kernel per
 // word width serves fp32, fp16 and bf16. upsample2x reads each input word once and writes it four times.
 // affine converts storage -> fp32 -> storage with 16-byte vectors when aligned, scalar elements otherwise
 // (and for the tail). Grids are 1-D grid-stride loops with 64-bit indices.
+// geglu reads the hidden and gate halves of a row with 16-byte vectors (when F is a multiple of the vector
+// and x, y are 16-byte aligned; scalar otherwise) and writes y once: 3 rows F s bytes, the minimum, and
+// no [rows, F] gelu temporary as in eager PyTorch. gelu(g) = g * normcdff(g) (= 0.5 g erfc(-g / sqrt 2),
+// accurate for g << 0 too) in fp32, one rounding to the storage type. The grid is 2-D (vector column
+// blocks x rows, looping over rows beyond 65535), so no per-element 64-bit division.
 //
 // Test: tests/gpu/elementwise_test.cpp (vs *_ref, odd channel counts that force narrow words, all dtypes,
-// guard bytes). Benchmark: bench (GB/s against the measured copy bandwidth).
+// guard bytes); geglu: tests/gpu/geglu_test.cpp. Benchmark: bench (GB/s against the measured copy bandwidth).
 #include <algorithm>
 #include <initializer_list>
 #include <cstdint>
 #include <string>
 
+#include "kernels/common/checked_math.h"
 #include "kernels/common/cuda_check.h"
 #include "kernels/common/cuda_types.cuh"
 #include "kernels/elementwise/elementwise.h"
@@ -86,6 +93,40 @@ __global__ void __launch_bounds__(kThreads) affine_kernel(const T* x, T* y, long
   for (long long i = nvec * V + tid; i < count; i += stride) y[i] = from_f<T>(fmaf(to_f(x[i]), scale, shift));
 }
 
+template <class T, int V>
+__global__ void __launch_bounds__(kThreads) geglu_kernel(const T* __restrict__ x, T* __restrict__ y,
+                                                         long long rows, int f) {
+  const int nvec = f / V;
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;  // vector column within the row
+  if (i >= nvec) return;
+  for (long long r = blockIdx.y; r < rows; r += gridDim.y) {
+    const T* xr = x + r * 2 * f;  // x: [rows, 2F] = [hidden | gate]
+    float h[V], g[V];
+    load_vec_ro<T, V>(xr + i * V, h);
+    load_vec_ro<T, V>(xr + f + i * V, g);
+#pragma unroll
+    for (int j = 0; j < V; ++j) h[j] *= g[j] * normcdff(g[j]);
+    store_vec<T, V>(y + r * f + i * V, h);  // y: [rows, F]
+  }
+}
+
+template <class T>
+void geglu_launch(const GegluParams& p, cudaStream_t stream) {
+  constexpr int kFull = kVecElems<T>;
+  const T* x = static_cast<const T*>(p.x);
+  T* y = static_cast<T*>(p.y);
+  const bool wide = p.f % kFull == 0 && aligned_to(x, 16) && aligned_to(y, 16);
+  const int nvec = wide ? p.f / kFull : p.f;
+  // A row's vectors are split evenly over the fewest blocks of <= kThreads threads (SD fp16: F = 1280 is 160
+  // vectors -> 1 x 160 threads, F = 5120 is 640 -> 3 x 224), so no block is mostly idle.
+  const long long col_blocks = ceil_div(nvec, kThreads);
+  const int threads = int(ceil_div(ceil_div(nvec, col_blocks), 32) * 32);
+  const dim3 grid(unsigned(col_blocks), unsigned(std::min<long long>(p.rows, 65535)));
+  if (wide) geglu_kernel<T, kFull><<<grid, threads, 0, stream>>>(x, y, p.rows, p.f);
+  else geglu_kernel<T, 1><<<grid, threads, 0, stream>>>(x, y, p.rows, p.f);
+  DIFFRT_CUDA_CHECK_LAUNCH();
+}
+
 template <class W>
 void upsample_launch(const Upsample2xParams& p, long long cw, cudaStream_t stream) {
   long long total = (long long)p.n * p.h * p.w * cw;
@@ -154,6 +195,27 @@ void affine_cuda(const AffineParams& p, cudaStream_t stream) {
     case DType::F32: affine_launch<float>(p, stream); break;
     case DType::F16: affine_launch<__half>(p, stream); break;
     case DType::BF16: affine_launch<__nv_bfloat16>(p, stream); break;
+  }
+}
+
+void geglu_cuda(const GegluParams& p, cudaStream_t stream) {
+  DIFFRT_REQUIRE(p.dtype == DType::F32 || p.dtype == DType::F16 || p.dtype == DType::BF16,
+                 ErrorCode::InvalidArgument, "geglu_cuda: bad dtype");
+  DIFFRT_REQUIRE(p.rows >= 0 && p.f > 0 && p.f <= (1 << 30), ErrorCode::InvalidArgument,
+                 "geglu_cuda: bad shape rows=" + std::to_string(p.rows) + " f=" + std::to_string(p.f));
+  const size_t es = dtype_size(p.dtype);
+  uint64_t x_bytes = 0;
+  DIFFRT_REQUIRE(mul_ok(uint64_t(p.rows), uint64_t(p.f) * 2 * es, &x_bytes), ErrorCode::InvalidArgument,
+                 "geglu_cuda: rows * 2F overflows");
+  if (p.rows == 0) return;
+  DIFFRT_REQUIRE(p.x && p.y, ErrorCode::InvalidArgument, "geglu_cuda: null x or y");
+  const uintptr_t xa = reinterpret_cast<uintptr_t>(p.x), ya = reinterpret_cast<uintptr_t>(p.y);
+  DIFFRT_REQUIRE(ya + x_bytes / 2 <= xa || xa + x_bytes <= ya, ErrorCode::InvalidArgument,
+                 "geglu_cuda: y overlaps x");
+  switch (p.dtype) {
+    case DType::F32: geglu_launch<float>(p, stream); break;
+    case DType::F16: geglu_launch<__half>(p, stream); break;
+    case DType::BF16: geglu_launch<__nv_bfloat16>(p, stream); break;
   }
 }
 

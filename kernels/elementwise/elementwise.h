@@ -27,12 +27,24 @@ struct AffineParams {
   float scale = 1.0f, shift = 0.0f;
   DType dtype = DType::F32;
 };
+// GEGLU activation (diffusers GEGLU after its projection: hidden, gate = proj(x).chunk(2, -1);
+// hidden * F.gelu(gate)), exact erf GELU:  y[r, j] = x[r, j] * gelu(x[r, F + j]),
+// gelu(g) = g * Phi(g) = 0.5 g (1 + erf(g / sqrt 2)).
+struct GegluParams {
+  const void* x = nullptr;  // x: [rows, 2F] = [hidden | gate]
+  void* y = nullptr;        // y: [rows, F]; must not overlap x
+  long long rows = 0;       // 0 is a no-op
+  int f = 0;                // F >= 1
+  DType dtype = DType::F32;
+};
 
 void upsample2x_ref(const Upsample2xParams& p);
 void concat_ref(const ConcatParams& p);
 void affine_ref(const AffineParams& p);
+void geglu_ref(const GegluParams& p);
 void upsample2x_cuda(const Upsample2xParams& p, cudaStream_t stream);
 void concat_cuda(const ConcatParams& p, cudaStream_t stream);
 void affine_cuda(const AffineParams& p, cudaStream_t stream);
+void geglu_cuda(const GegluParams& p, cudaStream_t stream);
 
 }  // namespace diffrt
