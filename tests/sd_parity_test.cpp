@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <algorithm>
+#include <cmath>
 #include <map>
 
 #include "runtime/latent_pipeline.h"
@@ -143,7 +145,12 @@ TEST(SdParity, PipelinesMatchStableDiffusionPipeline) {
       const double err = test::max_abs_diff(img.data(), want.data(), want.size());
       std::printf("[sd pipe] %-9s %-18s latents max_abs %.3g  images max_abs %.3g\n", m, d.filename().c_str(),
                   lat_err, err);
-      EXPECT_LE(err, req.sampler == SamplerKind::Ddim ? 1e-3 : 5e-3) << d;
+      // Issue bounds are 1e-3 (DDIM) / 5e-3 (DDPM); fp32 on the CPU lands near 1e-6, so hold it to that
+      // order. Latents grow large with random eps-prediction weights (std ~10): bound them relatively.
+      double lat_max = 0;
+      for (float v : want_lat) lat_max = std::max(lat_max, double(std::fabs(v)));
+      EXPECT_LE(err, 2e-5) << d;
+      EXPECT_LE(lat_err / lat_max, 1e-5) << d;
       ++runs;
     }
   }
