@@ -92,7 +92,7 @@ TEST(Converter, RefusesUnsupportedConfigValuesByName) {
       {"class_embed_type", "timestep", ErrorCode::Unsupported},
       {"downsample_type", "resnet", ErrorCode::Unsupported},
       {"act_fn", "gelu", ErrorCode::Unsupported},
-      {"_class_name", "UNet2DConditionModel", ErrorCode::Unsupported},
+      {"_class_name", "UNet3DConditionModel", ErrorCode::Unsupported},
       {"block_out_channels", "320", ErrorCode::InvalidModel},
       {"block_out_channels", json::array({32, 64}), ErrorCode::InvalidModel},  // lengths differ
       {"layers_per_block", 1000000, ErrorCode::InvalidModel},

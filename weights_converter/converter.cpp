@@ -2,21 +2,27 @@
 
 #include <ctime>
 #include <filesystem>
+#include <map>
 
 #include "kernels/common/error.h"
 #include "runtime/format/atomic_file.h"
 #include "runtime/format/json_fields.h"
 #include "runtime/format/model_file.h"
-#include "runtime/schedule.h"
 #include "weights_converter/safetensors.h"
+#include "weights_converter/scheduler_import.h"
 #include "weights_converter/unet2d_builder.h"
+#include "weights_converter/unet2d_condition_builder.h"
+#include "weights_converter/unet2d_condition_config.h"
 #include "weights_converter/unet2d_config.h"
+#include "weights_converter/vae_decoder_builder.h"
 
 namespace fs = std::filesystem;
 
 namespace diffrt {
 
 namespace {
+
+using nlohmann::json;
 
 constexpr uint64_t kMaxConfigBytes = 1 << 20;
 constexpr const char* kPickleExts[] = {".bin", ".ckpt", ".pt", ".pth", ".pkl"};
@@ -27,11 +33,11 @@ bool is_pickle(const fs::path& p) {
   return false;
 }
 
-nlohmann::json read_json_file(const fs::path& p) {
+json read_json_file(const fs::path& p) {
   return parse_json_strict(read_file_bytes(p.string(), kMaxConfigBytes), p.string());
 }
 
-// Finds the checkpoint in a UNet folder; refuses pickles by name.
+// Finds the checkpoint in a model folder; refuses pickles by name.
 std::map<std::string, SafeTensor> load_weights(const fs::path& dir, std::string* source) {
   const fs::path single = dir / "diffusion_pytorch_model.safetensors";
   const fs::path index = dir / "diffusion_pytorch_model.safetensors.index.json";
@@ -64,6 +70,102 @@ std::string utc_now() {
   return buf;
 }
 
+std::string string_or(const json& j, const char* key, const std::string& def) {
+  return j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : def;
+}
+
+// A component entry of model_index.json: ["diffusers", "AutoencoderKL"]; [null, null] = absent.
+struct Component {
+  bool present = false;
+  std::string library, cls;
+};
+
+// model_index.json: keys not starting with '_' whose value is a list are components; other values
+// (e.g. "requires_safety_checker": false) are pipeline options and ignored.
+std::map<std::string, Component> read_model_index(const fs::path& file) {
+  const std::string origin = file.string();
+  json j = read_json_file(file);
+  if (!j.is_object()) fail(ErrorCode::InvalidModel, origin + ": expected a JSON object");
+  std::map<std::string, Component> out;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string& k = it.key();
+    const json& v = it.value();
+    if (k.empty() || k[0] == '_' || !v.is_array()) continue;
+    auto bad = [&] {
+      fail(ErrorCode::InvalidModel, origin + ": field '" + k + "': expected [library, class] (strings, or null, null), got " +
+                                        v.dump());
+    };
+    if (v.size() != 2) bad();
+    Component c;
+    if (v[0].is_null() && v[1].is_null()) {
+      out[k] = c;
+      continue;
+    }
+    if (!v[0].is_string() || !v[1].is_string()) bad();
+    c.present = true;
+    c.library = v[0].get<std::string>();
+    c.cls = v[1].get<std::string>();
+    out[k] = c;
+  }
+  auto unet = out.find("unet");
+  if (unet == out.end() || !unet->second.present)
+    fail(ErrorCode::InvalidModel, origin + ": the pipeline names no unet component");
+  if (unet->second.cls != "UNet2DModel" && unet->second.cls != "UNet2DConditionModel")
+    fail(ErrorCode::Unsupported, origin + ": unsupported unet class \"" + unet->second.cls +
+                                     "\" (supported: UNet2DModel, UNet2DConditionModel)");
+  return out;
+}
+
+// A pipeline component folder; it must resolve inside the pipeline folder (no symlink escapes).
+// Returns an empty path when it does not exist.
+fs::path component_dir(const fs::path& root, const std::string& name) {
+  const fs::path p = root / name;
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(p, ec))) return {};
+  const fs::path croot = fs::canonical(root, ec);
+  const fs::path cp = fs::weakly_canonical(p, ec);
+  auto rel = cp.lexically_relative(croot);
+  if (ec || croot.empty() || rel.empty() || *rel.begin() == "..")
+    fail(ErrorCode::InvalidModel, p.string() + ": resolves outside the pipeline folder (symlink?)");
+  if (!fs::is_directory(p)) fail(ErrorCode::InvalidModel, p.string() + ": not a directory");
+  return p;
+}
+
+// The VAE folder of a latent-diffusion pipeline: its config is parsed (and checked against the
+// UNet) before any weights are read.
+struct VaePart {
+  AutoencoderKLConfig cfg;
+  VaeDecoder decoder;
+  BuiltModel built;
+  fs::path dir;
+  std::string config_path, weights_path;
+};
+
+VaePart read_vae_config(const fs::path& vae_dir, int unet_out_channels) {
+  VaePart v;
+  v.dir = vae_dir;
+  const fs::path cfg_path = vae_dir / "config.json";
+  if (!fs::exists(cfg_path)) fail(ErrorCode::InvalidModel, vae_dir.string() + ": no config.json");
+  v.config_path = cfg_path.string();
+  v.decoder.config = read_json_file(cfg_path);
+  v.cfg = parse_autoencoder_kl_config(v.decoder.config, v.config_path);
+  if (v.cfg.latent_channels != unet_out_channels)
+    fail(ErrorCode::InvalidModel, v.config_path + ": field 'latent_channels': " + std::to_string(v.cfg.latent_channels) +
+                                      " but the UNet outputs " + std::to_string(unet_out_channels) + " channels");
+  return v;
+}
+
+void convert_vae(VaePart& v, const ConvertOptions& opt) {
+  auto weights = load_weights(v.dir, &v.weights_path);
+  rename_legacy_attention(weights, v.weights_path);  // older SD VAEs store query/key/value/proj_attn
+  v.built = build_vae_decoder(v.cfg, weights, opt.dtype, opt.strict, v.weights_path);
+  v.decoder.scaling_factor = v.cfg.scaling_factor;
+  v.decoder.graph = std::move(v.built.graph);
+  if (v.cfg.force_upcast && opt.dtype == DType::F16)
+    v.built.warnings.push_back(v.config_path + ": force_upcast is set (this VAE overflows in fp16); its decoder is "
+                                               "stored in fp16 as requested -- prefer --dtype bf16 or fp32");
+}
+
 }  // namespace
 
 ConvertReport convert_diffusers(const ConvertOptions& opt) {
@@ -74,61 +176,149 @@ ConvertReport convert_diffusers(const ConvertOptions& opt) {
                                              "convert a safetensors diffusers folder instead");
   if (!fs::is_directory(in)) fail(ErrorCode::InvalidArgument, opt.input + ": not a directory");
 
+  // ---- locate the parts ----
+  const bool pipeline = fs::exists(in / "model_index.json");
+  std::map<std::string, Component> index;
   fs::path unet_dir = in, sched_file = in / "scheduler_config.json";
-  if (fs::exists(in / "model_index.json")) {  // pipeline folder
-    read_json_file(in / "model_index.json");  // must at least be valid JSON
-    unet_dir = in / "unet";
-    sched_file = in / "scheduler" / "scheduler_config.json";
-    if (!fs::is_directory(unet_dir))
-      fail(ErrorCode::InvalidModel, (in / "model_index.json").string() + ": pipeline folder has no unet/ folder");
+  if (pipeline) {
+    const fs::path index_file = in / "model_index.json";
+    index = read_model_index(index_file);
+    unet_dir = component_dir(in, "unet");
+    if (unet_dir.empty())
+      fail(ErrorCode::InvalidModel, index_file.string() + ": pipeline folder has no unet/ folder");
+    fs::path sched_dir = component_dir(in, "scheduler");
+    sched_file = (sched_dir.empty() ? in / "scheduler" : sched_dir) / "scheduler_config.json";
+    for (const char* part : {"text_encoder", "tokenizer"}) {
+      auto it = index.find(part);
+      if ((it != index.end() && it->second.present) || fs::exists(in / part))
+        rep.warnings.push_back(std::string(part) + "/ is not converted yet: sample from precomputed prompt embeddings");
+    }
   }
   if (!opt.scheduler_config.empty()) sched_file = opt.scheduler_config;
   rep.unet_dir = unet_dir.string();
 
   const fs::path cfg_path = unet_dir / "config.json";
   if (!fs::exists(cfg_path)) fail(ErrorCode::InvalidModel, unet_dir.string() + ": no config.json");
-  nlohmann::json cfg_json = read_json_file(cfg_path);
-  UNet2DConfig cfg = parse_unet2d_config(cfg_json, cfg_path.string());
+  json cfg_json = read_json_file(cfg_path);
+  if (!cfg_json.is_object()) fail(ErrorCode::InvalidModel, cfg_path.string() + ": expected a JSON object");
+  if (cfg_json.contains("_class_name") && !cfg_json["_class_name"].is_string())
+    fail(ErrorCode::InvalidModel, cfg_path.string() + ": field '_class_name': expected a string");
+  const std::string cls = string_or(cfg_json, "_class_name", "UNet2DModel");
+  if (cls != "UNet2DModel" && cls != "UNet2DConditionModel")
+    fail(ErrorCode::Unsupported, cfg_path.string() + ": unsupported _class_name=\"" + cls +
+                                     "\" (supported: UNet2DModel, UNet2DConditionModel)");
+  if (pipeline && index["unet"].cls != cls)
+    fail(ErrorCode::InvalidModel, (in / "model_index.json").string() + ": names unet class " + index["unet"].cls +
+                                      " but " + cfg_path.string() + " is a " + cls);
+  const bool conditional = cls == "UNet2DConditionModel";
+  rep.family = conditional ? "unet2d_condition" : "unet2d";
 
-  nlohmann::json sched = nlohmann::json::object();
+  // ---- parse every config before reading any weights ----
+  UNet2DConfig cfg2d;
+  UNet2DConditionConfig cfgc;
+  if (conditional) cfgc = parse_unet2d_condition_config(cfg_json, cfg_path.string());
+  else cfg2d = parse_unet2d_config(cfg_json, cfg_path.string());
+
+  ImportedScheduler sched;
+  sched.config = json::object();
   if (fs::exists(sched_file)) {
-    sched = read_json_file(sched_file);
-    scheduler_config_from_json(sched, sched_file.string());  // validate now, not at sampling time
+    json sj = read_json_file(sched_file);
+    // diffusers instantiates the scheduler class model_index.json names, with this file's fields.
+    auto named = index.find("scheduler");
+    if (pipeline && opt.scheduler_config.empty() && named != index.end() && named->second.present && sj.is_object() &&
+        !(sj.contains("_class_name") && sj["_class_name"] == named->second.cls)) {
+      if (sj.contains("_class_name"))
+        rep.warnings.push_back((in / "model_index.json").string() + " names scheduler class " + named->second.cls +
+                               " but " + sched_file.string() + " says " + sj["_class_name"].dump() +
+                               "; using " + named->second.cls + " as diffusers does");
+      sj["_class_name"] = named->second.cls;
+    }
+    sched = import_scheduler_config(sj, sched_file.string());
     rep.scheduler_source = sched_file.string();
+    rep.warnings.insert(rep.warnings.end(), sched.warnings.begin(), sched.warnings.end());
   } else if (!opt.scheduler_config.empty()) {
     fail(ErrorCode::InvalidArgument, opt.scheduler_config + ": no such file");
   }
 
-  auto weights = load_weights(unet_dir, &rep.weights_source);
-  rename_legacy_attention(weights);
-  BuiltModel m = build_unet2d(cfg, weights, opt.dtype, opt.strict, rep.weights_source);
-  rep.warnings = m.warnings;
-
-  Conditioning cond;
-  cond.num_classes = cfg.num_class_embeds;
-  if (opt.null_class >= 0) {
-    if (opt.null_class >= cfg.num_class_embeds)
-      fail(ErrorCode::InvalidArgument, "--null-class " + std::to_string(opt.null_class) + " is not a class of this model (" +
-                                           std::to_string(cfg.num_class_embeds) + " classes)");
-    cond.null_class = opt.null_class;
-  } else if (opt.null_class == -2 && cfg.num_class_embeds > 1) {
-    cond.null_class = cfg.num_class_embeds - 1;
+  if (conditional && opt.null_class >= 0)
+    fail(ErrorCode::InvalidArgument, "--null-class " + std::to_string(opt.null_class) +
+                                         " given, but this model is not class-conditional");
+  fs::path vae_dir;
+  VaePart vae;
+  if (conditional && pipeline && !opt.no_vae) {
+    auto it = index.find("vae");
+    if (it == index.end() || !it->second.present)
+      fail(ErrorCode::InvalidModel, (in / "model_index.json").string() +
+                                        ": the pipeline has no vae component; convert with no_vae (--no-vae) to "
+                                        "store the UNet alone");
+    if (it->second.cls != "AutoencoderKL")
+      fail(ErrorCode::Unsupported, (in / "model_index.json").string() + ": unsupported vae class \"" + it->second.cls +
+                                       "\" (supported: AutoencoderKL)");
+    vae_dir = component_dir(in, "vae");
+    if (vae_dir.empty())
+      fail(ErrorCode::InvalidModel, (in / "vae").string() + ": missing (model_index.json names an AutoencoderKL); "
+                                                            "convert with no_vae (--no-vae) to store the UNet alone");
+    vae = read_vae_config(vae_dir, cfgc.out_channels);
+  } else if (conditional && !pipeline) {
+    rep.warnings.push_back("no VAE: a bare UNet folder converts to a model file without a decoder (convert the "
+                           "pipeline folder to include vae/)");
+  } else if (!conditional && pipeline && index.count("vae") && index["vae"].present) {
+    rep.warnings.push_back("vae/ is not converted for a UNet2DModel pipeline");
   }
 
-  const nlohmann::json dv = cfg_json.contains("_diffusers_version") ? cfg_json["_diffusers_version"] : nlohmann::json();
-  nlohmann::json prov = {{"converter", "diffrt convert " DIFFRT_VERSION_STRING},
-                         {"source_config", cfg_path.filename().string()},
-                         {"source_weights", fs::path(rep.weights_source).filename().string()},
-                         {"source_scheduler", rep.scheduler_source.empty() ? "" : fs::path(rep.scheduler_source).filename().string()},
-                         {"diffusers_version", dv.is_string() ? dv.get<std::string>() : std::string("unknown")},
-                         {"dtype", dtype_name(opt.dtype)},
-                         {"created", utc_now()}};
-  std::vector<uint8_t> bytes = serialize_model_file("unet2d", cfg_json, m.graph, m.tensors, sched, cond, prov);
+  // ---- weights ----
+  auto weights = load_weights(unet_dir, &rep.weights_source);
+  BuiltModel m;
+  Conditioning cond;
+  if (conditional) {
+    m = build_unet2d_condition(cfgc, weights, opt.dtype, opt.strict, rep.weights_source);
+  } else {
+    rename_legacy_attention(weights, rep.weights_source);
+    m = build_unet2d(cfg2d, weights, opt.dtype, opt.strict, rep.weights_source);
+    cond.num_classes = cfg2d.num_class_embeds;
+    if (opt.null_class >= 0) {
+      if (opt.null_class >= cfg2d.num_class_embeds)
+        fail(ErrorCode::InvalidArgument, "--null-class " + std::to_string(opt.null_class) +
+                                             " is not a class of this model (" + std::to_string(cfg2d.num_class_embeds) +
+                                             " classes)");
+      cond.null_class = opt.null_class;
+    } else if (opt.null_class == -2 && cfg2d.num_class_embeds > 1) {
+      cond.null_class = cfg2d.num_class_embeds - 1;
+    }
+  }
+  weights.clear();
+  rep.warnings.insert(rep.warnings.end(), m.warnings.begin(), m.warnings.end());
+
+  if (!vae_dir.empty()) {
+    convert_vae(vae, opt);
+    rep.vae_source = vae.weights_path;
+    rep.vae_nodes = vae.decoder.graph.nodes.size();
+    for (const auto& w : vae.built.warnings) rep.warnings.push_back("vae: " + w);
+    for (auto& t : vae.built.tensors) m.tensors.push_back(std::move(t));
+  }
+
+  // ---- write ----
+  const json dv = cfg_json.contains("_diffusers_version") ? cfg_json["_diffusers_version"] : json();
+  json prov = {{"converter", "diffrt convert " DIFFRT_VERSION_STRING},
+               {"source_config", cfg_path.filename().string()},
+               {"source_weights", fs::path(rep.weights_source).filename().string()},
+               {"source_scheduler", rep.scheduler_source.empty() ? "" : fs::path(rep.scheduler_source).filename().string()},
+               {"diffusers_version", dv.is_string() ? dv.get<std::string>() : std::string("unknown")},
+               {"dtype", dtype_name(opt.dtype)},
+               {"created", utc_now()}};
+  if (!sched.source_class.empty()) prov["source_scheduler_class"] = sched.source_class;
+  if (!rep.vae_source.empty()) {
+    prov["source_vae_config"] = "vae/" + fs::path(vae.config_path).filename().string();
+    prov["source_vae_weights"] = "vae/" + fs::path(rep.vae_source).filename().string();
+  }
+  std::vector<uint8_t> bytes = serialize_model_file(rep.family, cfg_json, m.graph, m.tensors, sched.config, cond, prov,
+                                                    vae.decoder.present() ? &vae.decoder : nullptr);
+  rep.tensors = m.tensors.size();
+  rep.nodes = m.graph.nodes.size();
+  std::vector<TensorBlob>().swap(m.tensors);  // peak memory: the blobs are in `bytes` now
   // Read back what we wrote: the writer and the validating reader must agree.
   parse_model_file(bytes.data(), bytes.size(), opt.output);
   write_file_atomic(opt.output, bytes.data(), bytes.size());
-  rep.tensors = m.tensors.size();
-  rep.nodes = m.graph.nodes.size();
   rep.bytes = bytes.size();
   return rep;
 }

@@ -1,6 +1,10 @@
-// diffusers folder -> .drt model file. Accepts a UNet2DModel folder (config.json +
-// diffusion_pytorch_model.safetensors or a sharded index, optional scheduler_config.json) or a
-// pipeline folder (model_index.json, unet/, scheduler/). Pickle checkpoints are refused.
+// diffusers folder -> .drt model file. Accepts
+//  * a UNet2DModel or UNet2DConditionModel folder (config.json + diffusion_pytorch_model.safetensors
+//    or a sharded index, optional scheduler_config.json);
+//  * a pipeline folder (model_index.json, unet/, scheduler/; for latent diffusion -- a
+//    UNet2DConditionModel -- also vae/ with an AutoencoderKL, whose decoder is stored with the UNet).
+// Families: "unet2d" (UNet2DModel) and "unet2d_condition" (UNet2DConditionModel). text_encoder/ and
+// tokenizer/ are not converted yet (a warning says so). Pickle checkpoints are refused.
 #pragma once
 #include <string>
 #include <vector>
@@ -16,11 +20,14 @@ struct ConvertOptions {
   std::string scheduler_config;  // overrides the folder's scheduler_config.json when set
   bool strict = false;           // unexpected tensors are errors
   int null_class = -2;           // -2: auto (last class of a class-conditional model), -1: none
+  bool no_vae = false;           // latent-diffusion pipelines: convert the UNet without the VAE decoder
 };
 
 struct ConvertReport {
+  std::string family;            // "unet2d" or "unet2d_condition"
   std::string unet_dir, weights_source, scheduler_source;
-  size_t tensors = 0, nodes = 0;
+  std::string vae_source;        // the VAE weights file ("" when no VAE was converted)
+  size_t tensors = 0, nodes = 0, vae_nodes = 0;
   uint64_t bytes = 0;
   std::vector<std::string> warnings;
 };

@@ -1,0 +1,456 @@
+// Converting Stable Diffusion pipeline folders (tests/fixtures/sd/{sd1_tiny,sd2_tiny}/pipeline, made by
+// diffusers with random weights): one model file with the UNet, the VAE decoder and the scheduler;
+// and every corruption of such a folder gives an error naming the file, field or tensor.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+
+#include "kernels/common/error.h"
+#include "runtime/format/atomic_file.h"
+#include "runtime/format/model_file.h"
+#include "runtime/plan.h"
+#include "tests/test_util.h"
+#include "weights_converter/converter.h"
+#include "weights_converter/safetensors.h"
+
+namespace fs = std::filesystem;
+using namespace diffrt;
+using nlohmann::json;
+
+namespace {
+
+const char* const kFixtures[] = {"sd1_tiny", "sd2_tiny"};
+
+std::string fixture(const std::string& name) { return test::source_path("tests/fixtures/sd/" + name + "/pipeline"); }
+
+// A private copy of a fixture pipeline that a test may mutate.
+std::string copy_fixture(const std::string& name) {
+  std::string dst = test::temp_dir("sdconv_" + name) + "/pipeline";
+  fs::copy(fixture(name), dst, fs::copy_options::recursive);
+  return dst;
+}
+
+json load_json(const std::string& path) { return json::parse(std::ifstream(path)); }
+void save_json(const std::string& path, const json& j) { std::ofstream(path) << j.dump(2); }
+
+ConvertReport convert(const std::string& dir, const std::string& out, ConvertOptions opt = {}) {
+  opt.input = dir;
+  opt.output = out;
+  return convert_diffusers(opt);
+}
+
+// Runs the converter and returns the error; fails the test if it succeeds.
+std::pair<ErrorCode, std::string> convert_error(const std::string& dir, ConvertOptions opt = {}) {
+  opt.input = dir;
+  opt.output = dir + "/../out.drt";
+  try {
+    convert_diffusers(opt);
+  } catch (const Error& e) {
+    EXPECT_FALSE(fs::exists(opt.output)) << "a failed conversion must not leave an output file";
+    return {e.code(), e.what()};
+  }
+  ADD_FAILURE() << "conversion of " << dir << " unexpectedly succeeded";
+  return {ErrorCode::Internal, ""};
+}
+
+// Rewrites one safetensors file of a copied fixture through `f`.
+void edit_weights(const std::string& file, const std::function<void(std::map<std::string, SafeTensor>&)>& f) {
+  SafeTensorsFile st = read_safetensors(file);
+  f(st.tensors);
+  std::vector<SafeTensor> all;
+  for (auto& [k, v] : st.tensors) all.push_back(v);
+  auto bytes = encode_safetensors(all, st.metadata);
+  write_file_atomic(file, bytes.data(), bytes.size());
+}
+
+bool has_warning(const ConvertReport& r, const std::string& what) {
+  for (const auto& w : r.warnings)
+    if (w.find(what) != std::string::npos) return true;
+  return false;
+}
+
+}  // namespace
+
+TEST(SdConverter, ConvertsBothFixturePipelines) {
+  for (const char* name : kFixtures) {
+    SCOPED_TRACE(name);
+    ASSERT_TRUE(fs::exists(fixture(name))) << "missing fixture " << fixture(name);
+    const std::string out = test::temp_dir("sdconv_ok") + "/m.drt";
+    ConvertReport r = convert(fixture(name), out);
+    EXPECT_EQ(r.family, "unet2d_condition");
+    EXPECT_FALSE(r.vae_source.empty());
+    EXPECT_GT(r.vae_nodes, 10u);
+
+    ModelFile mf = read_model_file(out);
+    json unet_cfg = load_json(fixture(name) + "/unet/config.json");
+    json vae_cfg = load_json(fixture(name) + "/vae/config.json");
+    EXPECT_EQ(mf.family, "unet2d_condition");
+    EXPECT_EQ(mf.config, unet_cfg);
+    EXPECT_EQ(mf.graph.nodes.size(), r.nodes);
+    EXPECT_EQ(mf.tensors.size(), r.tensors);
+    EXPECT_EQ(mf.graph.context_dim, unet_cfg["cross_attention_dim"].get<int>());
+    EXPECT_GE(mf.graph.timestep, 0);
+    ASSERT_TRUE(mf.vae.present());
+    EXPECT_EQ(mf.vae.config, vae_cfg);
+    EXPECT_FLOAT_EQ(float(mf.vae.scaling_factor), vae_cfg["scaling_factor"].get<float>());  // stored as f32
+    EXPECT_EQ(mf.vae.graph.in_channels, 4);
+    EXPECT_EQ(mf.vae.graph.out_channels, 3);
+    size_t vae_tensors = 0;
+    for (const TensorInfo& t : mf.tensors) vae_tensors += t.name.rfind("vae.", 0) == 0;
+    EXPECT_GT(vae_tensors, 10u);
+    EXPECT_EQ(mf.provenance["source_vae_weights"], "vae/diffusion_pytorch_model.safetensors");
+    EXPECT_EQ(mf.scheduler["_class_name"], "DDIMScheduler");
+
+    // Both graphs plan at the fixture's latent size with a 77-token context.
+    const int s = unet_cfg["sample_size"].get<int>();
+    MemoryPlan pu = plan_memory(mf.graph, PlanInputs{2, s, s, 77});
+    EXPECT_EQ(pu.shapes[mf.graph.output].str(), "[2," + std::to_string(s) + "," + std::to_string(s) + ",4]");
+    const int f = 1 << (int(vae_cfg["block_out_channels"].size()) - 1);
+    MemoryPlan pv = plan_memory(mf.vae.graph, PlanInputs{1, s, s, 0});
+    EXPECT_EQ(pv.shapes[mf.vae.graph.output].str(), "[1," + std::to_string(s * f) + "," + std::to_string(s * f) + ",3]");
+  }
+}
+
+TEST(SdConverter, StoredTensorsRoundTripFromTheCheckpoint) {
+  const std::string out = test::temp_dir("sdconv_rt") + "/m.drt";
+  convert(fixture("sd1_tiny"), out);
+  ModelFile mf = read_model_file(out);
+  SafeTensorsFile unet = read_safetensors(fixture("sd1_tiny") + "/unet/diffusion_pytorch_model.safetensors");
+  SafeTensorsFile vae = read_safetensors(fixture("sd1_tiny") + "/vae/diffusion_pytorch_model.safetensors");
+  auto stored = [&](const std::string& name) {
+    const TensorInfo* t = mf.find(name);
+    EXPECT_NE(t, nullptr) << name;
+    std::vector<float> v(t ? t->numel() : 0);
+    if (t) std::memcpy(v.data(), mf.tensor_data(*t), v.size() * 4);
+    return v;
+  };
+  // Fused self-attention projection = [to_q; to_k; to_v].
+  const std::string b = "down_blocks.0.attentions.0.transformer_blocks.0.attn1";
+  std::vector<float> cat;
+  for (const char* s : {".to_q.weight", ".to_k.weight", ".to_v.weight"}) {
+    auto v = unet.tensors.at(b + s).to_f32();
+    cat.insert(cat.end(), v.begin(), v.end());
+  }
+  EXPECT_EQ(stored(b + ".to_qkv.weight"), cat);
+  // Copied tensors are bit-identical (fp32 file).
+  for (const char* n : {"time_embedding.linear_1.weight", "up_blocks.1.attentions.0.transformer_blocks.0.ff.net.0.proj.bias",
+                        "down_blocks.0.attentions.0.proj_in.weight"})
+    EXPECT_EQ(stored(n), unet.tensors.at(n).to_f32()) << n;
+  EXPECT_EQ(mf.find("down_blocks.0.attentions.0.proj_in.weight")->shape.size(), 2u);  // conv [C,C,1,1] -> [C,C]
+  // VAE: prefixed names; post_quant_conv stored channels-last.
+  EXPECT_EQ(stored("vae.decoder.conv_norm_out.weight"), vae.tensors.at("decoder.conv_norm_out.weight").to_f32());
+  EXPECT_EQ(mf.find("vae.post_quant_conv.weight")->shape, (std::vector<int64_t>{4, 1, 1, 4}));
+  EXPECT_EQ(mf.find("vae.encoder.conv_in.weight"), nullptr);
+  EXPECT_EQ(mf.find("vae.quant_conv.weight"), nullptr);
+}
+
+TEST(SdConverter, Fp16AndBf16) {
+  for (DType dt : {DType::F16, DType::BF16}) {
+    ConvertOptions opt;
+    opt.dtype = dt;
+    const std::string out = test::temp_dir("sdconv_half") + "/m.drt";
+    ConvertReport r = convert(fixture("sd2_tiny"), out, opt);
+    ModelFile mf = read_model_file(out);
+    for (const TensorInfo& t : mf.tensors) EXPECT_EQ(t.dtype, dt) << t.name;
+    EXPECT_EQ(has_warning(r, "force_upcast"), dt == DType::F16);
+  }
+}
+
+TEST(SdConverter, PndmSchedulerBecomesDdimWithAWarning) {
+  const std::string out = test::temp_dir("sdconv_pndm") + "/m.drt";
+  ConvertReport r = convert(fixture("sd1_tiny"), out);  // sd1_tiny ships the SD PNDMScheduler config
+  json src = load_json(fixture("sd1_tiny") + "/scheduler/scheduler_config.json");
+  ASSERT_EQ(src["_class_name"], "PNDMScheduler");
+  EXPECT_TRUE(has_warning(r, "PNDMScheduler"));
+  ModelFile mf = read_model_file(out);
+  EXPECT_EQ(mf.scheduler["_class_name"], "DDIMScheduler");
+  EXPECT_EQ(mf.scheduler["steps_offset"], src["steps_offset"]);
+  EXPECT_EQ(mf.scheduler["set_alpha_to_one"], src["set_alpha_to_one"]);
+  EXPECT_EQ(mf.provenance["source_scheduler_class"], "PNDMScheduler");
+}
+
+TEST(SdConverter, TextEncoderIsNotConvertedYet) {
+  std::string dir = copy_fixture("sd1_tiny");
+  fs::create_directory(dir + "/text_encoder");
+  ConvertReport r = convert(dir, dir + "/../m.drt");
+  EXPECT_TRUE(has_warning(r, "text_encoder"));
+}
+
+TEST(SdConverter, BareUNetFolderConvertsWithoutVae) {
+  const std::string out = test::temp_dir("sdconv_bare") + "/m.drt";
+  ConvertReport r = convert(fixture("sd2_tiny") + "/unet", out);
+  EXPECT_EQ(r.family, "unet2d_condition");
+  EXPECT_TRUE(r.vae_source.empty());
+  EXPECT_TRUE(has_warning(r, "VAE"));
+  ModelFile mf = read_model_file(out);
+  EXPECT_FALSE(mf.vae.present());
+  EXPECT_EQ(mf.graph.context_dim, 48);
+}
+
+TEST(SdConverter, NoVaeOption) {
+  std::string dir = copy_fixture("sd1_tiny");
+  fs::remove_all(dir + "/vae");
+  ConvertOptions opt;
+  opt.no_vae = true;
+  convert(dir, dir + "/../m.drt", opt);
+  EXPECT_FALSE(read_model_file(dir + "/../m.drt").vae.present());
+}
+
+// ---- corrupted pipelines ------------------------------------------------------------------------
+
+TEST(SdConverterRefuses, MissingUNetTensor) {
+  std::string dir = copy_fixture("sd1_tiny");
+  const std::string victim = "mid_block.attentions.0.transformer_blocks.0.attn2.to_k.weight";
+  edit_weights(dir + "/unet/diffusion_pytorch_model.safetensors", [&](auto& t) { ASSERT_EQ(t.erase(victim), 1u); });
+  auto [code, msg] = convert_error(dir);
+  EXPECT_EQ(code, ErrorCode::InvalidModel);
+  EXPECT_NE(msg.find(victim), std::string::npos) << msg;
+  EXPECT_NE(msg.find("missing"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("unet/diffusion_pytorch_model.safetensors"), std::string::npos) << msg;
+}
+
+TEST(SdConverterRefuses, MisshapedUNetTensor) {
+  std::string dir = copy_fixture("sd2_tiny");
+  const std::string victim = "down_blocks.0.attentions.0.proj_in.weight";  // linear [C,C]; as a conv it is wrong
+  edit_weights(dir + "/unet/diffusion_pytorch_model.safetensors", [&](auto& t) {
+    SafeTensor& w = t.at(victim);
+    w.shape = {w.shape[0], w.shape[1], 1, 1};
+  });
+  auto [code, msg] = convert_error(dir);
+  EXPECT_EQ(code, ErrorCode::InvalidModel);
+  EXPECT_NE(msg.find(victim + ": expected [16,16], got [16,16,1,1]"), std::string::npos) << msg;
+}
+
+TEST(SdConverterRefuses, MissingAndMisshapedVaeTensors) {
+  std::string dir = copy_fixture("sd1_tiny");
+  edit_weights(dir + "/vae/diffusion_pytorch_model.safetensors", [&](auto& t) {
+    ASSERT_EQ(t.erase("decoder.mid_block.attentions.0.to_v.bias"), 1u);
+    SafeTensor& w = t.at("post_quant_conv.weight");
+    w.shape = {w.shape[0] * w.shape[1], 1, 1, 1};
+    t.erase("encoder.conv_in.weight");  // the encoder is not needed: no complaint
+  });
+  auto [code, msg] = convert_error(dir);
+  EXPECT_EQ(code, ErrorCode::InvalidModel);
+  EXPECT_NE(msg.find("decoder.mid_block.attentions.0.to_v.bias"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("post_quant_conv.weight: expected [4,4,1,1], got [16,1,1,1]"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("vae/diffusion_pytorch_model.safetensors"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find("encoder.conv_in"), std::string::npos) << msg;
+}
+
+TEST(SdConverter, LegacyVaeAttentionNamesAreRenamed) {
+  std::string dir = copy_fixture("sd1_tiny");
+  edit_weights(dir + "/vae/diffusion_pytorch_model.safetensors", [&](auto& t) {
+    const std::string p = "decoder.mid_block.attentions.0.";
+    for (auto [from, to] : {std::pair<std::string, std::string>{"query", "to_q"}, {"key", "to_k"}, {"value", "to_v"},
+                            {"proj_attn", "to_out.0"}})
+      for (const char* s : {".weight", ".bias"}) {
+        SafeTensor x = t.at(p + to + s);
+        t.erase(p + to + s);
+        x.name = p + from + s;
+        t[x.name] = x;
+      }
+  });
+  ConvertOptions opt;
+  opt.strict = true;
+  EXPECT_NO_THROW(convert(dir, dir + "/../m.drt", opt));
+}
+
+TEST(SdConverterRefuses, UnexpectedTensorUnderStrict) {
+  std::string dir = copy_fixture("sd2_tiny");
+  edit_weights(dir + "/unet/diffusion_pytorch_model.safetensors", [&](auto& t) {
+    SafeTensor x = t.at("conv_in.bias");
+    x.name = "add_embedding.linear_1.bias";
+    t[x.name] = x;
+  });
+  ConvertReport r = convert(dir, dir + "/../lax.drt");
+  EXPECT_TRUE(has_warning(r, "add_embedding.linear_1.bias"));
+  ConvertOptions opt;
+  opt.strict = true;
+  auto [code, msg] = convert_error(dir, opt);
+  EXPECT_NE(msg.find("add_embedding.linear_1.bias"), std::string::npos) << msg;
+}
+
+TEST(SdConverterRefuses, ModelIndexNotJson) {
+  std::string dir = copy_fixture("sd1_tiny");
+  std::ofstream(dir + "/model_index.json") << "{\"unet\": [\"diffusers\", ";
+  auto [code, msg] = convert_error(dir);
+  EXPECT_NE(msg.find("model_index.json"), std::string::npos) << msg;
+}
+
+TEST(SdConverterRefuses, ModelIndexComponentNotAPair) {
+  std::string dir = copy_fixture("sd1_tiny");
+  json j = load_json(dir + "/model_index.json");
+  j["vae"] = json::array({"diffusers"});
+  save_json(dir + "/model_index.json", j);
+  auto [code, msg] = convert_error(dir);
+  EXPECT_EQ(code, ErrorCode::InvalidModel);
+  EXPECT_NE(msg.find("model_index.json"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("'vae'"), std::string::npos) << msg;
+}
+
+TEST(SdConverterRefuses, ModelIndexWithoutUNet) {
+  std::string dir = copy_fixture("sd1_tiny");
+  json j = load_json(dir + "/model_index.json");
+  j.erase("unet");
+  save_json(dir + "/model_index.json", j);
+  auto [code, msg] = convert_error(dir);
+  EXPECT_NE(msg.find("unet"), std::string::npos) << msg;
+}
+
+TEST(SdConverterRefuses, ModelIndexUnsupportedUNetClass) {
+  std::string dir = copy_fixture("sd1_tiny");
+  json j = load_json(dir + "/model_index.json");
+  j["unet"] = json::array({"diffusers", "UNet3DConditionModel"});
+  save_json(dir + "/model_index.json", j);
+  auto [code, msg] = convert_error(dir);
+  EXPECT_EQ(code, ErrorCode::Unsupported);
+  EXPECT_NE(msg.find("UNet3DConditionModel"), std::string::npos) << msg;
+}
+
+TEST(SdConverterRefuses, ModelIndexDisagreesWithUNetConfig) {
+  std::string dir = copy_fixture("sd1_tiny");
+  json j = load_json(dir + "/model_index.json");
+  j["unet"] = json::array({"diffusers", "UNet2DModel"});
+  save_json(dir + "/model_index.json", j);
+  auto [code, msg] = convert_error(dir);
+  EXPECT_EQ(code, ErrorCode::InvalidModel);
+  EXPECT_NE(msg.find("UNet2DConditionModel"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("unet/config.json"), std::string::npos) << msg;
+}
+
+TEST(SdConverterRefuses, ModelIndexUnsupportedVaeClass) {
+  std::string dir = copy_fixture("sd1_tiny");
+  json j = load_json(dir + "/model_index.json");
+  j["vae"] = json::array({"diffusers", "AutoencoderTiny"});
+  save_json(dir + "/model_index.json", j);
+  auto [code, msg] = convert_error(dir);
+  EXPECT_EQ(code, ErrorCode::Unsupported);
+  EXPECT_NE(msg.find("AutoencoderTiny"), std::string::npos) << msg;
+}
+
+TEST(SdConverterRefuses, MissingVaeFolder) {
+  std::string dir = copy_fixture("sd2_tiny");
+  fs::remove_all(dir + "/vae");
+  auto [code, msg] = convert_error(dir);
+  EXPECT_EQ(code, ErrorCode::InvalidModel);
+  EXPECT_NE(msg.find("/vae"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("no-vae"), std::string::npos) << msg;
+}
+
+TEST(SdConverterRefuses, VaeNullInModelIndex) {
+  std::string dir = copy_fixture("sd2_tiny");
+  json j = load_json(dir + "/model_index.json");
+  j["vae"] = json::array({nullptr, nullptr});
+  save_json(dir + "/model_index.json", j);
+  auto [code, msg] = convert_error(dir);
+  EXPECT_NE(msg.find("vae"), std::string::npos) << msg;
+}
+
+TEST(SdConverterRefuses, BrokenVaeConfig) {
+  std::string dir = copy_fixture("sd2_tiny");
+  json j = load_json(dir + "/vae/config.json");
+  j["latents_mean"] = json::array({0, 0, 0, 0});
+  save_json(dir + "/vae/config.json", j);
+  auto [code, msg] = convert_error(dir);
+  EXPECT_EQ(code, ErrorCode::Unsupported);
+  EXPECT_NE(msg.find("vae/config.json"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("latents_mean"), std::string::npos) << msg;
+
+  std::ofstream(dir + "/vae/config.json") << "[]";
+  std::tie(code, msg) = convert_error(dir);
+  EXPECT_NE(msg.find("vae/config.json"), std::string::npos) << msg;
+
+  fs::remove(dir + "/vae/config.json");
+  std::tie(code, msg) = convert_error(dir);
+  EXPECT_NE(msg.find("vae"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("config.json"), std::string::npos) << msg;
+}
+
+TEST(SdConverterRefuses, VaeLatentChannelsDisagreeWithUNet) {
+  std::string dir = copy_fixture("sd2_tiny");
+  json j = load_json(dir + "/vae/config.json");
+  j["latent_channels"] = 8;
+  save_json(dir + "/vae/config.json", j);
+  auto [code, msg] = convert_error(dir);
+  EXPECT_NE(msg.find("latent_channels"), std::string::npos) << msg;
+}
+
+TEST(SdConverterRefuses, PickleVae) {
+  std::string dir = copy_fixture("sd2_tiny");
+  fs::remove(dir + "/vae/diffusion_pytorch_model.safetensors");
+  std::ofstream(dir + "/vae/diffusion_pytorch_model.bin") << "not really a pickle";
+  auto [code, msg] = convert_error(dir);
+  EXPECT_EQ(code, ErrorCode::Unsupported);
+  EXPECT_NE(msg.find("pickle"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("vae"), std::string::npos) << msg;
+}
+
+TEST(SdConverterRefuses, ComponentSymlinkOutsideThePipeline) {
+  std::string dir = copy_fixture("sd2_tiny");
+  std::string outside = test::temp_dir("sdconv_outside") + "/vae";
+  fs::rename(dir + "/vae", outside);
+  fs::create_directory_symlink(outside, dir + "/vae");
+  auto [code, msg] = convert_error(dir);
+  EXPECT_NE(msg.find("outside"), std::string::npos) << msg;
+}
+
+TEST(SdConverterRefuses, UnsupportedUNetFeatureNamesTheFile) {
+  std::string dir = copy_fixture("sd1_tiny");
+  json j = load_json(dir + "/unet/config.json");
+  j["addition_embed_type"] = "text_time";
+  save_json(dir + "/unet/config.json", j);
+  auto [code, msg] = convert_error(dir);
+  EXPECT_EQ(code, ErrorCode::Unsupported);
+  EXPECT_NE(msg.find("addition_embed_type"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("unet/config.json"), std::string::npos) << msg;
+}
+
+TEST(SdConverterRefuses, UnknownSchedulerClass) {
+  std::string dir = copy_fixture("sd1_tiny");
+  json j = load_json(dir + "/scheduler/scheduler_config.json");
+  j["_class_name"] = "ScoreSdeVeScheduler";
+  save_json(dir + "/scheduler/scheduler_config.json", j);
+  json index = load_json(dir + "/model_index.json");
+  index["scheduler"] = json::array({"diffusers", "ScoreSdeVeScheduler"});  // the class diffusers would load
+  save_json(dir + "/model_index.json", index);
+  auto [code, msg] = convert_error(dir);
+  EXPECT_EQ(code, ErrorCode::Unsupported);
+  EXPECT_NE(msg.find("scheduler_config.json"), std::string::npos) << msg;
+}
+
+TEST(SdConverterRefuses, NullClassOnATextModel) {
+  ConvertOptions opt;
+  opt.null_class = 0;
+  auto [code, msg] = convert_error(copy_fixture("sd2_tiny"), opt);
+  EXPECT_EQ(code, ErrorCode::InvalidArgument);
+}
+
+TEST(SdConverterRefuses, LegacyAndCurrentAttentionNamesTogether) {
+  std::string dir = copy_fixture("sd1_tiny");
+  edit_weights(dir + "/vae/diffusion_pytorch_model.safetensors", [&](auto& t) {
+    SafeTensor x = t.at("decoder.mid_block.attentions.0.to_q.weight");
+    x.name = "decoder.mid_block.attentions.0.query.weight";
+    t[x.name] = x;
+  });
+  auto [code, msg] = convert_error(dir);
+  EXPECT_EQ(code, ErrorCode::InvalidModel);
+  EXPECT_NE(msg.find("decoder.mid_block.attentions.0.query.weight"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("decoder.mid_block.attentions.0.to_q.weight"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("vae/diffusion_pytorch_model.safetensors"), std::string::npos) << msg;
+}
+
+TEST(SdConverter, ModelIndexSchedulerClassWinsAsInDiffusers) {
+  std::string dir = copy_fixture("sd2_tiny");
+  json j = load_json(dir + "/model_index.json");
+  j["scheduler"] = json::array({"diffusers", "PNDMScheduler"});
+  save_json(dir + "/model_index.json", j);
+  ConvertReport r = convert(dir, dir + "/../m.drt");
+  EXPECT_TRUE(has_warning(r, "model_index.json names scheduler class PNDMScheduler"));
+  ModelFile mf = read_model_file(dir + "/../m.drt");
+  EXPECT_EQ(mf.provenance["source_scheduler_class"], "PNDMScheduler");
+  EXPECT_EQ(mf.scheduler["_class_name"], "DDIMScheduler");
+  EXPECT_EQ(mf.scheduler["prediction_type"], "v_prediction");
+}
