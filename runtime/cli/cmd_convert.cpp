@@ -11,15 +11,18 @@ void add_convert_command(CLI::App& app) {
   auto dtype = std::make_shared<std::string>("fp32");
   auto null_class = std::make_shared<std::string>("auto");
   auto quiet = std::make_shared<bool>(false);
-  CLI::App* c = app.add_subcommand("convert", "Convert a diffusers UNet2DModel folder (or pipeline folder) into a .drt model file");
+  CLI::App* c = app.add_subcommand("convert", "Convert a diffusers UNet2DModel folder, or a pipeline folder (DDPM/DDIM or Stable Diffusion "
+                                   "1.x/2.x), into a .drt model file");
   c->add_option("input", opt->input, "diffusers folder: config.json + diffusion_pytorch_model.safetensors "
-                                     "(or a sharded .safetensors.index.json), or a pipeline folder with unet/ and scheduler/")
+                                     "(or a sharded .safetensors.index.json), or a pipeline folder with model_index.json, "
+                                     "unet/, scheduler/ and, for Stable Diffusion, vae/")
       ->required();
   c->add_option("-o,--output", opt->output, "output model file (.drt), written atomically")->required();
   c->add_option("--dtype", *dtype, "weight storage dtype")->check(CLI::IsMember({"fp32", "fp16", "bf16"}))->capture_default_str();
   c->add_option("--scheduler", opt->scheduler_config,
                 "diffusers scheduler_config.json to store as the default (default: the folder's own, if any)");
   c->add_flag("--strict", opt->strict, "treat tensors the config does not use as errors (default: warn)");
+  c->add_flag("--no-vae", opt->no_vae, "Stable Diffusion: convert the UNet alone (sampling then writes latents only)");
   c->add_option("--null-class", *null_class,
                 "class index used as the unconditional class for classifier-free guidance: an index, 'auto' "
                 "(the last class of a class-conditional model) or 'none'")
@@ -41,10 +44,12 @@ void add_convert_command(CLI::App& app) {
     }
     ConvertReport r = convert_diffusers(*opt);
     for (const auto& w : r.warnings) std::fprintf(stderr, "diffrt: warning: %s\n", w.c_str());
-    if (!*quiet)
-      std::printf("wrote %s: %zu tensors (%s), %zu graph nodes, %.1f MiB\n  weights: %s\n  scheduler: %s\n",
-                  opt->output.c_str(), r.tensors, dtype->c_str(), r.nodes, double(r.bytes) / (1 << 20),
+    if (!*quiet) {
+      std::printf("wrote %s (%s): %zu tensors (%s), %zu graph nodes, %.1f MiB\n  weights: %s\n  scheduler: %s\n",
+                  opt->output.c_str(), r.family.c_str(), r.tensors, dtype->c_str(), r.nodes, double(r.bytes) / (1 << 20),
                   r.weights_source.c_str(), r.scheduler_source.empty() ? "(none: diffusers DDPMScheduler defaults)" : r.scheduler_source.c_str());
+      if (!r.vae_source.empty()) std::printf("  vae decoder: %s (%zu graph nodes)\n", r.vae_source.c_str(), r.vae_nodes);
+    }
   });
 }
 

@@ -166,7 +166,8 @@ void add_sample_command(CLI::App& app) {
   c->add_option("--output-type", o->output_type,
                 "image (decode latents with the VAE) or latent (write the final latents as NCHW .npy, like "
                 "output_type=\"latent\")")->check(CLI::IsMember({"image", "latent"}))->capture_default_str();
-  c->add_option("--sampler", o->sampler, "ddpm or ddim (default: ddim if the scheduler config is a DDIMScheduler, else ddpm)")
+  c->add_option("--sampler", o->sampler, "ddpm or ddim (default: ddpm for a DDPMScheduler config, or none on a pixel model; else ddim, "
+                "e.g. for DDIMScheduler and Stable Diffusion's PNDMScheduler configs)")
       ->check(CLI::IsMember({"ddpm", "ddim"}));
   CLI::Option* steps_opt = c->add_option("--steps", o->steps, "denoising steps (default: 1000 for ddpm, 50 for ddim, as diffusers' pipelines)");
   c->add_option("--eta", o->eta, "DDIM eta: 0 is deterministic DDIM, 1 is DDPM-like noise")->capture_default_str();
@@ -294,6 +295,10 @@ void add_sample_command(CLI::App& app) {
                            {"rng", o->rng}, {"guidance_scale", req.guidance_scale}, {"batch", req.batch},
                            {"height", img_h}, {"width", img_w}, {"model", o->model},
                            {"class_labels", req.class_labels}, {"scheduler", sj}, {"device", device}};
+    if (text_model) {
+      meta["prompt_embeds"] = o->prompt_embeds;
+      meta["negative_prompt_embeds"] = o->negative_prompt_embeds;
+    }
     if (png) {
       int cols = o->grid_cols;
       if (!cols && o->classes == "all") cols = mf.conditioning.num_classes - (mf.conditioning.null_class >= 0 ? 1 : 0);
