@@ -76,40 +76,73 @@ uint64_t group_norm_workspace_for(const Graph& g, const MemoryPlan& p) {
   return most;
 }
 
-CudaMemoryReport cuda_memory_report(const ModelFile& mf, DType dtype, int batch, int h, int w, bool cfg, int steps) {
+namespace {
+
+// Explicit-padding scratch of asymmetric convolutions and silu(x) scratch of linear layers (per graph).
+struct Scratch {
+  uint64_t conv_pad = 0, silu = 0;
+};
+Scratch scratch_for(const Graph& g, const MemoryPlan& plan, uint64_t es) {
+  Scratch s;
+  for (const Node& nd : g.nodes) {
+    const ValueShape& in = plan.shapes[size_t(nd.inputs[0])];
+    if (const auto* c = std::get_if<Conv2dAttrs>(&nd.attrs)) {
+      if (c->pad_top != c->pad_bottom || c->pad_left != c->pad_right)
+        s.conv_pad = std::max<uint64_t>(s.conv_pad, uint64_t(in.n) * uint64_t(in.h + c->pad_top + c->pad_bottom) *
+                                                        uint64_t(in.w + c->pad_left + c->pad_right) * uint64_t(c->cin) * es);
+    } else if (const auto* l = std::get_if<LinearAttrs>(&nd.attrs)) {
+      if (l->silu_input) s.silu = std::max<uint64_t>(s.silu, in.numel() * es);
+    }
+  }
+  return s;
+}
+
+}  // namespace
+
+CudaMemoryReport cuda_memory_report(const ModelFile& mf, DType dtype, int batch, int h, int w, bool cfg, int steps,
+                                    int context_len) {
   if (batch < 1) fail(ErrorCode::InvalidArgument, "batch must be >= 1");
   if (steps < 1) fail(ErrorCode::InvalidArgument, "steps must be >= 1");
   const Graph& g = mf.graph;
   CudaMemoryReport r;
   r.dtype = dtype;
   r.model_batch = cfg ? 2 * batch : batch;
-  const MemoryPlan plan = plan_memory(g, r.model_batch, h, w);
+  r.context_len = context_len;
+  const MemoryPlan plan = plan_memory(g, PlanInputs{r.model_batch, h, w, context_len});  // checks context_len
   const uint64_t es = dtype_size(dtype);
   for (const TensorInfo& t : mf.tensors) r.weight_bytes += align_bytes(checked_bytes(t.numel(), es, "weights"));
   r.arena_bytes = plan_device_arena(g, plan, dtype).bytes;
   for (const Node& nd : g.nodes) r.naive_activation_bytes += align_bytes(plan.shapes[size_t(nd.output)].numel() * es);
   const uint64_t nm = uint64_t(r.model_batch);
-  r.input_bytes = align_bytes(plan.shapes[size_t(g.sample)].numel() * es) + align_bytes(nm * 4) + align_bytes(nm * 4);
+  r.input_bytes = align_bytes(plan.shapes[size_t(g.sample)].numel() * es);
+  if (g.timestep >= 0) r.input_bytes += align_bytes(nm * 4);
+  if (g.class_labels >= 0) r.input_bytes += align_bytes(nm * 4);
+  if (g.context >= 0) r.input_bytes += align_bytes(checked_bytes(plan.shapes[size_t(g.context)].numel(), es, "context"));
   r.group_norm_workspace_bytes = group_norm_workspace_for(g, plan);
 
-  uint64_t pad = 0, silu = 0;
-  for (const Node& nd : g.nodes) {
-    const ValueShape& in = plan.shapes[size_t(nd.inputs[0])];
-    if (const auto* c = std::get_if<Conv2dAttrs>(&nd.attrs)) {
-      if (c->pad_top != c->pad_bottom || c->pad_left != c->pad_right)
-        pad = std::max<uint64_t>(pad, uint64_t(in.n) * uint64_t(in.h + c->pad_top + c->pad_bottom) *
-                                          uint64_t(in.w + c->pad_left + c->pad_right) * uint64_t(c->cin) * es);
-    } else if (const auto* l = std::get_if<LinearAttrs>(&nd.attrs)) {
-      if (l->silu_input) silu = std::max<uint64_t>(silu, in.numel() * es);
-    }
+  Scratch sc = scratch_for(g, plan, es);
+  MemoryPlan vplan;
+  if (mf.vae.present()) {
+    const Graph& vg = mf.vae.graph;
+    vplan = plan_memory(vg, PlanInputs{batch, h, w, 0});
+    r.vae_arena_bytes = plan_device_arena(vg, vplan, dtype).bytes;
+    r.vae_input_bytes = align_bytes(vplan.shapes[size_t(vg.sample)].numel() * es);
+    r.vae_group_norm_workspace_bytes = group_norm_workspace_for(vg, vplan);
+    const Scratch vs = scratch_for(vg, vplan, es);
+    sc.conv_pad = std::max(sc.conv_pad, vs.conv_pad);
+    sc.silu = std::max(sc.silu, vs.silu);
   }
-  r.conv_workspace_bytes = (uint64_t(256) << 20) + pad;  // CudnnConv::Options::max_workspace_bytes default
-  r.gemm_workspace_bytes = (uint64_t(32) << 20) + silu;  // CublasLtContext::Options::workspace_bytes default
+  r.conv_workspace_bytes = (uint64_t(256) << 20) + sc.conv_pad;  // CudnnConv::Options::max_workspace_bytes default
+  r.gemm_workspace_bytes = (uint64_t(32) << 20) + sc.silu;       // CublasLtContext::Options::workspace_bytes default
   const uint64_t state = plan.shapes[size_t(g.sample)].numel() / nm * uint64_t(batch) * 4;  // x: [B,H,W,C] fp32
   r.sampler_bytes = align_bytes(state) + align_bytes(uint64_t(steps) * sizeof(StepCoeffs)) + align_bytes(uint64_t(steps) * 4) +
                     kDeviceAlignBytes;
   r.total_bytes = r.weight_bytes + r.arena_bytes + r.input_bytes + r.group_norm_workspace_bytes +
                   r.conv_workspace_bytes + r.gemm_workspace_bytes + r.sampler_bytes;
+  if (mf.vae.present())
+    r.vae_total_bytes = r.weight_bytes + r.conv_workspace_bytes + r.gemm_workspace_bytes + r.vae_arena_bytes +
+                        r.vae_input_bytes + r.vae_group_norm_workspace_bytes;
+  r.peak_bytes = std::max(r.total_bytes, r.vae_total_bytes);
   return r;
 }
 

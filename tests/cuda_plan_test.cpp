@@ -2,6 +2,7 @@
 // no two simultaneously live values overlap, fits in the arena) and the memory report's arithmetic.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "kernels/common/error.h"
@@ -91,4 +92,46 @@ TEST(CudaPlan, MemoryReport) {
   EXPECT_GT(c.arena_bytes, r.arena_bytes);
   EXPECT_THROW(cuda_memory_report(f32, DType::F32, 0, 16, 16), Error);
   EXPECT_THROW(cuda_memory_report(f32, DType::F32, 1, 15, 16), Error);  // not a multiple of the downsample factor
+}
+
+// Stable-Diffusion-style model file (UNet with a text context + VAE decoder): the arena check on both graphs,
+// the context in the inputs, the VAE decode as its own phase.
+TEST(CudaPlan, TextModelAndVaeDecoder) {
+  ConvertOptions opt;
+  opt.input = test::source_path("tests/fixtures/sd/sd1_tiny/pipeline");
+  opt.output = test::temp_dir("cuda_plan_sd") + "/m.drt";
+  convert_diffusers(opt);
+  ModelFile mf = read_model_file(opt.output);
+  ASSERT_GE(mf.graph.context, 0);
+  ASSERT_TRUE(mf.vae.present());
+  for (int len : {77, 5}) {
+    MemoryPlan p = plan_memory(mf.graph, PlanInputs{2, 8, 8, len});
+    MemoryPlan v = plan_memory(mf.vae.graph, PlanInputs{2, 8, 8, 0});
+    for (DType dt : {DType::F32, DType::F16}) {
+      check_no_overlap(mf.graph, p, plan_device_arena(mf.graph, p, dt), dt);
+      check_no_overlap(mf.vae.graph, v, plan_device_arena(mf.vae.graph, v, dt), dt);
+    }
+  }
+  CudaMemoryReport r = cuda_memory_report(mf, DType::F16, 1, 8, 8, true, 50, 77);
+  EXPECT_EQ(r.model_batch, 2);
+  EXPECT_EQ(r.context_len, 77);
+  EXPECT_EQ(r.total_bytes, r.weight_bytes + r.arena_bytes + r.input_bytes + r.group_norm_workspace_bytes +
+                               r.conv_workspace_bytes + r.gemm_workspace_bytes + r.sampler_bytes);
+  // inputs: sample [2,8,8,4] + timesteps [2] + context [2,77,D], each 256-byte aligned, fp16.
+  auto al = [](uint64_t b) { return (b + 255) / 256 * 256; };
+  EXPECT_EQ(r.input_bytes, al(2 * 8 * 8 * 4 * 2) + al(2 * 4) + al(uint64_t(2) * 77 * mf.graph.context_dim * 2));
+  EXPECT_GT(r.vae_arena_bytes, 0u);
+  EXPECT_EQ(r.vae_input_bytes, al(1 * 8 * 8 * 4 * 2));
+  EXPECT_EQ(r.vae_total_bytes, r.weight_bytes + r.conv_workspace_bytes + r.gemm_workspace_bytes + r.vae_arena_bytes +
+                                   r.vae_input_bytes + r.vae_group_norm_workspace_bytes);
+  EXPECT_EQ(r.peak_bytes, std::max(r.total_bytes, r.vae_total_bytes));
+  CudaMemoryReport r5 = cuda_memory_report(mf, DType::F16, 1, 8, 8, true, 50, 5);
+  EXPECT_LT(r5.input_bytes, r.input_bytes);
+  EXPECT_THROW(cuda_memory_report(mf, DType::F16, 1, 8, 8, true, 50, 0), Error);  // a text UNet needs a length
+  // A model without a text context or VAE rejects a context length and reports no VAE phase.
+  ModelFile px = convert("cifar_like", DType::F32);
+  EXPECT_THROW(cuda_memory_report(px, DType::F32, 1, 16, 16, false, 50, 77), Error);
+  CudaMemoryReport rp = cuda_memory_report(px, DType::F32, 1, 16, 16, false, 50);
+  EXPECT_EQ(rp.vae_total_bytes, 0u);
+  EXPECT_EQ(rp.peak_bytes, rp.total_bytes);
 }

@@ -1,6 +1,7 @@
 // CUDA backend: context, device weights, executor (contracts in cuda_executor.h). The node dispatch mirrors
 // runtime/cpu_executor.cpp one for one; only the pointers (device, model dtype) and the launchers differ.
-// Tested by tests/gpu/executor_test.cpp (fp32 vs the CPU executor, fp16/bf16 within bounds, compare mode).
+// Tested by tests/gpu/executor_test.cpp (fp32 vs the CPU executor, fp16/bf16 within bounds, compare mode) and
+// tests/gpu/sd_test.cpp (text-conditioned UNet, VAE decoder, cross-attention, LayerNorm, GEGLU).
 #include "runtime/cuda/cuda_executor.h"
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include "kernels/common/error.h"
 #include "kernels/elementwise/elementwise.h"
 #include "kernels/group_norm/group_norm.h"
+#include "kernels/layer_norm/layer_norm.h"
 #include "kernels/timestep_embedding/timestep_embedding.h"
 #include "runtime/cpu_executor.h"
 #include "runtime/cuda/cuda_kernels.h"
@@ -65,7 +67,16 @@ CudaWeights::CudaWeights(const ModelFile& mf, int device) : device_(device) {
   std::sort(offsets_.begin(), offsets_.end());
   DIFFRT_CUDA_CHECK(cudaSetDevice(device_));
   buf_.allocate(mf.data.size());
-  if (!mf.data.empty()) DIFFRT_CUDA_CHECK(cudaMemcpy(buf_.get(), mf.data.data(), mf.data.size(), cudaMemcpyHostToDevice));
+  if (!mf.data.empty()) {
+    // On a stream of our own, waited for: a plain cudaMemcpy from pageable memory may return before its DMA has
+    // landed, and kernels on the contexts' non-blocking streams are not ordered after the legacy stream.
+    cudaStream_t s = nullptr;
+    DIFFRT_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    cudaError_t e = cudaMemcpyAsync(buf_.get(), mf.data.data(), mf.data.size(), cudaMemcpyHostToDevice, s);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(s);
+    cudaStreamDestroy(s);
+    DIFFRT_CUDA_CHECK(e);
+  }
 }
 
 const void* CudaWeights::get(const std::string& name) const {
@@ -92,33 +103,46 @@ std::string CompareReport::summary() const {
 // ---- executor ----------------------------------------------------------------------------------------------
 
 CudaExecutor::CudaExecutor(const ModelFile& mf, const CudaWeights& weights, CudaContext& ctx, int n, int h, int w)
-    : mf_(mf), weights_(weights), ctx_(ctx), dtype_(weights.dtype()), plan_(plan_memory(mf.graph, n, h, w)) {
+    : CudaExecutor(mf, weights, ctx, mf.graph, PlanInputs{n, h, w, 0}) {}
+
+CudaExecutor::CudaExecutor(const ModelFile& mf, const CudaWeights& weights, CudaContext& ctx, const Graph& graph,
+                           const PlanInputs& in)
+    : mf_(mf), g_(graph), weights_(weights), ctx_(ctx), dtype_(weights.dtype()), plan_(plan_memory(graph, in)) {
   if (weights.device() != ctx.device())
     fail(ErrorCode::InvalidArgument, "CUDA executor: weights live on device " + std::to_string(weights.device()) +
                                          ", the context on device " + std::to_string(ctx.device()));
-  const Graph& g = mf_.graph;
+  const Graph& g = g_;
+  const size_t n = size_t(plan_.n);
   arena_plan_ = plan_device_arena(g, plan_, dtype_);
   DIFFRT_CUDA_CHECK(cudaSetDevice(ctx.device()));
   arena_.allocate(std::max<uint64_t>(arena_plan_.bytes, kDeviceAlignBytes));
   sample_.allocate(plan_.shapes[size_t(g.sample)].numel() * dtype_size(dtype_));
-  timesteps_.allocate(size_t(n) * sizeof(float));
-  labels_.allocate(size_t(n) * sizeof(int32_t));
-  DIFFRT_CUDA_CHECK(cudaMemsetAsync(labels_.get(), 0, labels_.bytes(), ctx.stream()));  // ordered with the stream
+  if (g.timestep >= 0) timesteps_.allocate(n * sizeof(float));
+  if (g.class_labels >= 0) {
+    labels_.allocate(n * sizeof(int32_t));
+    DIFFRT_CUDA_CHECK(cudaMemsetAsync(labels_.get(), 0, labels_.bytes(), ctx.stream()));  // ordered with the stream
+  }
+  if (g.context >= 0) {
+    context_.allocate(plan_.shapes[size_t(g.context)].numel() * dtype_size(dtype_));
+    // Defined contents before the first upload (a forgotten upload gives zeros, not garbage).
+    DIFFRT_CUDA_CHECK(cudaMemsetAsync(context_.get(), 0, context_.bytes(), ctx.stream()));
+  }
   const uint64_t gn = group_norm_workspace_for(g, plan_);
   if (gn) gn_ws_.allocate(gn);
 }
 
 void* CudaExecutor::vptr(int v) const {
-  const Graph& g = mf_.graph;
+  const Graph& g = g_;
   if (v == g.sample) return sample_.get();
   if (v == g.timestep) return timesteps_.get();
   if (v == g.class_labels) return labels_.get();
+  if (v == g.context) return context_.get();
   const int64_t off = arena_plan_.byte_offset[size_t(v)];
   if (off < 0) fail(ErrorCode::Internal, "value '" + g.values[size_t(v)] + "' has no arena slot");
   return static_cast<char*>(arena_.get()) + off;
 }
 
-const void* CudaExecutor::output() const { return vptr(mf_.graph.output); }
+const void* CudaExecutor::output() const { return vptr(g_.output); }
 const void* CudaExecutor::value(int v) const { return vptr(v); }
 
 void CudaExecutor::use_time_embedding_table(const void* table, const int* step_counter, int steps) {
@@ -129,7 +153,7 @@ void CudaExecutor::use_time_embedding_table(const void* table, const int* step_c
 }
 
 void CudaExecutor::enqueue_node(size_t k) {
-  const Node& nd = mf_.graph.nodes.at(k);
+  const Node& nd = g_.nodes.at(k);
   try {
     run_node(nd);
     if (debug) {
@@ -142,7 +166,7 @@ void CudaExecutor::enqueue_node(size_t k) {
 }
 
 void CudaExecutor::enqueue() {
-  for (size_t k = 0; k < mf_.graph.nodes.size(); ++k) enqueue_node(k);
+  for (size_t k = 0; k < g_.nodes.size(); ++k) enqueue_node(k);
 }
 
 void CudaExecutor::run_node(const Node& nd) {
@@ -165,7 +189,8 @@ void CudaExecutor::run_node(const Node& nd) {
         return;
       }
       TimestepEmbeddingParams p;
-      p.timesteps = static_cast<const float*>(vptr(mf_.graph.timestep));
+      if (g_.timestep < 0) fail(ErrorCode::InvalidModel, "time embedding in a graph without a timestep input");
+      p.timesteps = static_cast<const float*>(vptr(g_.timestep));
       p.class_labels = nd.inputs.size() > 1 ? static_cast<const int32_t*>(in(1)) : nullptr;
       p.w1 = wt("w1"); p.b1 = wt("b1"); p.w2 = wt("w2"); p.b2 = wt("b2");
       p.class_table = wt("class_table");
@@ -206,13 +231,23 @@ void CudaExecutor::run_node(const Node& nd) {
       p.workspace_bytes = gn_ws_.bytes();
       group_norm_cuda(p, st);
     } else if constexpr (std::is_same_v<A, AttentionAttrs>) {
-      const char* qkv = static_cast<const char*>(in(0));
       const int C = a.heads * a.head_dim;
       AttentionParams p;
-      p.q = qkv; p.k = qkv + size_t(C) * es; p.v = qkv + size_t(2 * C) * es; p.o = y;
-      p.batch = int(ys.n); p.heads = a.heads; p.lq = p.lkv = int(ys.h * ys.w); p.head_dim = a.head_dim;
-      p.ldq = p.ldk = p.ldv = 3 * C; p.ldo = C;
+      p.o = y;
+      p.batch = int(ys.n); p.heads = a.heads; p.lq = int(ys.h * ys.w); p.head_dim = a.head_dim;
+      p.ldo = C;
       p.scale = a.scale;
+      if (nd.inputs.size() == 1) {  // self: [q | k | v] rows of one tensor
+        const char* qkv = static_cast<const char*>(in(0));
+        p.q = qkv; p.k = qkv + size_t(C) * es; p.v = qkv + size_t(2 * C) * es;
+        p.lkv = p.lq;
+        p.ldq = p.ldk = p.ldv = 3 * C;
+      } else {  // cross: q, then [k | v] rows of the context projection
+        const char* kv = static_cast<const char*>(in(1));
+        p.q = in(0); p.k = kv; p.v = kv + size_t(C) * es;
+        p.lkv = int(shape(1).h * shape(1).w);
+        p.ldq = C; p.ldk = p.ldv = 2 * C;
+      }
       p.dtype = dtype_;
       attention_cuda(p, st);
     } else if constexpr (std::is_same_v<A, ConcatAttrs>) {
@@ -227,82 +262,121 @@ void CudaExecutor::run_node(const Node& nd) {
       p.n = int(ys.n); p.h = int(shape(0).h); p.w = int(shape(0).w); p.c = int(ys.c);
       p.dtype = dtype_;
       upsample2x_cuda(p, st);
-    } else {
-      static_assert(std::is_same_v<A, AffineAttrs>);
+    } else if constexpr (std::is_same_v<A, AffineAttrs>) {
       AffineParams p;
       p.x = in(0); p.y = y; p.count = (long long)ys.numel(); p.scale = a.scale; p.shift = a.shift;
       p.dtype = dtype_;
       affine_cuda(p, st);
+    } else if constexpr (std::is_same_v<A, LayerNormAttrs>) {
+      LayerNormParams p;
+      p.x = in(0); p.y = y; p.gamma = wt("weight"); p.beta = wt("bias");
+      p.rows = (long long)(ys.numel() / uint64_t(ys.c)); p.c = int(ys.c); p.eps = a.eps;
+      p.dtype = dtype_;
+      layer_norm_cuda(p, st);
+    } else {
+      static_assert(std::is_same_v<A, GegluAttrs>);
+      GegluParams p;
+      p.x = in(0); p.y = y; p.rows = (long long)(ys.numel() / uint64_t(ys.c)); p.f = int(ys.c);
+      p.dtype = dtype_;
+      geglu_cuda(p, st);
     }
   }, nd.attrs);
 }
 
 std::vector<float> CudaExecutor::download(int v) const {
+  if (v == g_.class_labels) fail(ErrorCode::InvalidArgument, "download: class labels are int32, not a float value");
   const uint64_t count = plan_.shapes[size_t(v)].numel();
-  const bool is_input_f32 = v == mf_.graph.timestep;
-  const DType t = is_input_f32 ? DType::F32 : dtype_;
+  const DType t = v == g_.timestep ? DType::F32 : dtype_;
   std::vector<uint8_t> raw(count * dtype_size(t));
+  DIFFRT_CUDA_CHECK(cudaMemcpyAsync(raw.data(), vptr(v), raw.size(), cudaMemcpyDeviceToHost, ctx_.stream()));
   DIFFRT_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream()));
-  DIFFRT_CUDA_CHECK(cudaMemcpy(raw.data(), vptr(v), raw.size(), cudaMemcpyDeviceToHost));
   std::vector<float> out(count);
   to_f32(t, raw.data(), out.data(), count);
   return out;
 }
 
-void CudaExecutor::upload_sample(const float* x) {
-  const uint64_t count = plan_.shapes[size_t(mf_.graph.sample)].numel();
-  std::vector<uint8_t> raw(count * dtype_size(dtype_));
-  from_f32(dtype_, x, raw.data(), count);
-  DIFFRT_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream()));
-  DIFFRT_CUDA_CHECK(cudaMemcpy(sample_.get(), raw.data(), raw.size(), cudaMemcpyHostToDevice));
-}
-
 namespace {
 
-void check_labels(const ModelFile& mf, int n, const int32_t* labels) {
-  if (mf.graph.class_labels >= 0) {
-    if (!labels) fail(ErrorCode::InvalidArgument, "this model is class-conditional: class labels are required");
-    for (int i = 0; i < n; ++i)
-      if (labels[i] < 0 || labels[i] >= mf.conditioning.num_classes)
-        fail(ErrorCode::InvalidArgument, "class label " + std::to_string(labels[i]) + " out of range [0, " +
-                                             std::to_string(mf.conditioning.num_classes - 1) + "]");
-  } else if (labels) {
-    fail(ErrorCode::InvalidArgument, "this model is not class-conditional: class labels are not accepted");
+// Host -> device on the executor's stream, then waits: ordered after every kernel enqueued before (none still
+// reads dst) and complete on return (a plain cudaMemcpy from pageable memory may return before its DMA lands,
+// and it is not ordered with a non-blocking stream).
+void copy_to_device(void* dst, const void* src, size_t bytes, cudaStream_t stream) {
+  DIFFRT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream));
+  DIFFRT_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+// Host fp32 -> device in `dtype` (synchronous, as copy_to_device).
+void upload_as(DType dtype, const float* x, uint64_t count, void* dst, cudaStream_t stream) {
+  std::vector<uint8_t> raw(count * dtype_size(dtype));
+  from_f32(dtype, x, raw.data(), count);
+  copy_to_device(dst, raw.data(), raw.size(), stream);
+}
+
+// x rounded to what `dtype` stores (compare mode: both backends must see the same inputs).
+std::vector<float> rounded_to(DType dtype, const float* x, uint64_t count) {
+  std::vector<float> v(x, x + count);
+  if (dtype != DType::F32) {
+    std::vector<uint8_t> raw(count * dtype_size(dtype));
+    from_f32(dtype, v.data(), raw.data(), count);
+    to_f32(dtype, raw.data(), v.data(), count);
   }
+  return v;
 }
 
 }  // namespace
 
-void CudaExecutor::run(const float* sample, const float* timesteps, const int32_t* labels, float* out) {
-  check_labels(mf_, plan_.n, labels);
-  upload_sample(sample);
-  DIFFRT_CUDA_CHECK(cudaMemcpy(timesteps_.get(), timesteps, size_t(plan_.n) * sizeof(float), cudaMemcpyHostToDevice));
-  if (labels)
-    DIFFRT_CUDA_CHECK(cudaMemcpy(labels_.get(), labels, size_t(plan_.n) * sizeof(int32_t), cudaMemcpyHostToDevice));
+void CudaExecutor::upload_sample(const float* x) {
+  upload_as(dtype_, x, plan_.shapes[size_t(g_.sample)].numel(), sample_.get(), ctx_.stream());
+}
+
+void CudaExecutor::upload_context(const float* context) {
+  if (g_.context < 0) fail(ErrorCode::InvalidArgument, "this network takes no encoder_hidden_states");
+  if (!context) fail(ErrorCode::InvalidArgument, "encoder_hidden_states: null");
+  upload_as(dtype_, context, plan_.shapes[size_t(g_.context)].numel(), context_.get(), ctx_.stream());
+}
+
+void CudaExecutor::upload_inputs(const GraphInputs& in) {
+  check_graph_inputs(g_, mf_.conditioning.num_classes, plan_.n, in.sample, in.timesteps, in.labels, in.context);
+  upload_sample(in.sample);
+  if (in.timesteps) copy_to_device(timesteps_.get(), in.timesteps, size_t(plan_.n) * sizeof(float), ctx_.stream());
+  if (in.labels) copy_to_device(labels_.get(), in.labels, size_t(plan_.n) * sizeof(int32_t), ctx_.stream());
+  if (in.context) upload_context(in.context);
+}
+
+void CudaExecutor::run(const GraphInputs& in, float* out) {
+  upload_inputs(in);
   enqueue();
-  std::vector<float> o = download(mf_.graph.output);
+  std::vector<float> o = download(g_.output);
   std::memcpy(out, o.data(), o.size() * sizeof(float));
+}
+
+void CudaExecutor::run(const float* sample, const float* timesteps, const int32_t* labels, float* out) {
+  GraphInputs in;
+  in.sample = sample; in.timesteps = timesteps; in.labels = labels;
+  run(in, out);
 }
 
 CompareReport CudaExecutor::compare_with_cpu(const float* sample, const float* timesteps, const int32_t* labels,
                                              double tolerance) {
-  const Graph& g = mf_.graph;
-  check_labels(mf_, plan_.n, labels);
-  // Both backends see the same inputs: the sample rounded to the model dtype (what the GPU reads).
-  const uint64_t count = plan_.shapes[size_t(g.sample)].numel();
-  std::vector<float> x(sample, sample + count);
-  if (dtype_ != DType::F32) {
-    std::vector<uint8_t> raw(count * 2);
-    from_f32(dtype_, x.data(), raw.data(), count);
-    to_f32(dtype_, raw.data(), x.data(), count);
-  }
-  upload_sample(x.data());
-  DIFFRT_CUDA_CHECK(cudaMemcpy(timesteps_.get(), timesteps, size_t(plan_.n) * sizeof(float), cudaMemcpyHostToDevice));
-  if (labels)
-    DIFFRT_CUDA_CHECK(cudaMemcpy(labels_.get(), labels, size_t(plan_.n) * sizeof(int32_t), cudaMemcpyHostToDevice));
+  GraphInputs in;
+  in.sample = sample; in.timesteps = timesteps; in.labels = labels;
+  return compare_with_cpu(in, tolerance);
+}
+
+CompareReport CudaExecutor::compare_with_cpu(const GraphInputs& host, double tolerance) {
+  const Graph& g = g_;
+  check_graph_inputs(g, mf_.conditioning.num_classes, plan_.n, host.sample, host.timesteps, host.labels, host.context);
+  // Both backends see the same inputs: sample and context rounded to the model dtype (what the GPU reads).
+  std::vector<float> x = rounded_to(dtype_, host.sample, plan_.shapes[size_t(g.sample)].numel());
+  std::vector<float> c;
+  if (host.context) c = rounded_to(dtype_, host.context, plan_.shapes[size_t(g.context)].numel());
+  GraphInputs in = host;
+  in.sample = x.data();
+  in.context = host.context ? c.data() : nullptr;
+  upload_inputs(in);
 
   CpuWeights cw(mf_);
-  CpuExecutor cpu(mf_, cw, plan_.n, plan_.h, plan_.w);
+  CpuExecutor cpu(mf_, cw, g, PlanInputs{plan_.n, plan_.h, plan_.w, plan_.context_len});
   CompareReport rep;
   cpu.on_node = [&](int k, const float* ref, const ValueShape& s) {
     enqueue_node(size_t(k));
@@ -329,7 +403,7 @@ CompareReport CudaExecutor::compare_with_cpu(const float* sample, const float* t
     rep.nodes.push_back(std::move(nc));
   };
   std::vector<float> out(plan_.shapes[size_t(g.output)].numel());
-  cpu.run(x.data(), timesteps, labels, out.data());
+  cpu.run(in, out.data());
   return rep;
 }
 

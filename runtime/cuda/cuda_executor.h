@@ -1,12 +1,13 @@
 // The CUDA backend: a context (stream + library handles + workspaces), the model's weights on the device, and
 // an executor that runs a planned graph with the *_cuda kernels, mirroring runtime/cpu_executor.cpp's node
-// dispatch one for one.
+// dispatch one for one. Any graph of a model file runs: the denoiser (mf.graph: sample, timestep, optional
+// class labels and encoder_hidden_states) or the VAE decoder (mf.vae.graph: sample only).
 //
 // Memory: plan_memory() once, then plan_device_arena() re-places every value in bytes for the model dtype with
-// 256-byte alignment; ONE arena allocation, one group-norm workspace, device inputs (sample in the model dtype,
-// timesteps fp32, class labels int32). Nothing is allocated by run()/enqueue() after the first run of a shape
-// (cuDNN/cuBLASLt plans and their buffers are created on the first run), so a warmed-up enqueue() can be
-// captured into a CUDA graph.
+// 256-byte alignment; ONE arena allocation, one group-norm workspace, device inputs for exactly the inputs the
+// graph has (sample and encoder_hidden_states in the model dtype, timesteps fp32, class labels int32). Nothing
+// is allocated by run()/enqueue() after the first run of a shape (cuDNN/cuBLASLt plans and their buffers are
+// created on the first run), so a warmed-up enqueue() can be captured into a CUDA graph.
 // Modes: eager (enqueue everything, no sync), debug (sync + error check after every node; errors name the
 // node), compare (runs the CPU executor on the same inputs, node by node, and names the first node whose
 // relative L2 error exceeds a tolerance).
@@ -22,6 +23,7 @@
 #include "kernels/common/cuda_check.h"
 #include "kernels/conv/conv_cuda.h"
 #include "kernels/gemm/gemm_cuda.h"
+#include "runtime/cpu_executor.h"  // GraphInputs
 #include "runtime/cuda_plan.h"
 #include "runtime/format/model_file.h"
 #include "runtime/plan.h"
@@ -89,14 +91,22 @@ struct CompareReport {
 
 class CudaExecutor {
  public:
-  // Plans for batch n at h x w (throws for sizes the network cannot take) and allocates all device memory.
+  // The denoiser (mf.graph) planned for batch n at h x w (throws for sizes the network cannot take); allocates
+  // all device memory. Same as the next constructor with mf.graph and PlanInputs{n, h, w, 0}.
   CudaExecutor(const ModelFile& mf, const CudaWeights& weights, CudaContext& ctx, int n, int h, int w);
+  // Any graph of the file (mf.graph or mf.vae.graph; it must outlive the executor), planned for `in`
+  // (in.context_len: tokens of encoder_hidden_states for text-conditioned graphs, else 0).
+  CudaExecutor(const ModelFile& mf, const CudaWeights& weights, CudaContext& ctx, const Graph& graph,
+               const PlanInputs& in);
 
-  // Device inputs the graph reads; fill them (or let the sampler write them) before enqueue().
+  // Device inputs the graph reads; fill them (or let the sampler write them) before enqueue(). Each is null when
+  // the graph has no such input.
   void* sample() const { return sample_.get(); }               // [N,H,W,Cin] model dtype
   float* timesteps() const { return timesteps_.as<float>(); }  // [N] fp32
   int32_t* labels() const { return labels_.as<int32_t>(); }    // [N] int32 (class-conditional models)
-  const void* output() const;                                  // [N,H,W,Cout] model dtype, in the arena
+  void* encoder_hidden_states() const { return context_.get(); }  // [N,L,context_dim] model dtype (text models)
+  int context_len() const { return plan_.context_len; }        // L (0 without a text context)
+  const void* output() const;                                  // [N,H',W',Cout] model dtype, in the arena
   const void* value(int v) const;                              // any computed value (valid until reused)
 
   // Enqueues every node on the context's stream; no host synchronisation (unless debug). Host-side errors
@@ -105,11 +115,16 @@ class CudaExecutor {
   // Runs node k only (compare mode, profiling). Its inputs must have been computed.
   void enqueue_node(size_t k);
 
-  // Convenience: host NHWC fp32 inputs -> host fp32 output [N,H,W,Cout]; synchronises.
+  // Convenience: host fp32 inputs (NHWC sample, [N,L,D] context) -> uploaded in the model dtype -> enqueue ->
+  // host fp32 output [N,H',W',Cout]; synchronises. The pointers must match the graph's inputs exactly
+  // (check_graph_inputs), e.g. a VAE decoder takes the sample alone.
+  void run(const GraphInputs& in, float* out);
   void run(const float* sample, const float* timesteps, const int32_t* labels, float* out);
 
-  // Compare mode: runs the CPU reference executor on the same host inputs, and after each node this executor's
-  // node, and compares (relative L2 of the node output against the CPU's). Synchronises per node; slow.
+  // Compare mode: runs the CPU reference executor on the same host inputs (rounded to the model dtype first, as
+  // the GPU reads them), and after each CPU node this executor's node, and compares (relative L2 of the node
+  // output against the CPU's; NaN/Inf never pass). Synchronises per node; slow.
+  CompareReport compare_with_cpu(const GraphInputs& in, double tolerance);
   CompareReport compare_with_cpu(const float* sample, const float* timesteps, const int32_t* labels,
                                  double tolerance);
 
@@ -122,7 +137,7 @@ class CudaExecutor {
 
   const MemoryPlan& plan() const { return plan_; }
   const DeviceArenaPlan& arena_plan() const { return arena_plan_; }
-  const Graph& graph() const { return mf_.graph; }
+  const Graph& graph() const { return g_; }
   DType dtype() const { return dtype_; }
   int batch() const { return plan_.n; }
   CudaContext& context() const { return ctx_; }
@@ -132,18 +147,22 @@ class CudaExecutor {
   std::vector<float> download(int v) const;
   // Uploads host fp32 NHWC to the sample input in the model dtype (synchronous).
   void upload_sample(const float* x);
+  // Uploads host fp32 encoder_hidden_states [N, L, context_dim] in the model dtype (synchronous; text models).
+  void upload_context(const float* context);
 
  private:
   void run_node(const Node& nd);
   void* vptr(int v) const;
+  void upload_inputs(const GraphInputs& in);  // checks, then sample, timesteps, labels, context
 
   const ModelFile& mf_;
+  const Graph& g_;
   const CudaWeights& weights_;
   CudaContext& ctx_;
   DType dtype_;
   MemoryPlan plan_;
   DeviceArenaPlan arena_plan_;
-  DeviceBuffer arena_, sample_, timesteps_, labels_, gn_ws_;
+  DeviceBuffer arena_, sample_, timesteps_, labels_, context_, gn_ws_;
   const void* temb_table_ = nullptr;
   const int* temb_counter_ = nullptr;
   int temb_steps_ = 0;

@@ -1,7 +1,9 @@
 // The whole sampling loop on the GPU (same contract and result as run_sampler() in runtime/sampler.h: returns
 // the final x [B, H, W, C] NHWC fp32 on the host, not yet mapped to [0, 1]).
 //
-//  * Setup, once: request validation, the schedule (timesteps + per-step coefficients, host float32 exactly as
+//  * Setup, once: request validation, the text context of a text-conditioned UNet (CudaTextContext) uploaded
+//    into the executor's encoder_hidden_states buffer in the model dtype (it does not change while sampling, so
+//    the captured step reads it from the same device address on every replay), the schedule (timesteps + per-step coefficients, host float32 exactly as
 //    the CPU loop) uploaded as device tables, the executor (one arena), the initial noise, the time embeddings
 //    of every step precomputed in one launch (timestep_embedding_steps_cuda) when the graph has one time
 //    embedding node fed by the graph's timestep input.
@@ -47,8 +49,18 @@ struct CudaSamplerStats {
   uint64_t arena_bytes = 0;
 };
 
+// The text context of a text-conditioned UNet (mf.graph.context >= 0): encoder_hidden_states of every model-batch
+// row, host fp32 [model_batch(req), len, context_dim] -- [negative x B; positive x B] with guidance (req.text_cfg,
+// StableDiffusionPipeline's order), else [positive x B]: exactly model_context()'s result (latent_pipeline.h).
+// Read once, before the loop. Empty ({nullptr, 0}) for models without a text context.
+struct CudaTextContext {
+  const float* data = nullptr;
+  int len = 0;  // tokens per row (77 for CLIP); >= 1 with data
+};
+
 std::vector<float> run_sampler_cuda(const ModelFile& mf, const CudaWeights& weights, CudaContext& ctx,
                                     const SchedulerConfig& cfg, const SampleRequest& req, const ProgressFn& progress,
-                                    const CudaSamplerOptions& opt = {}, CudaSamplerStats* stats = nullptr);
+                                    const CudaSamplerOptions& opt = {}, CudaSamplerStats* stats = nullptr,
+                                    const CudaTextContext& text = {});
 
 }  // namespace diffrt
