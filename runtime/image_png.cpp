@@ -30,6 +30,19 @@ unsigned char to_u8(float v) {
   return static_cast<unsigned char>(std::nearbyint(v * 255.0f));  // half to even, as numpy
 }
 
+// libpng reports errors by longjmp back to the setjmp below: this frame holds no C++ objects and
+// modifies no locals after setjmp, so the jump skips no destructor and clobbers nothing.
+bool encode_rows(png_structp png, png_infop info, png_uint_32 w, png_uint_32 h, int color, png_textp texts,
+                 int ntexts, png_bytepp rows, std::vector<unsigned char>* out) {
+  if (setjmp(png_jmpbuf(png))) return false;
+  png_set_write_fn(png, out, png_write_fn, nullptr);
+  png_set_IHDR(png, info, w, h, 8, color, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  if (ntexts > 0) png_set_text(png, info, texts, ntexts);
+  png_set_rows(png, info, rows);
+  png_write_png(png, info, PNG_TRANSFORM_IDENTITY, nullptr);
+  return true;
+}
+
 }  // namespace
 
 std::vector<unsigned char> encode_png_grid(const float* images, int n, int h, int w, int c, int cols,
@@ -52,21 +65,9 @@ std::vector<unsigned char> encode_png_grid(const float* images, int n, int h, in
           pixels[size_t(((oy + y) * gw + ox + x) * c + k)] = to_u8(images[((size_t(i) * h + y) * w + x) * c + k]);
   }
 
-  std::vector<unsigned char> out;
-  std::string err;
-  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &err, png_error_fn, png_warn_fn);
-  if (!png) fail(ErrorCode::OutOfMemory, "libpng: cannot create write struct");
-  png_infop info = png_create_info_struct(png);
   std::vector<png_bytep> row_ptrs(static_cast<size_t>(gh));
+  for (long long y = 0; y < gh; ++y) row_ptrs[size_t(y)] = pixels.data() + size_t(y * gw * c);
   std::vector<png_text> texts(text.size());
-  if (setjmp(png_jmpbuf(png))) {
-    png_destroy_write_struct(&png, &info);
-    fail(ErrorCode::Io, "PNG encoding failed: " + err);
-  }
-  png_set_write_fn(png, &out, png_write_fn, nullptr);
-  const int color = c == 1 ? PNG_COLOR_TYPE_GRAY : c == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_RGBA;
-  png_set_IHDR(png, info, png_uint_32(gw), png_uint_32(gh), 8, color, PNG_INTERLACE_NONE,
-               PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
   for (size_t i = 0; i < text.size(); ++i) {
     std::memset(&texts[i], 0, sizeof(png_text));
     texts[i].compression = PNG_TEXT_COMPRESSION_NONE;
@@ -74,11 +75,17 @@ std::vector<unsigned char> encode_png_grid(const float* images, int n, int h, in
     texts[i].text = const_cast<char*>(text[i].second.c_str());
     texts[i].text_length = text[i].second.size();
   }
-  if (!texts.empty()) png_set_text(png, info, texts.data(), int(texts.size()));
-  for (long long y = 0; y < gh; ++y) row_ptrs[size_t(y)] = pixels.data() + size_t(y * gw * c);
-  png_set_rows(png, info, row_ptrs.data());
-  png_write_png(png, info, PNG_TRANSFORM_IDENTITY, nullptr);
+  const int color = c == 1 ? PNG_COLOR_TYPE_GRAY : c == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_RGBA;
+
+  std::vector<unsigned char> out;
+  std::string err;
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &err, png_error_fn, png_warn_fn);
+  if (!png) fail(ErrorCode::OutOfMemory, "libpng: cannot create write struct");
+  png_infop info = png_create_info_struct(png);
+  const bool ok = info && encode_rows(png, info, png_uint_32(gw), png_uint_32(gh), color, texts.data(),
+                                      int(texts.size()), row_ptrs.data(), &out);
   png_destroy_write_struct(&png, &info);
+  if (!ok) fail(ErrorCode::Io, "PNG encoding failed: " + (err.empty() ? std::string("out of memory") : err));
   return out;
 }
 

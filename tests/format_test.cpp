@@ -175,7 +175,9 @@ TEST(ModelFile, RoundTripThroughDisk) {
     EXPECT_EQ(t->shape, want[i].shape);
     EXPECT_EQ(t->offset % kDataAlignment, 0u);
     EXPECT_EQ(t->nbytes, want[i].bytes.size());
-    if (t->nbytes) EXPECT_EQ(std::memcmp(m.tensor_data(*t), want[i].bytes.data(), t->nbytes), 0) << t->name;
+    if (t->nbytes) {
+      EXPECT_EQ(std::memcmp(m.tensor_data(*t), want[i].bytes.data(), t->nbytes), 0) << t->name;
+    }
   }
   EXPECT_EQ(m.find("missing"), nullptr);
   EXPECT_EQ(m.find("conv_in.weight")->numel(), 16u * 27u);

@@ -3,6 +3,8 @@
 // and checking the error names the file and the tensor or field.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <unistd.h>
 
 #include <cstring>
@@ -31,10 +33,9 @@ SafeTensor make(const std::string& name, DType dt, std::vector<int64_t> shape, s
 
 // A raw file from header text and a data buffer.
 std::vector<uint8_t> raw(const std::string& header, size_t buffer_bytes) {
-  std::vector<uint8_t> f(8);
+  std::vector<uint8_t> f(8 + header.size() + buffer_bytes, 0);
   for (int i = 0; i < 8; ++i) f[size_t(i)] = uint8_t(uint64_t(header.size()) >> (8 * i));
-  f.insert(f.end(), header.begin(), header.end());
-  f.resize(f.size() + buffer_bytes, 0);
+  std::copy(header.begin(), header.end(), f.begin() + 8);
   return f;
 }
 // One tensor "w", F32 [2,2] at [0,16], in a 16-byte buffer, with `entry` replacing its JSON.
