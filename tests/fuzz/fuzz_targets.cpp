@@ -11,8 +11,10 @@ namespace diffrt::fuzz {
 int model_file(const uint8_t* data, size_t size) {
   try {
     ModelFile mf = parse_model_file(data, size, "fuzz.drt");
-    // A file that validates must also plan: shape inference is the next consumer of the graph.
-    plan_memory(mf.graph, 1, mf.graph.downsample_factor, mf.graph.downsample_factor);
+    // A file that validates must also plan: shape inference is the next consumer of the graphs.
+    const int f = mf.graph.downsample_factor;
+    plan_memory(mf.graph, PlanInputs{1, f, f, mf.graph.context >= 0 ? 7 : 0});
+    if (mf.vae.present()) plan_memory(mf.vae.graph, 1, 2, 3);
   } catch (const Error&) {
   }
   return 0;
