@@ -12,15 +12,16 @@ if ! command -v clang++-14 >/dev/null || [ ! -d /usr/lib/llvm-14/lib/clang/14.0.
 fi
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDIFFRT_FUZZ=ON -DDIFFRT_CUDA=OFF \
   -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 >/dev/null
-cmake --build build-fuzz -j"$(nproc)" --target fuzz_model_file fuzz_safetensors fuzz_npy
+cmake --build build-fuzz -j"$(nproc)" --target fuzz_model_file fuzz_safetensors fuzz_npy fuzz_config
 
 W=build-fuzz/work; rm -rf "$W"; mkdir -p "$W"
-for t in model_file safetensors npy; do mkdir -p "$W/$t/corpus" "$W/$t/crashes"; cp tests/fuzz/regressions/$t/* "$W/$t/corpus/" 2>/dev/null || true; done
+for t in model_file safetensors npy config; do mkdir -p "$W/$t/corpus" "$W/$t/crashes"; cp tests/fuzz/regressions/$t/* "$W/$t/corpus/" 2>/dev/null || true; done
 for f in tests/fixtures/models/sharded/*.safetensors; do cp "$f" "$W/safetensors/corpus/"; done
+i=0; for f in $(find tests/fixtures models -name '*config*.json' | sort); do cp "$f" "$W/config/corpus/seed_$i.json"; i=$((i+1)); done
 find tests/fixtures/scheduler -name '*.npy' -size -2k | head -40 | xargs -I{} cp {} "$W/npy/corpus/" 2>/dev/null || true
 
 status=0
-for t in model_file safetensors npy; do
+for t in model_file safetensors npy config; do
   log="$W/$t/log.txt"
   # -rss_limit_mb: the readers must reject huge declared sizes before allocating.
   ./build-fuzz/tests/fuzz/fuzz_$t "$W/$t/corpus" -max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 \

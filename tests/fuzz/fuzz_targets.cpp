@@ -1,10 +1,15 @@
 #include "tests/fuzz/fuzz_targets.h"
 
 #include "kernels/common/error.h"
+#include "runtime/format/json_fields.h"
 #include "runtime/format/model_file.h"
 #include "runtime/npy.h"
 #include "runtime/plan.h"
+#include "runtime/schedule.h"
 #include "weights_converter/safetensors.h"
+#include "weights_converter/unet2d_builder.h"
+#include "weights_converter/unet2d_condition_builder.h"
+#include "weights_converter/vae_decoder_builder.h"
 
 namespace diffrt::fuzz {
 
@@ -34,6 +39,36 @@ int npy(const uint8_t* data, size_t size) {
     NpyArray a = parse_npy(data, size, "fuzz.npy", 1 << 24);
     if (a.type == NpyType::F32) (void)a.as_f32();
     else (void)a.as_i64();
+  } catch (const Error&) {
+  }
+  return 0;
+}
+
+int config(const uint8_t* data, size_t size) {
+  nlohmann::json j;
+  try {
+    j = parse_json_strict(std::string(reinterpret_cast<const char*>(data), size), "fuzz.json");
+  } catch (const Error&) {
+    return 0;
+  }
+  // Each parser on its own: most inputs are valid for at most one of them.
+  try {
+    Graph g = build_unet2d_graph(parse_unet2d_config(j, "fuzz.json"));
+    plan_memory(g, 1, g.downsample_factor, g.downsample_factor);
+  } catch (const Error&) {
+  }
+  try {
+    Graph g = build_unet2d_condition_graph(parse_unet2d_condition_config(j, "fuzz.json"));
+    plan_memory(g, PlanInputs{1, g.downsample_factor, g.downsample_factor, 3});
+  } catch (const Error&) {
+  }
+  try {
+    Graph g = build_vae_decoder_graph(parse_autoencoder_kl_config(j, "fuzz.json"));
+    plan_memory(g, 1, 1, 1);
+  } catch (const Error&) {
+  }
+  try {
+    (void)compute_schedule(scheduler_config_from_json(j, "fuzz.json"));
   } catch (const Error&) {
   }
   return 0;

@@ -33,3 +33,4 @@ size_t replay(const char* dir, int (*target)(const uint8_t*, size_t)) {
 TEST(FuzzRegressions, ModelFile) { EXPECT_GT(replay("model_file", diffrt::fuzz::model_file), 0u); }
 TEST(FuzzRegressions, Safetensors) { EXPECT_GT(replay("safetensors", diffrt::fuzz::safetensors), 0u); }
 TEST(FuzzRegressions, Npy) { EXPECT_GT(replay("npy", diffrt::fuzz::npy), 0u); }
+TEST(FuzzRegressions, Config) { EXPECT_GT(replay("config", diffrt::fuzz::config), 0u); }
