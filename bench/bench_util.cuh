@@ -29,6 +29,8 @@
 
 #include "kernels/common/cuda_check.h"
 #include "kernels/common/dtype.h"
+#include "runtime/bench_env.h"
+#include "runtime/cuda/cuda_env.h"
 
 namespace bench {
 
@@ -215,56 +217,9 @@ class Timer {
 
 // ---- environment facts ---------------------------------------------------------------------------
 
-// NVML through dlopen, so the benchmark neither links nor needs libnvidia-ml: absent -> fields empty.
-struct NvmlInfo {
-  bool ok = false;
-  std::string driver_version;
-  unsigned sm_clock_mhz = 0, mem_clock_mhz = 0, max_sm_clock_mhz = 0, max_mem_clock_mhz = 0;
-  unsigned power_limit_mw = 0, temperature_c = 0;
-};
-
-inline NvmlInfo query_nvml(int cuda_device) {
-  NvmlInfo info;
-  void* lib = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
-  if (!lib) return info;
-  using InitFn = int (*)();
-  using DrvFn = int (*)(char*, unsigned);
-  using HandleFn = int (*)(const char*, void**);
-  using ClockFn = int (*)(void*, int, unsigned*);
-  using UIntFn = int (*)(void*, unsigned*);
-  using TempFn = int (*)(void*, int, unsigned*);
-  auto init = reinterpret_cast<InitFn>(dlsym(lib, "nvmlInit_v2"));
-  auto drv = reinterpret_cast<DrvFn>(dlsym(lib, "nvmlSystemGetDriverVersion"));
-  auto by_pci = reinterpret_cast<HandleFn>(dlsym(lib, "nvmlDeviceGetHandleByPciBusId_v2"));
-  auto clock = reinterpret_cast<ClockFn>(dlsym(lib, "nvmlDeviceGetClockInfo"));
-  auto max_clock = reinterpret_cast<ClockFn>(dlsym(lib, "nvmlDeviceGetMaxClockInfo"));
-  auto power = reinterpret_cast<UIntFn>(dlsym(lib, "nvmlDeviceGetPowerManagementLimit"));
-  auto temp = reinterpret_cast<TempFn>(dlsym(lib, "nvmlDeviceGetTemperature"));
-  if (!init || init() != 0) return info;  // library stays loaded: harmless for a benchmark process
-  char buf[96] = {0};
-  if (drv && drv(buf, sizeof(buf)) == 0) info.driver_version = buf;
-  char pci[32] = {0};
-  void* dev = nullptr;
-  if (cudaDeviceGetPCIBusId(pci, sizeof(pci), cuda_device) == cudaSuccess && by_pci && by_pci(pci, &dev) == 0) {
-    // NVML clock types: 0 graphics, 1 SM, 2 memory.
-    if (clock) { clock(dev, 1, &info.sm_clock_mhz); clock(dev, 2, &info.mem_clock_mhz); }
-    if (max_clock) { max_clock(dev, 1, &info.max_sm_clock_mhz); max_clock(dev, 2, &info.max_mem_clock_mhz); }
-    if (power) power(dev, &info.power_limit_mw);
-    if (temp) temp(dev, 0, &info.temperature_c);
-  } else {
-    (void)cudaGetLastError();
-  }
-  info.ok = true;
-  return info;
-}
-
-inline std::string utc_now_iso() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
+// NVML (dlopen) and the date: shared with diffrt bench / profile (runtime/cuda/cuda_env.h, runtime/bench_env.h).
+using diffrt::NvmlInfo;
+using diffrt::query_nvml;
+using diffrt::utc_now_iso;
 
 }  // namespace bench

@@ -22,12 +22,17 @@
 //                impls: diffrt (geglu_cuda), eager (as diffusers runs it in PyTorch: F.gelu on the gate
 //                view into a [rows, F] temporary, then hidden view * temporary: 5 rows F s bytes).
 //   attention    q [B, Lq, H d], k, v [B, Lkv, H d] -> o [B, Lq, H d].  F = 4 B H Lq Lkv d (QK^T and PV;
-//                softmax not counted), B = (2 B Lq H d + 2 B Lkv H d) s.
+//                softmax not counted; causal cases count the visible (Lq + 1) / 2Lq of it),
+//                B = (2 B Lq H d + 2 B Lkv H d) s. Causal cases (CLIP's text encoder) time diffrt only.
 //                impls: diffrt (attention_cuda, fused), naive_cublas (cublasGemmBatchedEx S = Q K^T, one
 //                softmax kernel writing P in the storage dtype, cublasGemmBatchedEx O = P V; S/P
 //                materialised: extra 2 B H Lq Lkv s bytes each way). cuDNN's fused attention needs the
 //                cudnn-frontend graph API, which this build does not have; cudnnMultiHeadAttnForward
 //                (legacy, deprecated in cuDNN 9) is unfused and adds projections, so it is not used.
+//   activation   y = act(x) over [rows, F] (CLIP MLP: quick_gelu at F = 3072 for SD 1.x, gelu at 4096 for
+//                SD 2.x).  B = 2 rows F s, F = 0.  impls: diffrt (activation_cuda); judged against COPY.
+//   embedding    y [B, 77, C] = token_table[ids] + pos_table (CLIP, vocab 49408).  B = (2 B 77 C + 77 C) s
+//                + 4 B 77 (ids), F = 0.  impls: diffrt (embedding_cuda); judged against COPY.
 //   conv         NHWC x [N, H, W, Cin] * KRSC w [Cout, k, k, Cin] + bias -> y [N, Ho, Wo, Cout].
 //                F = 2 N Ho Wo Cout k k Cin, B = (N H W Cin + Cout k k Cin + N Ho Wo Cout + Cout) s.
 //                impls: diffrt_cudnn (CudnnConv, exhaustive algorithm search: this IS diffrt's conv path),
@@ -70,7 +75,9 @@
 #include <vector>
 
 #include "bench/bench_util.cuh"
+#include "kernels/activation/activation.h"
 #include "kernels/attention/attention.h"
+#include "kernels/embedding/embedding.h"
 #include "kernels/common/cuda_check.h"
 #include "kernels/conv/conv_cuda.h"
 #include "kernels/elementwise/elementwise.h"
@@ -515,7 +522,10 @@ void add_geglu_cases(std::vector<Case>& cases, const Options& o) {
 // ================================ attention =======================================================
 
 void add_attention_cases(std::vector<Case>& cases, const Options& o) {
-  struct A { std::string name; std::vector<int> batches; int heads, lq, lkv, d; std::vector<DType> dts; };
+  struct A {
+    std::string name; std::vector<int> batches; int heads, lq, lkv, d; std::vector<DType> dts;
+    bool causal = false;
+  };
   std::vector<A> as = {
       {"sd64_selfattn_T4096_d40_h8", {2}, 8, 4096, 4096, 40, kHalves},
       {"T4096_d64_h8", {2}, 8, 4096, 4096, 64, kHalves},
@@ -526,6 +536,8 @@ void add_attention_cases(std::vector<Case>& cases, const Options& o) {
       {"ddpm_cifar_T256_d256_h1", o.quick ? std::vector<int>{1, 256} : std::vector<int>{1, 64, 256}, 1, 256, 256, 256, kHalfAndFloat},
       {"ddpm_cifar_mid_T16_d256_h1", {1, 256}, 1, 16, 16, 256, kHalfAndFloat},
       {"ddpm_celebahq_T256_d512_h1", {1, 16}, 1, 256, 256, 512, kHalfAndFloat},
+      {"clip_causal_T77_d64_h12", {2}, 12, 77, 77, 64, kHalfAndFloat, true},  // SD 1.x text encoder, CFG
+      {"clip_causal_T77_d64_h16", {2}, 16, 77, 77, 64, kHalves, true},        // SD 2.x (OpenCLIP-H)
   };
   for (const A& a : as)
     for (DType t : dtypes_for(o, a.dts))
@@ -539,11 +551,15 @@ void add_attention_cases(std::vector<Case>& cases, const Options& o) {
           p.batch = b; p.heads = a.heads; p.lq = a.lq; p.lkv = a.lkv; p.head_dim = a.d;
           p.ldq = p.ldk = p.ldv = p.ldo = hd;
           p.scale = 1.0f / std::sqrt(float(a.d));
+          p.causal = a.causal;
           p.dtype = t;
           const size_t es = diffrt::dtype_size(t);
-          const double flops = 4.0 * b * a.heads * double(a.lq) * a.lkv * a.d;
+          const double visible = a.causal ? (a.lq + 1.0) / (2.0 * a.lq) : 1.0;
+          const double flops = 4.0 * b * a.heads * double(a.lq) * a.lkv * a.d * visible;
           const double bytes = double(2 * nq + 2 * nkv) * es;
-          c.measure("diffrt", flops, bytes, [&] { diffrt::attention_cuda(p, c.stream); DIFFRT_CUDA_CHECK_LAUNCH(); });
+          c.measure("diffrt", flops, bytes, [&] { diffrt::attention_cuda(p, c.stream); DIFFRT_CUDA_CHECK_LAUNCH(); },
+                    a.causal ? "causal" : "");
+          if (a.causal) return;  // the naive softmax below has no mask
 
           // Naive: batched GEMMs through cuBLAS over (b, h) pointer arrays, S materialised in dtype t.
           const int bh = b * a.heads;
@@ -591,6 +607,40 @@ void add_attention_cases(std::vector<Case>& cases, const Options& o) {
           }, "GEMM + softmax + GEMM, S in " + std::string(diffrt::dtype_name(t)));
         }});
       }
+}
+
+// ================================ CLIP text encoder: activation, embedding ========================
+
+void add_clip_cases(std::vector<Case>& cases, const Options& o) {
+  struct Act { const char* name; long long rows; int f; diffrt::ActivationKind kind; };
+  const Act acts[] = {{"clip_mlp_T77x3072_B2_quick_gelu", 2 * 77, 3072, diffrt::ActivationKind::QuickGelu},
+                      {"clip_mlp_T77x4096_B2_gelu", 2 * 77, 4096, diffrt::ActivationKind::Gelu}};
+  for (DType t : dtypes_for(o, kHalfAndFloat))
+    for (const Act& a : acts)
+      cases.push_back({"activation", a.name, diffrt::dtype_name(t), [=](Ctx& c) {
+        const size_t count = size_t(a.rows) * a.f;
+        bench::DevArray x(count, t, 91, -4.f, 4.f), y(count, t, 92);
+        diffrt::ActivationParams p;
+        p.x = x.get(); p.y = y.get(); p.count = (long long)count; p.kind = a.kind; p.dtype = t;
+        c.measure("diffrt", 0, 2.0 * count * diffrt::dtype_size(t), [&] { diffrt::activation_cuda(p, c.stream); });
+      }});
+  struct Emb { const char* name; int batch, c; };
+  const Emb embs[] = {{"clip_T77x768_B2_V49408", 2, 768}, {"clip_T77x1024_B2_V49408", 2, 1024}};
+  for (DType t : dtypes_for(o, kHalfAndFloat))
+    for (const Emb& e : embs)
+      cases.push_back({"embedding", e.name, diffrt::dtype_name(t), [=](Ctx& c) {
+        const int vocab = 49408, l = 77;
+        bench::DevArray tok(size_t(vocab) * e.c, t, 93), pos(size_t(l) * e.c, t, 94), y(size_t(e.batch) * l * e.c, t, 95);
+        std::vector<int32_t> ids(size_t(e.batch) * l);
+        for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t((i * 7919 + 49406) % vocab);
+        diffrt::DeviceBuffer dids(ids.size() * sizeof(int32_t));
+        DIFFRT_CUDA_CHECK(cudaMemcpy(dids.get(), ids.data(), ids.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
+        diffrt::EmbeddingParams p;
+        p.ids = static_cast<const int32_t*>(dids.get()); p.token_table = tok.get(); p.pos_table = pos.get(); p.y = y.get();
+        p.n = e.batch; p.l = l; p.c = e.c; p.vocab = vocab; p.max_positions = l; p.dtype = t;
+        const double bytes = (2.0 * e.batch * l * e.c + double(l) * e.c) * diffrt::dtype_size(t) + 4.0 * e.batch * l;
+        c.measure("diffrt", 0, bytes, [&] { diffrt::embedding_cuda(p, c.stream); });
+      }});
 }
 
 // ================================ convolution =====================================================
@@ -870,6 +920,7 @@ int main(int argc, char** argv) {
   add_layer_norm_cases(cases, opt);
   add_geglu_cases(cases, opt);
   add_attention_cases(cases, opt);
+  add_clip_cases(cases, opt);
   add_conv_cases(cases, opt);
   add_linear_cases(cases, opt);
   add_scheduler_cases(cases, opt);

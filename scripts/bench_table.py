@@ -1,10 +1,16 @@
 #!/usr/bin/env python3
 """Renders the README performance table from the latest benchmark results in bench/results/.
 
-Inputs (see bench/README.md): kernel results from diffrt_kernel_bench --json (schema diffrt.kernel_bench.v1) and
+Inputs (see bench/README.md): kernel results from diffrt_kernel_bench --json (schema diffrt.kernel_bench.v1),
+whole-model results from `diffrt bench --json` (schema diffrt.bench.v1, one file per model and workload) and
 peer results from scripts/peer_compare.py --json (schema diffrt.peer_compare.v1). "Latest" = the newest
-env.date_utc among files of that schema (file modification time breaks ties). Files with no results (no GPU,
-aborted before the first case) are ignored.
+env.date_utc among files of that schema (file modification time breaks ties); for diffrt bench files, the newest
+per (model name, size, batch, dtype, guidance) measured on a GPU (CPU runs are testing runs and are skipped).
+Files with no results (no GPU, aborted before the first case) are ignored.
+
+The whole-model table puts diffrt's per-step latency (the sampler's CUDA-graph replay, p50) next to diffusers
+eager and torch.compile from the latest peer file (same model, batch, dtype), with the targets of the issues
+(TARGETS below: e.g. SD 1.5 512x512 CFG batch 1 <= 5 ms/step and VAE decode <= 15 ms on an H100).
 
 Output: markdown on stdout, or, with --readme PATH, written into PATH between the lines
     <!-- BENCH_TABLE_BEGIN -->
@@ -12,7 +18,7 @@ Output: markdown on stdout, or, with --readme PATH, written into PATH between th
 (the markers must already be there; the text between them is replaced, nothing else is touched).
 The table is generated, never typed: re-run this after committing new results.
 
-Usage: bench_table.py [--results bench/results] [--readme README.md] [--kernels FILE] [--peer FILE]
+Usage: bench_table.py [--results bench/results] [--readme README.md] [--kernels FILE] [--peer FILE] [--diffrt FILE ...]
 """
 import argparse
 import glob
@@ -26,6 +32,11 @@ BEGIN, END = "<!-- BENCH_TABLE_BEGIN -->", "<!-- BENCH_TABLE_END -->"
 PAIRS = {"group_norm": ("diffrt", "naive"), "layer_norm": ("diffrt", "naive"), "geglu": ("diffrt", "eager"),
          "attention": ("diffrt", "naive_cublas"),
          "conv": ("diffrt_cudnn", "cudnn_heuristic"), "linear": ("diffrt", "cublas"), "sched": ("diffrt", "eager")}
+# Targets from the issues (H100), per (model name, batch, dtype): (what, limit in ms, label).
+TARGETS = {("sd15", 1, "fp16"): [("step", 5.0, "<= 5 ms/step"), ("vae", 15.0, "VAE <= 15 ms")],
+           ("ddpm-cifar10-32", 1, "fp16"): [("step", 0.2, "<= 0.2 ms/step")]}
+MODEL_ALIASES = {"cifar10-32": "ddpm-cifar10-32", "celebahq-256": "ddpm-celebahq-256", "sd1.5": "sd15",
+                 "sd2.1": "sd21"}
 
 
 def load_latest(folder, schema, explicit=None):
@@ -91,8 +102,9 @@ def peer_section(path, d):
            f"{env.get('diffusers', '?')}, {env.get('date_utc', '?')}. Command: `{env.get('command', '?')}`. "
            f"Source: `{os.path.relpath(path, REPO)}`. One step = UNet + scheduler step, random weights, published architectures.",
            "",
-           "| model | batch | dtype | eager p50 ms | reduce-overhead p50 ms | max-autotune p50 ms | best samples/s | peak GiB |",
-           "|---|---:|---|---:|---:|---:|---:|---:|"]
+           "| model | batch | dtype | eager p50 ms | reduce-overhead p50 ms | max-autotune p50 ms | best samples/s | peak GiB | "
+           "VAE decode ms (eager) |",
+           "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
     by = {}
     for r in d["results"]:
         by.setdefault((r["model"], r["batch"], r["dtype"]), {})[r["mode"]] = r
@@ -106,13 +118,83 @@ def peer_section(path, d):
         best = max(ok, key=lambda r: r["samples_per_s"]) if ok else None
         out.append(f"| {model} | {batch} | {dtype} | {cell('eager')} | {cell('reduce-overhead')} | {cell('max-autotune')} | "
                    f"{fmt(best['samples_per_s'], 0) if best else ''} | "
-                   f"{fmt(max(r['peak_mem_bytes'] for r in ok) / 2**30, 2) if ok else ''} |")
+                   f"{fmt(max(r['peak_mem_bytes'] for r in ok) / 2**30, 2) if ok else ''} | "
+                   f"{fmt((modes.get('eager') or {}).get('vae_decode_ms_p50'), 2)} |")
     if d.get("skipped"):
         out += ["", f"{len(d['skipped'])} combinations skipped over the time budget."]
     if d.get("ratios"):
         out += ["", "| model | batch | dtype | peer | diffrt/peer (p50) |", "|---|---:|---|---|---:|"]
         out += [f"| {x['model']} | {x['batch']} | {x['dtype']} | {x['peer_mode']} | {x['ratio_diffrt_over_peer']:.2f} |"
                 for x in d["ratios"]]
+    return out
+
+
+def load_diffrt_bench(folder, explicit=None):
+    """Newest GPU diffrt.bench.v1 result per (name, height, width, batch, dtype, guidance)."""
+    paths = explicit or sorted(glob.glob(os.path.join(folder, "*.json")))
+    best = {}
+    for p in paths:
+        try:
+            with open(p) as f:
+                d = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if not isinstance(d, dict) or d.get("schema") != "diffrt.bench.v1":
+            continue
+        env, w = d.get("env", {}), d.get("workload", {})
+        if env.get("device") != "cuda" and not explicit:
+            continue
+        if not (d.get("results") or {}).get("step"):
+            continue
+        name = MODEL_ALIASES.get(d.get("name", "?"), d.get("name", "?"))
+        key = (name, w.get("height"), w.get("width"), w.get("batch"), d.get("model", {}).get("dtype"),
+               w.get("guidance_scale"))
+        rank = (env.get("date_utc", ""), os.path.getmtime(p))
+        if key not in best or rank > best[key][0]:
+            best[key] = (rank, p, d)
+    return [(p, d) for _, p, d in sorted(best.values(), key=lambda x: (x[2].get("name", ""), x[2]["workload"]["batch"]))]
+
+
+def p50(t):
+    return t.get("p50_ms") if isinstance(t, dict) else None
+
+
+def diffrt_section(entries, peer):
+    peers = {}
+    if peer:
+        for r in peer.get("results", []):
+            if r.get("status") == "ok":
+                peers.setdefault((MODEL_ALIASES.get(r["model"], r["model"]), r["batch"], r["dtype"]), {})[r["mode"]] = r
+    first = entries[0][1]["env"]
+    out = [f"**Whole model, diffrt** — {first.get('gpu', '?')}, driver {first.get('driver', '?')}, CUDA runtime "
+           f"{first.get('cuda_runtime', '?')}, {first.get('date_utc', '?')}. One step = UNet + fused scheduler step as the "
+           "sampler runs it (CUDA-graph replay), p50 of the timed steps; random weights, published architectures. "
+           "Peers: diffusers from the latest peer file, same GPU model, batch and dtype.",
+           "",
+           "| model | size | batch | dtype | CFG | diffrt ms/step | eager ms/step | TFLOP/s | VAE decode ms | "
+           "diffusers eager ms/step | diffusers compile ms/step | diffrt/compile | target |",
+           "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for path, d in entries:
+        w, r, dv = d["workload"], d["results"], d.get("derived", {})
+        name = MODEL_ALIASES.get(d.get("name", "?"), d.get("name", "?"))
+        dtype = d.get("model", {}).get("dtype", "?")
+        step, vae = p50(r.get("step")), p50(r.get("vae_decode"))
+        pm = peers.get((name, w["batch"], dtype), {})
+        eager = pm.get("eager")
+        comp = [pm[m] for m in ("reduce-overhead", "max-autotune", "default") if m in pm]
+        best = min(comp, key=lambda x: x["step_ms_p50"]) if comp else None
+        checks = []
+        for what, limit, label in TARGETS.get((name, w["batch"], dtype), []):
+            v = step if what == "step" else vae
+            if v is not None:
+                checks.append(f"{label}: {'met' if v <= limit else 'not met'}")
+        cfg = f"{w['guidance_scale']:g}" if w.get("cfg") else "no"
+        out.append(f"| {name} | {w['width']}x{w['height']} | {w['batch']} | {dtype} | {cfg} | {fmt(step, 3)} | "
+                   f"{fmt(p50(r.get('step_eager')), 3)} | {fmt(dv.get('step_tflops'))} | {fmt(vae, 2)} | "
+                   f"{fmt(eager['step_ms_p50'], 3) if eager else ''} | "
+                   f"{fmt(best['step_ms_p50'], 3) + ' (' + best['mode'] + ')' if best else ''} | "
+                   f"{fmt(step / best['step_ms_p50'], 2) if best and step else ''} | {'; '.join(checks)} |")
+    out += ["", "Sources: " + ", ".join(f"`{os.path.relpath(p, REPO)}`" for p, _ in entries) + "."]
     return out
 
 
@@ -123,15 +205,19 @@ def main(argv=None):
     ap.add_argument("--readme")
     ap.add_argument("--kernels", help="use this kernel results file instead of the latest")
     ap.add_argument("--peer", help="use this peer results file instead of the latest")
+    ap.add_argument("--diffrt", action="append", help="use these diffrt bench files (repeatable) instead of the latest")
     args = ap.parse_args(argv)
     kp, kd = load_latest(args.results, "diffrt.kernel_bench.v1", args.kernels)
     pp, pd = load_latest(args.results, "diffrt.peer_compare.v1", args.peer)
+    bench = load_diffrt_bench(args.results, args.diffrt)
     lines = ["_Generated by `scripts/bench_table.py` from `bench/results/`; do not edit by hand._", ""]
+    if bench:
+        lines += diffrt_section(bench, pd) + [""]
     if kd:
         lines += kernel_section(kp, kd) + [""]
     if pd:
         lines += peer_section(pp, pd) + [""]
-    if not kd and not pd:
+    if not kd and not pd and not bench:
         lines += ["No GPU results yet: nothing has been measured (see bench/README.md)."]
     text = "\n".join(lines).rstrip() + "\n"
     if not args.readme:

@@ -4,6 +4,13 @@
 # racecheck on the kernel test binaries (reduced filters), the GPU benchmarks if any, and write everything
 # under $OUT (default ./gpu_out) with a summary.md. Designed to finish inside one 10-minute device call
 # (every step has its own timeout; total budget GPU_PASS_BUDGET_S, default 540 s).
+# Whole-model benchmarks (`diffrt bench`, bench/README.md) run after the kernel benchmark, on models generated
+# here from scripts/make_bench_models.py (random weights, published architectures; nothing is downloaded):
+# google/ddpm-cifar10-32 (fp16, batch 1, DDIM 50) and Stable Diffusion 1.5 (fp16, 512x512, batch 1, CFG 7.5,
+# DDIM 50: UNet at batch 2 with 77 random text tokens, plus the VAE decode; then `diffrt profile` writes a Chrome
+# trace of one UNet call and one decode into the logs). GPU_PASS_MODELS_S (default 170) seconds are kept free for them while the earlier steps run
+# (0 skips them). The peer comparison (only with carried wheels) runs last, on what is left, and includes sd15
+# with diffrt/peer ratios from the bench files.
 #
 # Usage:
 #   scripts/gpu_pass.sh --stage     # on the BUILD machine (no GPU): copy what the bare GPU machine lacks
@@ -17,6 +24,9 @@
 #   DEPS_PREFIX    prefix holding include/, lib/, share/cmake/ of the staged deps (default third_party/gpu_deps).
 #   CUDNN_ROOT     cuDNN root with include/ and lib/ (default: the pip package nvidia.cudnn, then the toolkit).
 #   JOBS           build parallelism (default nproc).  SANITIZER_FILTER: gtest filter for compute-sanitizer.
+#   GPU_PASS_MODELS_S  seconds reserved for the whole-model benchmarks (default 170; 0 = skip them).
+# Results in $OUT (at most 8 files come back from the device tool): summary.md, ctest_gpu.xml, kernels.json,
+# bench_cifar10.json, bench_sd15.json (schema diffrt.bench.v1), peer.json, logs.tar.gz (logs and the traces).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -60,13 +70,16 @@ JOBS=${JOBS:-$(nproc)}
 SUMMARY="$OUT/summary.md"
 declare -a STEP_RESULTS=()
 
+MODELS_S=${GPU_PASS_MODELS_S:-170}
+RESERVE=$MODELS_S  # seconds later steps need; lowered to 0 when they start
 left() { echo $((BUDGET - ($(date +%s) - START))); }
-# run_step NAME TIMEOUT_S CMD... : runs with a timeout (capped by the budget left), logs to $LOGS/NAME.log.
+# run_step NAME TIMEOUT_S CMD... : runs with a timeout (capped by the budget left minus RESERVE), logs to
+# $LOGS/NAME.log.
 run_step() {
   local name=$1 limit=$2
   shift 2
   local remaining
-  remaining=$(left)
+  remaining=$(($(left) - RESERVE))
   if ((remaining < 15)); then
     STEP_RESULTS+=("| $name | skipped (budget) | 0 |")
     return 0
@@ -172,12 +185,53 @@ fi
 
 # ---- benchmarks and peer comparison -------------------------------------------------------------------------
 if [[ -x "$BUILD/bench/diffrt_kernel_bench" ]]; then
-  run_step bench_kernels 90 "$BUILD/bench/diffrt_kernel_bench" --quick --budget-s 75 --json "$OUT/kernels.json"
+  kb=$(($(left) - RESERVE - 15)); ((kb > 75)) && kb=75
+  run_step bench_kernels 90 "$BUILD/bench/diffrt_kernel_bench" --quick --budget-s "$((kb > 10 ? kb : 10))" \
+    --json "$OUT/kernels.json"
 fi
-if [[ -d "$ROOT/.whl" ]]; then  # diffusers wheels carried from the build machine (scripts/vendor_wheels.sh)
-  run_step bench_models 60 python3 "$ROOT/scripts/make_bench_models.py" "$BUILD/bench_models"
-  run_step peer_compare 260 python3 "$ROOT/scripts/peer_compare.py" --wheels "$ROOT/.whl" --budget-s 240 \
-    --models-dir "$BUILD/bench_models" --json "$OUT/peer.json"
+
+# ---- whole-model benchmarks: diffrt bench (+ trace) on generated models -------------------------------------
+RESERVE=0
+MODELS_DIR="$BUILD/bench_models"
+DIFFRT="$BUILD/diffrt"
+export DIFFRT_GIT_SHA=${DIFFRT_GIT_SHA:-$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)}
+declare -a BENCH_FILES=()
+if ((MODELS_S > 0)) && [[ -x "$DIFFRT" ]]; then
+  # cifar10-32 (~20 s): 143 MB of fp32 safetensors, converted to fp16.
+  run_step cifar_model 40 python3 "$ROOT/scripts/make_bench_models.py" "$MODELS_DIR" --models cifar10-32
+  run_step cifar_convert 30 "$DIFFRT" convert "$MODELS_DIR/ddpm-cifar10-32" -o "$BUILD/cifar10.drt" --dtype fp16 -q
+  if [[ -f "$BUILD/cifar10.drt" ]]; then
+    run_step bench_cifar10 45 "$DIFFRT" bench -m "$BUILD/cifar10.drt" --device cuda -b 1 --sampler ddim --steps 50 \
+      --warmup 20 --repeat 200 --name ddpm-cifar10-32 --json "$OUT/bench_cifar10.json" --trace "$LOGS/trace_cifar10.json"
+    BENCH_FILES+=("$OUT/bench_cifar10.json")
+  fi
+  # Stable Diffusion 1.5 (~120-150 s): 1.76 GiB of fp16 safetensors written by numpy, converted to fp16 (the VAE is
+  # fp16 too: a random-weight decode may overflow, which the JSON reports as vae_finite; timings stay valid).
+  run_step sd15_model 60 python3 "$ROOT/scripts/make_bench_models.py" "$MODELS_DIR" --models sd15 --sd-dtype fp16
+  run_step sd15_convert 60 "$DIFFRT" convert "$MODELS_DIR/sd15" -o "$BUILD/sd15.drt" --dtype fp16 -q
+  rm -rf "$MODELS_DIR/sd15"  # 1.8 GB we no longer need
+  if [[ -f "$BUILD/sd15.drt" ]]; then
+    SD_ARGS=(-m "$BUILD/sd15.drt" --device cuda -b 1 -H 512 -W 512 --guidance-scale 7.5 --sampler ddim --steps 50
+             --context-len 77)
+    run_step bench_sd15 120 "$DIFFRT" bench "${SD_ARGS[@]}" --warmup 5 --repeat 50 --vae-repeat 10 --name sd15 \
+      --json "$OUT/bench_sd15.json"
+    BENCH_FILES+=("$OUT/bench_sd15.json")
+    # A separate process, so a slow profile cannot cost the bench its JSON: per-node trace of one UNet call
+    # (batch 2) and one VAE decode, with the copy/GEMM ceilings.
+    run_step profile_sd15 90 "$DIFFRT" profile "${SD_ARGS[@]}" --warmup 2 --repeat 5 --name sd15 \
+      -o "$LOGS/trace_sd15.json" --json "$LOGS/profile_sd15.json"
+  fi
+else
+  STEP_RESULTS+=("| whole-model benchmarks | skipped (GPU_PASS_MODELS_S=0 or no diffrt binary) | 0 |")
+fi
+
+# ---- peer comparison (diffusers wheels carried from the build machine: scripts/vendor_wheels.sh) ---------------
+if [[ -d "$ROOT/.whl" ]]; then
+  DJ=()
+  for f in "${BENCH_FILES[@]}"; do [[ -f "$f" ]] && DJ+=(--diffrt-json "$f"); done
+  pb=$(($(left) - 30)); ((pb > 240)) && pb=240
+  run_step peer_compare 260 python3 "$ROOT/scripts/peer_compare.py" --wheels "$ROOT/.whl" --budget-s "$((pb > 10 ? pb : 10))" \
+    --models cifar10-32,celebahq-256,sd15 --models-dir "$MODELS_DIR" --json "$OUT/peer.json" "${DJ[@]}"
 else
   STEP_RESULTS+=("| peer_compare | skipped (no .whl: run scripts/vendor_wheels.sh and carry .whl) | 0 |")
 fi
@@ -211,6 +265,31 @@ fi
   echo "## numbers printed by the tests"
   echo '```'
   grep -h -E "^\[(cuda|parity|pipeline)" "$LOGS/ctest_gpu.log" 2>/dev/null | head -n 80
+  echo '```'
+  echo
+  echo "## whole-model benchmarks (diffrt bench)"
+  echo '```'
+  for f in "$OUT"/bench_*.json; do
+    [[ -f "$f" ]] || continue
+    python3 - "$f" <<'PYEOF' 2>&1
+import json, sys
+d = json.load(open(sys.argv[1]))
+w, r, x, m = d["workload"], d["results"], d["derived"], d["memory"]
+p = lambda t: f"{t['p50_ms']:.3f}" if t else "-"
+line = (f"{d['name']} {w['width']}x{w['height']} b{w['batch']} {d['model']['dtype']} "
+        f"{'CFG ' + format(w['guidance_scale'], 'g') if w['cfg'] else 'no CFG'} {w['sampler']} {w['steps']}: "
+        f"step {p(r['step'])} ms p50 (graph {'yes' if r['graph_used'] else 'NO: ' + r['graph_fallback']}), "
+        f"eager {p(r['step_eager'])}, UNet eager/graph {p(r['unet'])}/{p(r['unet_graph'])}, VAE {p(r['vae_decode'])} ms"
+        f"{'' if r['vae_finite'] else ' (non-finite output)'}, {x['step_tflops'] or 0:.1f} TFLOP/s, "
+        f"peak {(m['peak_device_bytes'] or 0) / 2**30:.2f} GiB")
+if d["name"] == "sd15" and r["step"]:
+    line += f"; targets: <= 5 ms/step {'met' if r['step']['p50_ms'] <= 5 else 'NOT met'}"
+    if r["vae_decode"]:
+        line += f", VAE <= 15 ms {'met' if r['vae_decode']['p50_ms'] <= 15 else 'NOT met'}"
+print(line)
+PYEOF
+  done
+  grep -h -A12 "^| model | batch | dtype | peer |" "$LOGS/peer_compare.log" 2>/dev/null
   echo '```'
   echo
   echo "## build errors (if any)"

@@ -1,26 +1,39 @@
 #!/usr/bin/env python3
-"""Random-weight diffusers UNet2DModel checkpoints with the published architectures of
-google/ddpm-cifar10-32 and google/ddpm-celebahq-256, for benchmarking (the weights are random: the
-images are noise, the timings are real).
+"""Random-weight diffusers checkpoints with published architectures, for benchmarking (the weights are random:
+the images are noise, the timings are real). No download, numpy only (torch as a fallback for the pixel models).
 
-Writes, per model, a diffusers pipeline folder:
+Pixel models (UNet2DModel, fp32): google/ddpm-cifar10-32 and google/ddpm-celebahq-256. Per model, a pipeline folder:
     <out>/<name>/model_index.json
     <out>/<name>/unet/config.json
     <out>/<name>/unet/diffusion_pytorch_model.safetensors     (fp32)
     <out>/<name>/scheduler/scheduler_config.json              (DDPMScheduler, as published)
     <out>/<name>/scheduler_ddim/scheduler_config.json         (DDIMScheduler with the same betas)
 
-Needs only numpy or torch (no diffusers, no safetensors package): the parameter names and shapes are
-enumerated here from the UNet2DModel structure of diffusers 0.27.2 and the safetensors file is written
-directly. With diffusers importable, --check instantiates UNet2DModel from the same config, asserts that
-the names and shapes match exactly, loads the folder with from_pretrained and runs one forward pass.
+Stable Diffusion (fp16 by default; --sd-dtype fp32): sd15 (runwayml/stable-diffusion-v1-5's UNet, 859,520,964
+parameters) and sd21 (stabilityai/stable-diffusion-2-1's UNet: per-level heads, linear projections, 1024-d
+context, v-prediction; 865,910,724 parameters), each with the SD VAE (AutoencoderKL, 83,653,863 parameters):
+    <out>/<name>/model_index.json                             (StableDiffusionPipeline, no text encoder)
+    <out>/<name>/unet/config.json + diffusion_pytorch_model.safetensors
+    <out>/<name>/vae/config.json  + diffusion_pytorch_model.safetensors
+    <out>/<name>/scheduler/scheduler_config.json              (sd15: PNDMScheduler; sd21: DDIMScheduler v_prediction)
+The configs and the exact state-dict names and shapes come from tests/fixtures/sd_real/ (made by diffusers; the
+sd21 list is the sd15 list with linear proj_in/proj_out [C, C] and attn2.to_k/to_v [C, 1024]). Convert with
+`diffrt convert <out>/sd15 -o sd15.drt --dtype fp16`. There is no text encoder: benchmarks use random text
+embeddings [B, 77, 768] (CLIP's cost, ~1 ms, is not part of the per-step figures).
+
+Needs only numpy (or torch for the pixel models; no diffusers, no safetensors package): the parameter names and
+shapes are enumerated here (UNet2DModel structure of diffusers 0.27.2) or read from the key lists, and the
+safetensors file is written directly, tensor by tensor. With diffusers importable, --check instantiates the model
+from the same config, asserts that the names and shapes match exactly and (pixel models) runs one forward pass.
 
 Configs: /work/shared/research/diffusers_spec.md section 8 (cifar10-32, "high confidence", 35,746,307
 parameters) and the brief for celebahq-256 (block_out_channels [128,128,256,256,512,512], attention at 16x16,
 113.7 M parameters per perf_anchors.md section 0). Scheduler configs are those published with the models
-(cifar: fixed_large per the spec; celebahq: fixed_small, recalled, not re-read).
+(cifar: fixed_large per the spec; celebahq: fixed_small, recalled, not re-read; sd15: spec section 11.6; sd21:
+recalled from the hub, not re-read).
 
-Usage: make_bench_models.py OUT_DIR [--models cifar10-32,celebahq-256] [--seed 0] [--check]
+Usage: make_bench_models.py OUT_DIR [--models cifar10-32,celebahq-256,sd15,sd21] [--seed 0] [--sd-dtype fp16]
+                                    [--check] [--list]
 """
 import argparse
 import json
@@ -28,6 +41,9 @@ import math
 import os
 import struct
 import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SD_REAL = os.path.join(HERE, "..", "tests", "fixtures", "sd_real")
 
 UNET_COMMON = {
     "_class_name": "UNet2DModel",
@@ -295,18 +311,196 @@ def check(root, shapes, name):
           f"forward at {size}x{size}: std {float(y.std()):.3f})")
 
 
+# ---- Stable Diffusion (UNet2DConditionModel + AutoencoderKL), shapes from tests/fixtures/sd_real ----------
+
+SD15_SCHEDULER = {  # runwayml/stable-diffusion-v1-5 scheduler/scheduler_config.json (spec section 11.6)
+    "_class_name": "PNDMScheduler", "_diffusers_version": "0.6.0", "beta_end": 0.012,
+    "beta_schedule": "scaled_linear", "beta_start": 0.00085, "num_train_timesteps": 1000,
+    "set_alpha_to_one": False, "skip_prk_steps": True, "steps_offset": 1, "trained_betas": None,
+    "clip_sample": False,
+}
+SD21_SCHEDULER = {  # stabilityai/stable-diffusion-2-1 (768-v), recalled
+    "_class_name": "DDIMScheduler", "_diffusers_version": "0.8.0", "beta_end": 0.012,
+    "beta_schedule": "scaled_linear", "beta_start": 0.00085, "clip_sample": False, "num_train_timesteps": 1000,
+    "prediction_type": "v_prediction", "set_alpha_to_one": False, "skip_prk_steps": True, "steps_offset": 1,
+    "trained_betas": None,
+}
+SD_MODELS = {
+    "sd15": {"unet_config": "sd15_unet_config.json", "scheduler": SD15_SCHEDULER, "expected_params": 859520964,
+             "derive": None},
+    "sd21": {"unet_config": "sd21_unet_config.json", "scheduler": SD21_SCHEDULER, "expected_params": 865910724,
+             "derive": "sd21"},
+}
+SD_VAE_PARAMS = 83653863
+ALIASES.update({"sd1.5": "sd15", "sd-1.5": "sd15", "sd2.1": "sd21", "sd-2.1": "sd21"})
+
+
+def read_key_shapes(path):
+    """'name<TAB>(a, b, c)' lines -> [(name, shape)] in file order."""
+    out = []
+    with open(path) as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if not line:
+                continue
+            name, dims = line.split("\t")
+            out.append((name, tuple(int(d) for d in dims.strip("()").replace(" ", "").split(",") if d)))
+    return out
+
+
+def sd_unet_shapes(name):
+    shapes = read_key_shapes(os.path.join(SD_REAL, "sd15_unet_keys_shapes.txt"))
+    if SD_MODELS[name]["derive"] == "sd21":
+        # SD 2.x: use_linear_projection (proj_in/proj_out are Linear [C, C]) and cross_attention_dim 1024.
+        cfg = load_json(os.path.join(SD_REAL, SD_MODELS[name]["unet_config"]))
+        ctx = cfg["cross_attention_dim"]
+        fixed = []
+        for k, shp in shapes:
+            if k.endswith((".proj_in.weight", ".proj_out.weight")) and len(shp) == 4:
+                shp = shp[:2]
+            elif k.endswith((".attn2.to_k.weight", ".attn2.to_v.weight")):
+                shp = (shp[0], ctx)
+            fixed.append((k, shp))
+        shapes = fixed
+    return shapes
+
+
+def load_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def random_tensor_f32(rng, name, shape):
+    """One tensor as float32 numpy: weights U(-1,1)/sqrt(fan_in), norm weights 1 +- 0.1, biases +-0.02."""
+    import numpy as np
+    n = int(math.prod(shape))
+    if name.endswith(".bias"):
+        return (rng.random(n, dtype=np.float32) * 0.04 - 0.02)
+    if len(shape) == 1:
+        return 1.0 + (rng.random(n, dtype=np.float32) * 0.2 - 0.1)
+    fan_in = int(math.prod(shape[1:]))
+    return (rng.random(n, dtype=np.float32) * 2.0 - 1.0) * np.float32(1.0 / math.sqrt(fan_in))
+
+
+def write_safetensors_streamed(path, shapes, dtype, seed, metadata=None):
+    """Writes random tensors one by one (the header first: every size is known), so a 1.7 GB file never sits in
+    memory. dtype: "fp16" (F16) or "fp32" (F32)."""
+    import numpy as np
+    st_dtype, np_dtype, es = {"fp16": ("F16", "<f2", 2), "fp32": ("F32", "<f4", 4)}[dtype]
+    header, offset = {}, 0
+    for name, shape in shapes:
+        nbytes = int(math.prod(shape)) * es
+        header[name] = {"dtype": st_dtype, "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    if metadata:
+        header["__metadata__"] = metadata
+    hb = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    hb += b" " * ((8 - len(hb) % 8) % 8)
+    rng = np.random.default_rng(seed)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(hb)))
+        f.write(hb)
+        for name, shape in shapes:
+            f.write(random_tensor_f32(rng, name, shape).astype(np_dtype).tobytes())
+    os.replace(tmp, path)
+    return offset
+
+
+def build_sd_folder(out_dir, name, unet_cfg, unet_shapes, vae_cfg, vae_shapes, scheduler, dtype, seed):
+    """A StableDiffusionPipeline folder (no text encoder) with random weights in `dtype`."""
+    root = os.path.join(out_dir, name)
+    for sub in ("unet", "vae", "scheduler"):
+        os.makedirs(os.path.join(root, sub), exist_ok=True)
+    write_json(os.path.join(root, "unet", "config.json"), unet_cfg)
+    write_json(os.path.join(root, "vae", "config.json"), vae_cfg)
+    write_json(os.path.join(root, "scheduler", "scheduler_config.json"), scheduler)
+    note = {"format": "pt", "note": f"random weights, seed {seed}, architecture of {name}"}
+    nb = write_safetensors_streamed(os.path.join(root, "unet", "diffusion_pytorch_model.safetensors"), unet_shapes,
+                                    dtype, seed, note)
+    nb += write_safetensors_streamed(os.path.join(root, "vae", "diffusion_pytorch_model.safetensors"), vae_shapes,
+                                     dtype, seed + 1, note)
+    write_json(os.path.join(root, "model_index.json"), {
+        "_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.27.2",
+        "feature_extractor": [None, None], "image_encoder": [None, None], "requires_safety_checker": False,
+        "safety_checker": [None, None], "scheduler": ["diffusers", scheduler["_class_name"]],
+        "text_encoder": [None, None], "tokenizer": [None, None],
+        "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"]})
+    return root, nb
+
+
+def sd_parts(name):
+    spec = SD_MODELS[name]
+    unet_cfg = load_json(os.path.join(SD_REAL, spec["unet_config"]))
+    vae_cfg = load_json(os.path.join(SD_REAL, "sd_vae_config.json"))
+    unet_shapes = sd_unet_shapes(name)
+    vae_shapes = read_key_shapes(os.path.join(SD_REAL, "sd_vae_keys_shapes.txt"))
+    nu = sum(int(math.prod(s)) for _, s in unet_shapes)
+    nv = sum(int(math.prod(s)) for _, s in vae_shapes)
+    if nu != spec["expected_params"] or nv != SD_VAE_PARAMS:
+        raise SystemExit(f"{name}: {nu:,} UNet / {nv:,} VAE parameters; expected {spec['expected_params']:,} / "
+                         f"{SD_VAE_PARAMS:,}")
+    return unet_cfg, unet_shapes, vae_cfg, vae_shapes, nu, nv
+
+
+def build_sd(out_dir, name, seed, dtype="fp16"):
+    import time
+    t0 = time.time()
+    unet_cfg, unet_shapes, vae_cfg, vae_shapes, nu, nv = sd_parts(name)
+    root, nb = build_sd_folder(out_dir, name, unet_cfg, unet_shapes, vae_cfg, vae_shapes, SD_MODELS[name]["scheduler"],
+                               dtype, seed)
+    print(f"{name}: UNet {len(unet_shapes)} tensors, {nu:,} parameters; VAE {len(vae_shapes)} tensors, {nv:,} "
+          f"parameters; {dtype}, {nb / 2**30:.2f} GiB in {time.time() - t0:.1f} s -> {root}")
+    return root
+
+
+def check_sd(root, name):
+    import torch  # noqa: F401
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    unet_cfg, unet_shapes, vae_cfg, vae_shapes, _, _ = sd_parts(name)
+    for cls, cfg, shapes, what in ((UNet2DConditionModel, unet_cfg, unet_shapes, "unet"),
+                                   (AutoencoderKL, vae_cfg, vae_shapes, "vae")):
+        with torch.device("meta"):
+            ref = cls(**{k: v for k, v in cfg.items() if not k.startswith("_")})
+        ref_shapes = sorted((k, tuple(v.shape)) for k, v in ref.state_dict().items())
+        if ref_shapes != sorted(shapes):
+            a, b = set(ref_shapes), set(shapes)
+            raise SystemExit(f"{name} {what}: state dict mismatch; only in diffusers: {sorted(a - b)[:5]}, "
+                             f"only here: {sorted(b - a)[:5]}")
+    print(f"{name}: check ok (UNet and VAE names/shapes match diffusers {__import__('diffusers').__version__})")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("out_dir")
-    ap.add_argument("--models", default="cifar10-32,celebahq-256")
+    ap.add_argument("out_dir", nargs="?", help="output folder (not needed with --list)")
+    ap.add_argument("--models", default="cifar10-32,celebahq-256",
+                    help="comma-separated: cifar10-32, celebahq-256, sd15, sd21")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--check", action="store_true", help="compare with diffusers and run one forward (CPU)")
+    ap.add_argument("--sd-dtype", choices=["fp16", "fp32"], default="fp16",
+                    help="storage dtype of the Stable Diffusion safetensors (fp16: half the bytes, faster to write)")
+    ap.add_argument("--check", action="store_true", help="compare with diffusers (and run one forward for pixel models)")
+    ap.add_argument("--list", action="store_true", help="only enumerate and count the parameters; write nothing")
     args = ap.parse_args(argv)
     names = [ALIASES.get(m.strip(), m.strip()) for m in args.models.split(",") if m.strip()]
     for n in names:
-        if n not in MODELS:
-            ap.error(f"unknown model {n}; known: {', '.join(MODELS)}")
+        if n not in MODELS and n not in SD_MODELS:
+            ap.error(f"unknown model {n}; known: {', '.join(list(MODELS) + list(SD_MODELS))}")
+    if not args.list and not args.out_dir:
+        ap.error("give OUT_DIR (or --list)")
     for n in names:
+        if args.list:
+            if n in SD_MODELS:
+                _, us, _, vs, nu, nv = sd_parts(n)
+                print(f"{n}: UNet {len(us)} tensors, {nu} parameters; VAE {len(vs)} tensors, {nv} parameters")
+            else:
+                shapes = unet2d_param_shapes(MODELS[n]["unet"])
+                print(f"{n}: UNet {len(shapes)} tensors, {sum(int(math.prod(s)) for _, s in shapes)} parameters")
+            continue
+        if n in SD_MODELS:
+            root = build_sd(args.out_dir, n, args.seed, args.sd_dtype)
+            if args.check:
+                check_sd(root, n)
+            continue
         root, shapes = build(args.out_dir, n, args.seed)
         if args.check:
             check(root, shapes, n)

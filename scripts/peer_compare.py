@@ -20,14 +20,26 @@ Dependencies: torch (the GPU image has it) and diffusers 0.27.2 with huggingface
 not importable and --wheels DIR is given, the wheels from scripts/vendor_wheels.sh are installed with
 pip --no-index --no-deps into a private --target folder that is put first on sys.path.
 
---diffrt-json PATH: reads diffrt's results (a JSON list, or an object with "results": [...]) of records with
-fields model, batch, dtype, step_ms_p50, and prints diffrt/peer ratios (< 1: diffrt faster) per peer mode.
+Stable Diffusion (--models sd15 or sd21): diffusers UNet2DConditionModel + DDIMScheduler steps exactly as
+StableDiffusionPipeline runs them with classifier-free guidance: latents [B, 4, 64, 64] (512x512 for sd15), the
+UNet on torch.cat([x, x]) with random text embeddings [2B, 77, 768] (UNet batch 2B), eps_u + g (eps_c - eps_u)
+with g = --guidance-scale (7.5), then scheduler.step; the model is random-initialised directly on the GPU from
+the published config (tests/fixtures/sd_real, via make_bench_models.py; no weight files needed) in --sd-dtypes
+(fp16). The eager worker also times the VAE decode (AutoencoderKL.decode of latents / 0.18215, in the same
+dtype; StableDiffusionPipeline would upcast an fp16 VAE to fp32 because of force_upcast) as vae_decode_ms_p50.
+Compiled modes compile the UNet only.
+
+--diffrt-json PATH (repeatable): diffrt's results -- `diffrt bench --json` files (schema diffrt.bench.v1; the
+model is its "name", e.g. `--name sd15`), or a JSON list / {"results": [...]} of records with fields model, batch,
+dtype, step_ms_p50 -- and prints diffrt/peer ratios (< 1: diffrt faster) per peer mode, for the step and, where
+both sides have it, the VAE decode.
 
 Usage:
   peer_compare.py --models-dir /tmp/benchmodels --json bench/results/peer_<gpu>_<date>.json
-                  [--models cifar10-32,celebahq-256] [--dtypes fp16,bf16,fp32] [--modes eager,reduce-overhead,
-                  max-autotune] [--cifar-batches 1,8,64,256] [--celebahq-batches 1,16] [--steps 20]
-                  [--budget-s 240] [--wheels .whl] [--diffrt-json results.json]
+                  [--models cifar10-32,celebahq-256,sd15] [--dtypes fp16,bf16,fp32] [--modes eager,reduce-overhead,
+                  max-autotune] [--cifar-batches 1,8,64,256] [--celebahq-batches 1,16] [--sd-batches 1]
+                  [--sd-dtypes fp16] [--guidance-scale 7.5] [--steps 20] [--budget-s 240] [--wheels .whl]
+                  [--diffrt-json bench_sd15.json ...]
 """
 import argparse
 import datetime
@@ -40,8 +52,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ALIASES = {"cifar10-32": "ddpm-cifar10-32", "celebahq-256": "ddpm-celebahq-256",
-           "google/ddpm-cifar10-32": "ddpm-cifar10-32", "google/ddpm-celebahq-256": "ddpm-celebahq-256"}
-MODE_RANK = {"eager": 0, "reduce-overhead": 1, "max-autotune": 2}
+           "google/ddpm-cifar10-32": "ddpm-cifar10-32", "google/ddpm-celebahq-256": "ddpm-celebahq-256",
+           "sd1.5": "sd15", "sd-1.5": "sd15", "sd2.1": "sd21", "sd-2.1": "sd21"}
+SD_NAMES = ("sd15", "sd21")
+MODE_RANK = {"eager": 0, "reduce-overhead": 1, "default": 2, "max-autotune": 3}
 DTYPE_RANK = {"fp16": 0, "bf16": 1, "fp32": 2}
 
 
@@ -208,6 +222,124 @@ def run_worker(spec):
             torch._dynamo.reset()
 
 
+# ---- worker: Stable Diffusion (UNet2DConditionModel + DDIM with CFG, VAE decode) --------------------------
+
+def run_worker_sd(spec):
+    import torch
+    if spec.get("wheel_site"):
+        sys.path.insert(0, spec["wheel_site"])
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = bool(spec["fp32_tf32"])
+    torch.backends.cudnn.allow_tf32 = bool(spec["fp32_tf32"])
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    sys.path.insert(0, HERE)
+    import make_bench_models as mbm
+    dev = torch.device("cuda")
+    model, mode = spec["model"], spec["mode"]
+    unet_cfg, _, vae_cfg, _, _, _ = mbm.sd_parts(model)
+    tdt = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    size = unet_cfg["sample_size"]
+    ctx_dim = unet_cfg["cross_attention_dim"]
+    g_scale = float(spec["guidance_scale"])
+    for dtype in spec["dtypes"]:
+        t_load = time.time()
+        with torch.device(dev):  # random init straight on the GPU: no weight files, no CPU init
+            unet = UNet2DConditionModel(**{k: v for k, v in unet_cfg.items() if not k.startswith("_")})
+        unet = unet.to(dtype=tdt[dtype]).eval().requires_grad_(False)
+        if spec["channels_last"]:
+            unet = unet.to(memory_format=torch.channels_last)
+        load_s = round(time.time() - t_load, 2)
+        fn = unet
+        if mode != "eager":
+            torch._dynamo.reset()
+            fn = torch.compile(unet, mode=mode, fullgraph=False)
+        for batch in spec["batches"]:
+            rec = {"model": model, "mode": mode, "dtype": dtype, "batch": batch, "scheduler": "ddim", "cfg": g_scale > 1,
+                   "guidance_scale": g_scale, "unet_batch": 2 * batch if g_scale > 1 else batch, "height": size * 8,
+                   "width": size * 8, "context_len": 77, "weights": "random-init", "channels_last": spec["channels_last"],
+                   "load_s": load_s}
+            t0 = time.time()
+            try:
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+                sched = DDIMScheduler.from_config(mbm.SD_MODELS[model]["scheduler"])
+                n_total = spec["warmup"] + spec["steps"]
+                sched.set_timesteps(max(n_total, 50))
+                ts = [int(t) for t in sched.timesteps[:n_total]]
+                while len(ts) < n_total:
+                    ts += ts[: n_total - len(ts)]
+                # The UNet gets a 0-d device tensor (as in the pipeline; a Python int would be a compile-time
+                # constant); scheduler.step gets the int (no device->host read for its table lookups).
+                tt = [torch.tensor(t, device=dev) for t in ts]
+                gen = torch.Generator(device=dev).manual_seed(0)
+                x = torch.randn(batch, 4, size, size, device=dev, dtype=tdt[dtype], generator=gen)
+                ctx = torch.randn(2 * batch if g_scale > 1 else batch, 77, ctx_dim, device=dev, dtype=tdt[dtype],
+                                  generator=gen)
+                starts = [torch.cuda.Event(enable_timing=True) for _ in range(spec["steps"])]
+                ends = [torch.cuda.Event(enable_timing=True) for _ in range(spec["steps"])]
+                with torch.inference_mode():
+                    for i in range(n_total):
+                        timed = i >= spec["warmup"]
+                        if timed:
+                            starts[i - spec["warmup"]].record()
+                        lat = torch.cat([x, x]) if g_scale > 1 else x  # StableDiffusionPipeline's [uncond; cond]
+                        eps = fn(lat, tt[i], encoder_hidden_states=ctx).sample
+                        if g_scale > 1:
+                            eps_u, eps_c = eps.chunk(2)
+                            eps = eps_u + g_scale * (eps_c - eps_u)
+                        x = sched.step(eps, ts[i], x).prev_sample
+                        if timed:
+                            ends[i - spec["warmup"]].record()
+                        if i == spec["warmup"] - 1:
+                            torch.cuda.synchronize()
+                            rec["warmup_s"] = round(time.time() - t0, 2)
+                    torch.cuda.synchronize()
+                ms = sorted(s.elapsed_time(e) for s, e in zip(starts, ends))
+                p50 = percentile(ms, 0.5)
+                rec.update(status="ok", steps_timed=len(ms), step_ms_p50=p50, step_ms_p90=percentile(ms, 0.9),
+                           step_ms_p99=percentile(ms, 0.99), step_ms_min=ms[0], samples_per_s=batch / (p50 / 1e3),
+                           images_per_s=batch / (p50 / 1e3 * spec["image_steps"]), image_steps=spec["image_steps"],
+                           peak_mem_bytes=torch.cuda.max_memory_allocated(), finite=bool(torch.isfinite(x).all()))
+                if mode == "eager" and spec.get("vae", True):
+                    rec.update(vae_decode(vae_cfg, x, tdt[dtype], AutoencoderKL, torch))
+            except torch.cuda.OutOfMemoryError as e:
+                rec.update(status="oom", error=str(e).splitlines()[0][:300])
+            except Exception as e:
+                rec.update(status="error", error=f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
+            rec["wall_s"] = round(time.time() - t0, 2)
+            print("RESULT " + json.dumps(rec), flush=True)
+            x = eps = None
+            torch.cuda.empty_cache()
+        del fn, unet
+        torch.cuda.empty_cache()
+        if mode != "eager":
+            torch._dynamo.reset()
+
+
+def vae_decode(vae_cfg, latents, dtype, AutoencoderKL, torch, reps=5):
+    """Times AutoencoderKL.decode(latents / scaling_factor) (eager, one warm-up): p50 ms and whether it is finite."""
+    with torch.device(latents.device):
+        vae = AutoencoderKL(**{k: v for k, v in vae_cfg.items() if not k.startswith("_")})
+    vae = vae.to(dtype=dtype).eval().requires_grad_(False)
+    z = (latents / vae.config.scaling_factor).to(dtype)
+    ms = []
+    with torch.inference_mode():
+        img = vae.decode(z).sample
+        torch.cuda.synchronize()
+        for _ in range(reps):
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            img = vae.decode(z).sample
+            b.record()
+            torch.cuda.synchronize()
+            ms.append(a.elapsed_time(b))
+    ms.sort()
+    out = {"vae_decode_ms_p50": percentile(ms, 0.5), "vae_decode_ms_min": ms[0], "vae_decode_reps": reps,
+           "vae_dtype": str(dtype).replace("torch.", ""), "vae_finite": bool(torch.isfinite(img).all())}
+    del vae, img
+    return out
+
+
 # ---- driver --------------------------------------------------------------------------------------------
 
 def plan(args):
@@ -215,17 +347,24 @@ def plan(args):
     models = [norm_model(m.strip()) for m in args.models.split(",") if m.strip()]
     dtypes = sorted([d.strip() for d in args.dtypes.split(",") if d.strip()], key=lambda d: DTYPE_RANK.get(d, 9))
     modes = sorted([m.strip() for m in args.modes.split(",") if m.strip()], key=lambda m: MODE_RANK.get(m, 9))
+    sd_dtypes = sorted([d.strip() for d in args.sd_dtypes.split(",") if d.strip()], key=lambda d: DTYPE_RANK.get(d, 9))
     batches = {"ddpm-cifar10-32": [int(b) for b in args.cifar_batches.split(",") if b],
                "ddpm-celebahq-256": [int(b) for b in args.celebahq_batches.split(",") if b]}
+    for sd in SD_NAMES:
+        batches[sd] = [int(b) for b in args.sd_batches.split(",") if b]
     groups = []
     for mode in modes:
         if mode == "eager":  # cheap: one worker per model runs every dtype (fp16 first)
             for model in models:
-                groups.append({"mode": mode, "model": model, "dtypes": dtypes, "batches": batches.get(model, [1])})
+                groups.append({"mode": mode, "model": model, "dtypes": sd_dtypes if model in SD_NAMES else dtypes,
+                               "batches": batches.get(model, [1])})
             continue
-        for dtype in dtypes:
-            for model in models:
+        for model in models:
+            for dtype in (sd_dtypes if model in SD_NAMES else dtypes):
                 groups.append({"mode": mode, "model": model, "dtypes": [dtype], "batches": batches.get(model, [1])})
+    # Within a mode: fp16 before the other dtypes, and pixel models before Stable Diffusion within a dtype.
+    groups.sort(key=lambda g: (MODE_RANK.get(g["mode"], 9), DTYPE_RANK.get(g["dtypes"][0], 9) if g["mode"] != "eager"
+                               else 0, g["model"] in SD_NAMES))
     return groups
 
 
@@ -238,7 +377,8 @@ def run_group(group, args, wheel_site, deadline, results, skipped):
         return
     spec = dict(group, models_dir=args.models_dir, steps=args.steps, warmup=args.warmup if group["mode"] == "eager"
                 else max(args.warmup, 3), scheduler=args.scheduler, image_steps=args.image_steps,
-                fp32_tf32=args.fp32_tf32, channels_last=args.channels_last, wheel_site=wheel_site)
+                fp32_tf32=args.fp32_tf32, channels_last=args.channels_last, wheel_site=wheel_site,
+                guidance_scale=args.guidance_scale, vae=not args.no_vae)
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)]
     print(f"[peer] {group['mode']} {group['model']} {group['dtypes']} batches {group['batches']} "
           f"(budget left {remaining:.0f} s)", flush=True)
@@ -277,43 +417,72 @@ def run_group(group, args, wheel_site, deadline, results, skipped):
 
 
 def markdown(results):
-    lines = ["| model | mode | dtype | batch | step p50 ms | p90 | p99 | samples/s | images/s | peak GiB | status |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| model | mode | dtype | batch | step p50 ms | p90 | p99 | samples/s | images/s | peak GiB | VAE ms | status |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in results:
         if r.get("status") == "ok":
+            vae = f"{r['vae_decode_ms_p50']:.2f}" if r.get("vae_decode_ms_p50") is not None else ""
             lines.append(f"| {r['model']} | {r['mode']} | {r['dtype']} | {r['batch']} | {r['step_ms_p50']:.3f} | "
                          f"{r['step_ms_p90']:.3f} | {r['step_ms_p99']:.3f} | {r['samples_per_s']:.0f} | "
-                         f"{r['images_per_s']:.2f} | {r['peak_mem_bytes'] / 2**30:.2f} | ok |")
+                         f"{r['images_per_s']:.2f} | {r['peak_mem_bytes'] / 2**30:.2f} | {vae} | ok |")
         else:
-            lines.append(f"| {r['model']} | {r['mode']} | {r['dtype']} | {r['batch']} | | | | | | | "
+            lines.append(f"| {r['model']} | {r['mode']} | {r['dtype']} | {r['batch']} | | | | | | | | "
                          f"{r.get('status')}: {r.get('error', '')[:80]} |")
     return "\n".join(lines)
 
 
-def diffrt_ratios(path, results):
-    with open(path) as f:
-        d = json.load(f)
-    recs = d.get("results", d) if isinstance(d, dict) else d
+def diffrt_records(paths):
+    """diffrt results -> records {model, batch, dtype, step_ms_p50[, vae_decode_ms_p50, source]}."""
+    recs = []
+    for path in paths:
+        with open(path) as f:
+            d = json.load(f)
+        if isinstance(d, dict) and d.get("schema") == "diffrt.bench.v1":
+            step = (d.get("results") or {}).get("step") or {}
+            vae = (d.get("results") or {}).get("vae_decode") or {}
+            if step.get("p50_ms") is None:
+                continue
+            rec = {"model": norm_model(str(d.get("name", ""))), "batch": int(d["workload"]["batch"]),
+                   "dtype": d["model"]["dtype"], "step_ms_p50": step["p50_ms"], "device": d["env"].get("device"),
+                   "source": str(path)}
+            if vae.get("p50_ms") is not None:
+                rec["vae_decode_ms_p50"] = vae["p50_ms"]
+            recs.append(rec)
+            continue
+        items = d.get("results", d) if isinstance(d, dict) else d
+        for r in items if isinstance(items, list) else []:
+            if isinstance(r, dict) and "step_ms_p50" in r:
+                recs.append(dict(r, model=norm_model(str(r.get("model", ""))), source=str(path)))
+    return recs
+
+
+def diffrt_ratios(paths, results):
+    if isinstance(paths, str):
+        paths = [paths]
     peer = {}
     for r in results:
         if r.get("status") == "ok":
-            peer[(r["model"], r["batch"], r["dtype"], r["mode"])] = r["step_ms_p50"]
+            peer[(r["model"], r["batch"], r["dtype"], r["mode"])] = r
     rows = []
-    for r in recs:
-        if not isinstance(r, dict) or "step_ms_p50" not in r:
-            continue
-        m = norm_model(str(r.get("model", "")))
-        for mode in ("eager", "reduce-overhead", "max-autotune"):
-            p = peer.get((m, int(r.get("batch", 0)), r.get("dtype"), mode))
-            if p:
-                rows.append({"model": m, "batch": int(r["batch"]), "dtype": r["dtype"], "peer_mode": mode,
-                             "diffrt_step_ms_p50": r["step_ms_p50"], "peer_step_ms_p50": p,
-                             "ratio_diffrt_over_peer": r["step_ms_p50"] / p})
-    print("\n| model | batch | dtype | peer | diffrt p50 ms | peer p50 ms | diffrt/peer |")
-    print("|---|---:|---|---|---:|---:|---:|")
+    for r in diffrt_records(paths):
+        for mode in ("eager", "reduce-overhead", "max-autotune", "default"):
+            p = peer.get((r["model"], int(r.get("batch", 0)), r.get("dtype"), mode))
+            if not p:
+                continue
+            row = {"model": r["model"], "batch": int(r["batch"]), "dtype": r["dtype"], "peer_mode": mode,
+                   "diffrt_step_ms_p50": r["step_ms_p50"], "peer_step_ms_p50": p["step_ms_p50"],
+                   "ratio_diffrt_over_peer": r["step_ms_p50"] / p["step_ms_p50"]}
+            if r.get("vae_decode_ms_p50") and p.get("vae_decode_ms_p50"):
+                row.update(diffrt_vae_ms_p50=r["vae_decode_ms_p50"], peer_vae_ms_p50=p["vae_decode_ms_p50"],
+                           vae_ratio_diffrt_over_peer=r["vae_decode_ms_p50"] / p["vae_decode_ms_p50"])
+            rows.append(row)
+    print("\n| model | batch | dtype | peer | diffrt p50 ms | peer p50 ms | diffrt/peer | VAE diffrt/peer |")
+    print("|---|---:|---|---|---:|---:|---:|---:|")
     for x in rows:
+        vae = (f"{x['diffrt_vae_ms_p50']:.2f}/{x['peer_vae_ms_p50']:.2f} ms = {x['vae_ratio_diffrt_over_peer']:.2f}"
+               if "vae_ratio_diffrt_over_peer" in x else "")
         print(f"| {x['model']} | {x['batch']} | {x['dtype']} | {x['peer_mode']} | {x['diffrt_step_ms_p50']:.3f} | "
-              f"{x['peer_step_ms_p50']:.3f} | {x['ratio_diffrt_over_peer']:.2f} |")
+              f"{x['peer_step_ms_p50']:.3f} | {x['ratio_diffrt_over_peer']:.2f} | {vae} |")
     if not rows:
         print("(no matching model/batch/dtype between the two result sets)")
     return rows
@@ -328,6 +497,10 @@ def main(argv=None):
     ap.add_argument("--modes", default="eager,reduce-overhead,max-autotune")
     ap.add_argument("--cifar-batches", default="1,8,64,256")
     ap.add_argument("--celebahq-batches", default="1,16")
+    ap.add_argument("--sd-batches", default="1", help="Stable Diffusion image batches (the UNet runs at 2x with CFG)")
+    ap.add_argument("--sd-dtypes", default="fp16", help="Stable Diffusion dtypes")
+    ap.add_argument("--guidance-scale", type=float, default=7.5, help="Stable Diffusion CFG scale (<= 1: no CFG)")
+    ap.add_argument("--no-vae", action="store_true", help="Stable Diffusion: do not time the VAE decode")
     ap.add_argument("--scheduler", choices=["ddim", "ddpm"], default="ddim")
     ap.add_argument("--steps", type=int, default=20, help="timed steps per combination")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first (compiled: at least 3)")
@@ -337,12 +510,15 @@ def main(argv=None):
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--wheels", help="folder of wheels from scripts/vendor_wheels.sh, used if diffusers is missing")
     ap.add_argument("--json", help="write results here")
-    ap.add_argument("--diffrt-json", help="diffrt results (model, batch, dtype, step_ms_p50) to compare")
+    ap.add_argument("--diffrt-json", action="append", default=[],
+                    help="diffrt results to compare (diffrt bench --json files, or records with model, batch, dtype, "
+                         "step_ms_p50); repeatable")
     ap.add_argument("--no-make-models", action="store_true", help="do not create missing model folders")
     args = ap.parse_args(argv)
 
     if args.worker:
-        run_worker(json.loads(args.worker))
+        spec = json.loads(args.worker)
+        (run_worker_sd if spec["model"] in SD_NAMES else run_worker)(spec)
         return 0
 
     t_start = time.time()
@@ -361,6 +537,8 @@ def main(argv=None):
         sys.path.insert(0, HERE)
         import make_bench_models as mbm
         for m in models:
+            if m in SD_NAMES:  # random-initialised on the GPU by the worker: no files needed
+                continue
             if not os.path.isfile(os.path.join(args.models_dir, m, "unet", "config.json")):
                 mbm.build(args.models_dir, m, 0)
     env = environment()
@@ -379,6 +557,7 @@ def main(argv=None):
            "results": results, "skipped": skipped, "wall_s": round(time.time() - t_start, 1)}
     if args.diffrt_json:
         out["ratios"] = diffrt_ratios(args.diffrt_json, results)
+        out["diffrt"] = [str(p) for p in args.diffrt_json]
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
