@@ -1,12 +1,16 @@
 // C API (runtime/api/diffrt.h) tests: every entry point's argument validation (one test per case,
 // each checking the status code and that diffrt_last_error names the problem), version and
-// status names, model queries, eval parity with the diffusers fixture, cancellation (the session
-// then serves a normal request exactly as a fresh session would), callback re-entrancy, and a
-// session surviving failed requests. Model: tests/fixtures/models/class_cond (1 channel, 16x16,
-// 11 classes with null class 10), converted once into a temp dir.
+// status names, struct versioning (0.1-sized structs still accepted, only their fields touched),
+// device counts, model queries, memory estimates and the session memory limit (out of memory with
+// the bytes needed, then the next smaller request runs), eval parity with the diffusers fixture,
+// cancellation (the session then serves a normal request exactly as a fresh session would),
+// callback re-entrancy, and a session surviving failed requests. Model:
+// tests/fixtures/models/class_cond (1 channel, 16x16, 11 classes with null class 10), converted
+// once into a temp dir. Text-conditioned models: tests/api_text_test.cpp; CUDA: tests/gpu/api_test.cpp.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
@@ -124,6 +128,31 @@ TEST_F(Api, ModelInfo) {
   EXPECT_EQ(info.null_class, 10);
   EXPECT_EQ(info.downsample_factor, 2);
   EXPECT_EQ(info.num_train_timesteps, 1000);
+  EXPECT_EQ(info.context_dim, 0);
+  EXPECT_EQ(info.has_vae, 0);
+  EXPECT_EQ(info.vae_scale_factor, 1);
+  EXPECT_EQ(info.vae_scaling_factor, 0.0f);
+  EXPECT_EQ(info.image_channels, 1);
+  EXPECT_EQ(info.image_size, 16);
+  EXPECT_EQ(info.default_sampler, DIFFRT_SAMPLER_DDPM);
+}
+// A caller compiled against the 0.1 header: struct_size 40, fields up to num_train_timesteps. The
+// library fills those and leaves every byte after them (the caller's padding) alone.
+TEST_F(Api, ModelInfoVersion01StructIsFilledUpToItsFields) {
+  diffrt_model_info info;
+  std::memset(static_cast<void*>(&info), 0x5a, sizeof(info));
+  info.struct_size = 40;
+  ASSERT_EQ(diffrt_model_get_info(model_, &info), DIFFRT_OK) << diffrt_last_error();
+  EXPECT_EQ(info.num_classes, 11);
+  EXPECT_EQ(info.num_train_timesteps, 1000);
+  const unsigned char* bytes = reinterpret_cast<const unsigned char*>(&info);
+  for (size_t i = 36; i < sizeof(info); ++i) ASSERT_EQ(bytes[i], 0x5a) << "byte " << i << " was written";
+}
+TEST_F(Api, ModelInfoStructSizeBetweenVersionsRefused) {
+  diffrt_model_info info;
+  diffrt_model_info_init(&info);
+  info.struct_size = 48;
+  EXPECT_STATUS(diffrt_model_get_info(model_, &info), DIFFRT_E_INVALID_ARGUMENT, "struct_size = 48");
 }
 TEST_F(Api, ModelInfoNullModel) {
   diffrt_model_info info;
@@ -158,14 +187,59 @@ TEST_F(Api, SessionCreateWrongStructSize) {
   diffrt_session* s = nullptr;
   EXPECT_STATUS(diffrt_session_create(model_, &so, &s), DIFFRT_E_INVALID_ARGUMENT, "options->struct_size");
 }
-TEST_F(Api, SessionCreateCudaUnsupported) {
+TEST_F(Api, SessionCreateCudaWithoutDeviceIsUnsupported) {
+  int n = -1;
+  ASSERT_EQ(diffrt_device_count(DIFFRT_DEVICE_CUDA, &n), DIFFRT_OK) << diffrt_last_error();
+  if (n > 0) GTEST_SKIP() << "a CUDA device is present (tests/gpu/api_test.cpp covers CUDA sessions)";
   diffrt_session_options so;
   diffrt_session_options_init(&so);
   so.device = DIFFRT_DEVICE_CUDA;
-  diffrt_session* s = nullptr;
-  EXPECT_STATUS(diffrt_session_create(model_, &so, &s), DIFFRT_E_UNSUPPORTED, "CUDA backend");
+  diffrt_session* s = reinterpret_cast<diffrt_session*>(0x1);
+  EXPECT_STATUS(diffrt_session_create(model_, &so, &s), DIFFRT_E_UNSUPPORTED, "device cuda: ");
+  EXPECT_TRUE(msg_has("use the cpu device"));
   EXPECT_EQ(s, nullptr);
 }
+TEST_F(Api, SessionCreateDeterministicNotBoolean) {
+  diffrt_session_options so;
+  diffrt_session_options_init(&so);
+  so.deterministic = 2;
+  diffrt_session* s = nullptr;
+  EXPECT_STATUS(diffrt_session_create(model_, &so, &s), DIFFRT_E_INVALID_ARGUMENT, "deterministic = 2");
+}
+// A 0.1 caller's options (24 bytes) are accepted; the fields it lacks take their defaults.
+TEST_F(Api, SessionOptionsVersion01Accepted) {
+  struct {
+    diffrt_session_options o;
+    char tail[16];
+  } v;
+  std::memset(static_cast<void*>(&v), 0x7f, sizeof(v));  // garbage where 0.2 fields would be
+  v.o.struct_size = 24;
+  v.o.device = DIFFRT_DEVICE_CPU;
+  v.o.threads = 1;
+  v.o.memory_limit_bytes = 0;
+  diffrt_session* s = nullptr;
+  ASSERT_EQ(diffrt_session_create(model_, &v.o, &s), DIFFRT_OK) << diffrt_last_error();
+  EXPECT_EQ(diffrt_session_free(s), DIFFRT_OK);
+}
+
+TEST(ApiDevices, CpuCountIsOne) {
+  int n = -1;
+  ASSERT_EQ(diffrt_device_count(DIFFRT_DEVICE_CPU, &n), DIFFRT_OK);
+  EXPECT_EQ(n, 1);
+}
+TEST(ApiDevices, CudaCountSaysWhyWhenZero) {
+  int n = -1;
+  ASSERT_EQ(diffrt_device_count(DIFFRT_DEVICE_CUDA, &n), DIFFRT_OK) << diffrt_last_error();
+  EXPECT_GE(n, 0);
+  if (n == 0) EXPECT_STRNE(diffrt_last_error(), "");  // no backend or no device: the reason
+  else EXPECT_STREQ(diffrt_last_error(), "");
+}
+TEST(ApiDevices, UnknownDevice) {
+  int n = -1;
+  EXPECT_STATUS(diffrt_device_count(diffrt_device(5), &n), DIFFRT_E_INVALID_ARGUMENT, "device = 5");
+  EXPECT_EQ(n, 0);
+}
+TEST(ApiDevices, NullCount) { EXPECT_STATUS(diffrt_device_count(DIFFRT_DEVICE_CPU, nullptr), DIFFRT_E_INVALID_ARGUMENT, "count is NULL"); }
 TEST_F(Api, SessionCreateUnknownDevice) {
   diffrt_session_options so;
   diffrt_session_options_init(&so);
@@ -247,6 +321,96 @@ TEST_F(Api, SampleMemoryLimit) {
   ASSERT_EQ(diffrt_session_create(model_, &so, &s), DIFFRT_OK);
   EXPECT_STATUS(diffrt_sample(s, &p_, buf_.data(), buf_.size(), nullptr), DIFFRT_E_OUT_OF_MEMORY, "memory limit");
   EXPECT_EQ(diffrt_session_free(s), DIFFRT_OK);
+}
+TEST_F(Api, MemoryEstimateGrowsWithTheRequest) {
+  uint64_t one = 0, two = 0, big = 0;
+  p_.batch = 1;
+  p_.num_class_labels = 1;
+  ASSERT_EQ(diffrt_sample_memory_estimate(s_, &p_, &one), DIFFRT_OK) << diffrt_last_error();
+  p_.batch = 2;
+  ASSERT_EQ(diffrt_sample_memory_estimate(s_, &p_, &two), DIFFRT_OK) << diffrt_last_error();
+  p_.height = p_.width = 64;
+  ASSERT_EQ(diffrt_sample_memory_estimate(s_, &p_, &big), DIFFRT_OK) << diffrt_last_error();
+  EXPECT_GT(one, 0u);
+  EXPECT_GT(two, one);
+  EXPECT_GT(big, 8 * two);  // 16x the pixels
+}
+TEST_F(Api, MemoryEstimateValidates) {
+  uint64_t b = 7;
+  p_.batch = 0;
+  EXPECT_STATUS(diffrt_sample_memory_estimate(s_, &p_, &b), DIFFRT_E_INVALID_ARGUMENT, "batch = 0");
+  EXPECT_EQ(b, 0u);
+}
+TEST_F(Api, MemoryEstimateNullOut) { EXPECT_STATUS(diffrt_sample_memory_estimate(s_, &p_, nullptr), DIFFRT_E_INVALID_ARGUMENT, "out_bytes is NULL"); }
+// A limit between what batch 1 and batch 2 need: batch 2 is out of memory with the amount, and the
+// same session then serves batch 1 exactly as a fresh session does.
+TEST_F(Api, MemoryLimitRefusesWithTheAmountThenServesASmallerRequest) {
+  p_.num_class_labels = 1;
+  p_.batch = 1;
+  uint64_t need1 = 0, need2 = 0;
+  ASSERT_EQ(diffrt_sample_memory_estimate(s_, &p_, &need1), DIFFRT_OK);
+  p_.batch = 2;
+  ASSERT_EQ(diffrt_sample_memory_estimate(s_, &p_, &need2), DIFFRT_OK);
+  ASSERT_LT(need1, need2);
+  diffrt_session_options so;
+  diffrt_session_options_init(&so);
+  so.threads = 1;
+  so.memory_limit_bytes = (need1 + need2) / 2;
+  diffrt_session* s = nullptr;
+  ASSERT_EQ(diffrt_session_create(model_, &so, &s), DIFFRT_OK);
+  size_t n = 0;
+  ASSERT_EQ(diffrt_sample_output_size(s, &p_, &n), DIFFRT_OK) << diffrt_last_error();  // checks no memory
+  EXPECT_EQ(n, buf_.size());
+  EXPECT_STATUS(diffrt_sample(s, &p_, buf_.data(), buf_.size(), &written_), DIFFRT_E_OUT_OF_MEMORY,
+                (std::to_string(need2) + " bytes").c_str());
+  EXPECT_TRUE(msg_has((std::to_string(so.memory_limit_bytes) + " bytes").c_str())) << diffrt_last_error();
+  EXPECT_EQ(written_, 0u);
+  p_.batch = 1;
+  std::vector<float> got(16 * 16, -1.0f), want(16 * 16, -2.0f);
+  ASSERT_EQ(diffrt_sample(s, &p_, got.data(), got.size(), &written_), DIFFRT_OK) << diffrt_last_error();
+  EXPECT_EQ(written_, got.size());
+  ASSERT_EQ(diffrt_sample(s_, &p_, want.data(), want.size(), nullptr), DIFFRT_OK) << diffrt_last_error();
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(diffrt_session_free(s), DIFFRT_OK);
+}
+// Memory is checked before the output capacity: a request that cannot fit is out of memory even when
+// the buffer is also too small (the size needed is still reported).
+TEST_F(Api, MemoryLimitCheckedBeforeCapacity) {
+  diffrt_session_options so;
+  diffrt_session_options_init(&so);
+  so.memory_limit_bytes = 1024;
+  diffrt_session* s = nullptr;
+  ASSERT_EQ(diffrt_session_create(model_, &so, &s), DIFFRT_OK);
+  EXPECT_STATUS(diffrt_sample(s, &p_, nullptr, 0, &written_), DIFFRT_E_OUT_OF_MEMORY, "memory limit");
+  EXPECT_EQ(written_, buf_.size());
+  EXPECT_EQ(diffrt_session_free(s), DIFFRT_OK);
+}
+// A 0.1 caller's params (104 bytes): accepted, and whatever lies where 0.2 fields would be is ignored.
+TEST_F(Api, SampleParamsVersion01Accepted) {
+  ASSERT_EQ(sample(), DIFFRT_OK) << diffrt_last_error();
+  const std::vector<float> ref = buf_;
+  struct {
+    diffrt_sample_params p;
+    char tail[8];
+  } v;
+  std::memset(static_cast<void*>(&v), 0x33, sizeof(v));
+  std::memcpy(static_cast<void*>(&v.p), &p_, 104);
+  v.p.struct_size = 104;
+  std::fill(buf_.begin(), buf_.end(), -1.0f);
+  ASSERT_EQ(diffrt_sample(s_, &v.p, buf_.data(), buf_.size(), nullptr), DIFFRT_OK) << diffrt_last_error();
+  EXPECT_EQ(buf_, ref);
+}
+TEST_F(Api, SampleUnknownOutput) { p_.output = diffrt_output(4); EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "params->output = 4"); }
+TEST_F(Api, SampleLatentsFromPixelModel) { p_.output = DIFFRT_OUTPUT_LATENTS; EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "samples pixels"); }
+TEST_F(Api, SampleEmbedsOnNonTextModel) {
+  const float e[4] = {};
+  p_.prompt_embeds = diffrt_text_embeds{e, 1, 1, 4};
+  EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "not text-conditioned");
+}
+TEST_F(Api, SampleNegativeEmbedsOnNonTextModel) {
+  const float e[4] = {};
+  p_.negative_prompt_embeds = diffrt_text_embeds{e, 1, 1, 4};
+  EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "not text-conditioned");
 }
 TEST_F(Api, OutputSizeQuery) {
   size_t n = 0;
@@ -445,9 +609,19 @@ TEST_F(Api, CppSessionThrowsTypedErrorsAndSurvives) {
   EXPECT_EQ(s.cached_executors(), 1u);
   s.release_cache();
   EXPECT_EQ(s.cached_executors(), 0u);
+  EXPECT_EQ(s.device(), diffrt::Device::Cpu);
   diffrt::SessionOptions cuda;
   cuda.device = diffrt::Device::Cuda;
-  EXPECT_THROW((diffrt::Session{m, cuda}), diffrt::Error);
+  std::string why;
+  if (diffrt::device_count(diffrt::Device::Cuda, &why) == 0) {
+    EXPECT_FALSE(why.empty());
+    try {
+      diffrt::Session gpu(m, cuda);
+      FAIL() << "expected diffrt::Error(Unsupported)";
+    } catch (const diffrt::Error& e) {
+      EXPECT_EQ(e.code(), diffrt::ErrorCode::Unsupported);
+    }
+  }
 }
 
 }  // namespace

@@ -6,13 +6,16 @@
 //    (a call made while another is paused inside its progress callback) and best effort (several
 //    threads hammering one session: each call either succeeds with the right images or is refused).
 //  * The model handle may be freed while its sessions still run.
-// Sessions use threads = 1 so results do not depend on OpenMP team sizes.
+//  * A text-conditioned latent model (tests/fixtures/sd/sd1_tiny): 3 threads with their own sessions, prompt
+//    embeddings and guidance, one of them also hitting its session's memory limit first: the same images as alone.
+// Sessions use threads = 1 so results do not depend on OpenMP team sizes. CUDA sessions: tests/gpu/api_test.cpp.
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -225,6 +228,90 @@ TEST_F(Concurrency, ModelFreedWhileSessionsRun) {
     EXPECT_EQ(out[size_t(i)], ref);
     EXPECT_EQ(diffrt_session_free(sessions[size_t(i)]), DIFFRT_OK);
   }
+}
+
+// ---- text-conditioned latent model -----------------------------------------------------------
+
+struct TextJob {
+  uint64_t seed;
+  float guidance;
+  int batch;
+  std::vector<float> pos, neg;  // [1, 77, 32]
+};
+
+TextJob text_job(uint64_t seed, float guidance, int batch) {
+  TextJob j{seed, guidance, batch, {}, {}};
+  std::mt19937 rng(uint32_t(seed) + 100);
+  std::normal_distribution<float> normal;
+  j.pos.resize(77 * 32);
+  j.neg.resize(77 * 32);
+  for (float& v : j.pos) v = normal(rng);
+  for (float& v : j.neg) v = normal(rng);
+  return j;
+}
+
+diffrt_sample_params text_params(const TextJob& j) {
+  diffrt_sample_params p;
+  diffrt_params_init(&p);
+  p.steps = 3;
+  p.seed = j.seed;
+  p.batch = j.batch;
+  p.guidance_scale = j.guidance;
+  p.prompt_embeds = diffrt_text_embeds{j.pos.data(), 1, 77, 32};
+  p.negative_prompt_embeds = diffrt_text_embeds{j.neg.data(), 1, 77, 32};
+  return p;
+}
+
+TEST(ConcurrencyText, ThreeSessionsOnOneTextModelMatchRunsAlone) {
+  const std::string dir = diffrt::test::temp_dir("concurrency_text");
+  diffrt::ConvertOptions opt;
+  opt.input = diffrt::test::source_path("tests/fixtures/sd/sd1_tiny/pipeline");
+  opt.output = dir + "/sd.drt";
+  diffrt::convert_diffusers(opt);
+  diffrt_model* m = nullptr;
+  ASSERT_EQ(diffrt_model_load(opt.output.c_str(), &m), DIFFRT_OK) << diffrt_last_error();
+  const std::vector<TextJob> jobs = {text_job(1, 7.5f, 1), text_job(2, 1.0f, 2), text_job(3, 4.0f, 2)};
+  const size_t image = 16 * 16 * 3;
+  std::vector<std::vector<float>> ref;
+  for (const TextJob& j : jobs) {
+    diffrt_session* s = new_session(m);
+    ref.emplace_back(image * size_t(j.batch));
+    const diffrt_sample_params p = text_params(j);
+    EXPECT_EQ(diffrt_sample(s, &p, ref.back().data(), ref.back().size(), nullptr), DIFFRT_OK) << diffrt_last_error();
+    EXPECT_EQ(diffrt_session_free(s), DIFFRT_OK);
+  }
+  std::vector<std::vector<float>> got(jobs.size());
+  std::vector<diffrt_status> status(jobs.size(), DIFFRT_E_INTERNAL), limited(jobs.size(), DIFFRT_OK);
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < jobs.size(); ++i)
+    threads.emplace_back([&, i] {
+      diffrt_session_options so;
+      diffrt_session_options_init(&so);
+      so.threads = 1;
+      const diffrt_sample_params p = text_params(jobs[i]);
+      uint64_t need = 0;
+      diffrt_session* s = nullptr;
+      if (diffrt_session_create(m, &so, &s) != DIFFRT_OK || diffrt_sample_memory_estimate(s, &p, &need) != DIFFRT_OK) return;
+      diffrt_session_free(s);
+      if (i == 0) so.memory_limit_bytes = need;  // enough for this job, not for a bigger one first
+      if (diffrt_session_create(m, &so, &s) != DIFFRT_OK) return;
+      got[i].assign(image * size_t(jobs[i].batch), -1.0f);
+      if (i == 0) {
+        diffrt_sample_params big = p;
+        big.batch = 4;
+        std::vector<float> tmp(image * 4);
+        limited[i] = diffrt_sample(s, &big, tmp.data(), tmp.size(), nullptr);
+      }
+      status[i] = diffrt_sample(s, &p, got[i].data(), got[i].size(), nullptr);
+      diffrt_session_free(s);
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(limited[0], DIFFRT_E_OUT_OF_MEMORY);
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    EXPECT_EQ(status[i], DIFFRT_OK) << "thread " << i;
+    EXPECT_EQ(got[i], ref[i]) << "thread " << i;
+  }
+  diffrt_model_free(m);
 }
 
 }  // namespace

@@ -3,7 +3,10 @@
 //
 //   DIFFRT_CUDA_CHECK(stmt)  evaluates a cudaError_t, cublasStatus_t (cuBLAS and cuBLASLt) or
 //                            cudnnStatus_t expression and throws
-//                            diffrt::Error(ErrorCode::Cuda, "<stmt> failed: <status name> at file:line").
+//                            diffrt::Error(ErrorCode::Cuda, "<stmt> failed: <status name> at file:line"),
+//                            or ErrorCode::OutOfMemory for an allocation failure (cudaErrorMemoryAllocation,
+//                            CUBLAS_STATUS_ALLOC_FAILED, cuDNN's allocation statuses), so callers such as the
+//                            API can report device out-of-memory as such wherever it happens.
 //   DIFFRT_CUDA_CHECK_LAUNCH() checks cudaGetLastError() after a kernel launch (launch-configuration
 //                            errors only; asynchronous faults surface at the next synchronising call).
 //   DeviceBuffer             move-only owner of one cudaMalloc allocation; allocation failure throws
@@ -30,16 +33,33 @@ inline bool status_ok(cudaError_t s) { return s == cudaSuccess; }
 inline bool status_ok(cublasStatus_t s) { return s == CUBLAS_STATUS_SUCCESS; }
 inline bool status_ok(cudnnStatus_t s) { return s == CUDNN_STATUS_SUCCESS; }
 
+// Allocation failures are reported as ErrorCode::OutOfMemory, everything else as ErrorCode::Cuda.
+inline ErrorCode status_code(cudaError_t s) {
+  return s == cudaErrorMemoryAllocation ? ErrorCode::OutOfMemory : ErrorCode::Cuda;
+}
+inline ErrorCode status_code(cublasStatus_t s) {
+  return s == CUBLAS_STATUS_ALLOC_FAILED ? ErrorCode::OutOfMemory : ErrorCode::Cuda;
+}
+inline ErrorCode status_code(cudnnStatus_t s) {
+#if CUDNN_MAJOR >= 9
+  const bool alloc = s == CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED ||
+                     s == CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED;
+#else
+  const bool alloc = s == CUDNN_STATUS_ALLOC_FAILED;
+#endif
+  return alloc ? ErrorCode::OutOfMemory : ErrorCode::Cuda;
+}
+
 inline std::string status_name(cudaError_t s) {
   return std::string(cudaGetErrorName(s)) + " (" + cudaGetErrorString(s) + ")";
 }
 inline std::string status_name(cublasStatus_t s) { return cublasGetStatusName(s); }
 inline std::string status_name(cudnnStatus_t s) { return cudnnGetErrorString(s); }
 
-[[noreturn]] inline void check_failed(const char* stmt, const std::string& name, const char* file,
+[[noreturn]] inline void check_failed(ErrorCode code, const char* stmt, const std::string& name, const char* file,
                                       int line) {
-  throw Error(ErrorCode::Cuda,
-              std::string(stmt) + " failed: " + name + " at " + file + ":" + std::to_string(line));
+  if (code == ErrorCode::OutOfMemory) (void)cudaGetLastError();  // not sticky: clear it for the next call
+  throw Error(code, std::string(stmt) + " failed: " + name + " at " + file + ":" + std::to_string(line));
 }
 
 }  // namespace cuda_detail
@@ -48,7 +68,8 @@ inline std::string status_name(cudnnStatus_t s) { return cudnnGetErrorString(s);
   do {                                                                                           \
     auto diffrt_status_ = (stmt);                                                                \
     if (!::diffrt::cuda_detail::status_ok(diffrt_status_))                                       \
-      ::diffrt::cuda_detail::check_failed(#stmt, ::diffrt::cuda_detail::status_name(diffrt_status_), \
+      ::diffrt::cuda_detail::check_failed(::diffrt::cuda_detail::status_code(diffrt_status_), #stmt, \
+                                          ::diffrt::cuda_detail::status_name(diffrt_status_),    \
                                           __FILE__, __LINE__);                                   \
   } while (0)
 

@@ -2,9 +2,13 @@
 // struct sizes, converts the C structs, calls the C++ object inside `guarded`, and turns every
 // exception into a status code plus a thread-local message. Nothing here allocates on the error
 // path (the message buffer is a fixed thread-local array), so even bad_alloc is reported.
-// Tested by tests/api_test.cpp, tests/concurrency_test.cpp and tests/api_example/example.c.
+// Struct versions: each versioned struct lists the sizes it has been published with; a caller's
+// struct_size must be one of them, and only the fields that version has are read (or written).
+// Tested by tests/api_test.cpp, tests/api_text_test.cpp, tests/concurrency_test.cpp, tests/gpu/api_test.cpp
+// and tests/api_example/example.c.
 #include "runtime/api/diffrt.h"
 
+#include <cstddef>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -22,6 +26,10 @@ static_assert(int(DIFFRT_E_OUT_OF_MEMORY) == int(ErrorCode::OutOfMemory), "statu
 static_assert(int(DIFFRT_E_CUDA) == int(ErrorCode::Cuda), "status codes drifted");
 static_assert(int(DIFFRT_E_CANCELLED) == int(ErrorCode::Cancelled), "status codes drifted");
 static_assert(int(DIFFRT_E_INTERNAL) == int(ErrorCode::Internal), "status codes drifted");
+static_assert(sizeof(diffrt_status) == sizeof(int) && sizeof(diffrt_device) == sizeof(int) &&
+                  sizeof(diffrt_sampler) == sizeof(int) && sizeof(diffrt_rng) == sizeof(int) &&
+                  sizeof(diffrt_output) == sizeof(int),
+              "C enums must stay int-sized (ABI)");
 
 namespace {
 
@@ -93,23 +101,59 @@ int enum_int(const E& e) {
   return v;
 }
 
-// Copies a caller's size-prefixed struct over `defaults`: struct_size must lie between the first
-// published size of the struct and the size this library knows.
+// One published version of a struct: its sizeof in that version's header, and the end of its last
+// field (the bytes that carry fields; the rest is trailing padding, whose content is undefined and
+// may overlap fields a later version added).
+struct StructVersion {
+  size_t size, used;
+};
+constexpr size_t round_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
 template <class T>
-T read_versioned(const T* in, const T& defaults, size_t first_size, const char* what) {
-  if (!in) bad(std::string(what) + " is NULL");
-  if (in->struct_size < first_size || in->struct_size > sizeof(T))
-    bad(std::string(what) + "->struct_size = " + std::to_string(in->struct_size) + " is not a size this library " +
-        "knows (" + std::to_string(first_size) + ".." + std::to_string(sizeof(T)) + "); call the *_init function first");
-  T out = defaults;
-  std::memcpy(static_cast<void*>(&out), in, in->struct_size);
-  return out;
+constexpr StructVersion version_ending_at(size_t end) {  // the alignment has not changed since
+  return {round_up(end, alignof(T)), end};
 }
 
-// First published sizes (version 0.1). Fields added later go at the end; these stay.
-constexpr size_t kModelInfoV1 = sizeof(diffrt_model_info);
-constexpr size_t kSessionOptionsV1 = sizeof(diffrt_session_options);
-constexpr size_t kSampleParamsV1 = sizeof(diffrt_sample_params);
+// Fields added later go at the end; published versions never change.
+constexpr StructVersion kModelInfoVersions[] = {
+    version_ending_at<diffrt_model_info>(offsetof(diffrt_model_info, num_train_timesteps) + sizeof(int)),  // 0.1
+    {sizeof(diffrt_model_info), sizeof(diffrt_model_info)},                                                 // 0.2
+};
+constexpr StructVersion kSessionOptionsVersions[] = {
+    version_ending_at<diffrt_session_options>(offsetof(diffrt_session_options, memory_limit_bytes) + sizeof(uint64_t)),
+    {sizeof(diffrt_session_options), sizeof(diffrt_session_options)},
+};
+constexpr StructVersion kSampleParamsVersions[] = {
+    version_ending_at<diffrt_sample_params>(offsetof(diffrt_sample_params, user) + sizeof(void*)),
+    {sizeof(diffrt_sample_params), sizeof(diffrt_sample_params)},
+};
+#if defined(__x86_64__) || defined(__aarch64__)
+// The LP64 sizes of version 0.1, as compiled by its users: they must never change.
+static_assert(kModelInfoVersions[0].size == 40 && kModelInfoVersions[0].used == 36, "diffrt_model_info 0.1 layout");
+static_assert(kSessionOptionsVersions[0].size == 24, "diffrt_session_options 0.1 layout");
+static_assert(kSampleParamsVersions[0].size == 104, "diffrt_sample_params 0.1 layout");
+#endif
+
+template <size_t N>
+size_t used_bytes(size_t struct_size, const StructVersion (&versions)[N], const char* what) {
+  std::string known;
+  for (const StructVersion& v : versions) {
+    if (struct_size == v.size) return v.used;
+    known += (known.empty() ? "" : ", ") + std::to_string(v.size);
+  }
+  bad(std::string(what) + "->struct_size = " + std::to_string(struct_size) + " is not a size this library knows (" +
+      known + "); call the *_init function first");
+}
+
+// Copies the fields of a caller's size-prefixed struct over `defaults`.
+template <class T, size_t N>
+T read_versioned(const T* in, const T& defaults, const StructVersion (&versions)[N], const char* what) {
+  if (!in) bad(std::string(what) + " is NULL");
+  const size_t used = used_bytes(in->struct_size, versions, what);
+  T out = defaults;
+  std::memcpy(static_cast<void*>(&out), in, used);
+  out.struct_size = in->struct_size;
+  return out;
+}
 
 }  // namespace
 
@@ -137,10 +181,21 @@ diffrt::Session& session_of(diffrt_session* s) {
   return *s->session;
 }
 
+diffrt::TextEmbeddings to_embeds(const diffrt_text_embeds& e, const char* what) {
+  const bool none = !e.data && !e.batch && !e.len && !e.dim;
+  if (!none && !e.data)
+    bad(std::string("params->") + what + ".data is NULL but its shape is [" + std::to_string(e.batch) + ", " +
+        std::to_string(e.len) + ", " + std::to_string(e.dim) + "]");
+  if (!none && (e.batch < 1 || e.len < 1 || e.dim < 1))
+    bad(std::string("params->") + what + " shape [" + std::to_string(e.batch) + ", " + std::to_string(e.len) + ", " +
+        std::to_string(e.dim) + "]: batch, len and dim must be >= 1");
+  return diffrt::TextEmbeddings{e.data, e.batch, e.len, e.dim};
+}
+
 diffrt::SampleOptions to_options(const diffrt_sample_params* in) {
   diffrt_sample_params d;
   diffrt_params_init(&d);
-  const diffrt_sample_params p = read_versioned(in, d, kSampleParamsV1, "params");
+  const diffrt_sample_params p = read_versioned(in, d, kSampleParamsVersions, "params");
   diffrt::SampleOptions o;
   switch (enum_int(p.sampler)) {
     case DIFFRT_SAMPLER_DEFAULT: o.sampler = diffrt::Sampler::Default; break;
@@ -180,8 +235,17 @@ diffrt::SampleOptions to_options(const diffrt_sample_params* in) {
     void* user = p.user;
     o.progress = [fn, user](int step, int total) { return fn(step, total, user) == 0; };
   }
+  o.prompt_embeds = to_embeds(p.prompt_embeds, "prompt_embeds");
+  o.negative_prompt_embeds = to_embeds(p.negative_prompt_embeds, "negative_prompt_embeds");
+  switch (enum_int(p.output)) {
+    case DIFFRT_OUTPUT_IMAGES: o.output = diffrt::Output::Images; break;
+    case DIFFRT_OUTPUT_LATENTS: o.output = diffrt::Output::Latents; break;
+    default: bad("params->output = " + std::to_string(enum_int(p.output)) + " is not a diffrt_output");
+  }
   return o;
 }
+
+diffrt_sampler to_c_sampler(const std::string& s) { return s == "ddim" ? DIFFRT_SAMPLER_DDIM : DIFFRT_SAMPLER_DDPM; }
 
 }  // namespace
 
@@ -230,6 +294,8 @@ void diffrt_model_info_init(diffrt_model_info* info) {
   info->struct_size = sizeof(*info);
   info->null_class = -1;
   info->downsample_factor = 1;
+  info->vae_scale_factor = 1;
+  info->default_sampler = DIFFRT_SAMPLER_DDPM;
 }
 
 diffrt_status diffrt_model_get_info(const diffrt_model* model, diffrt_model_info* info) {
@@ -237,7 +303,8 @@ diffrt_status diffrt_model_get_info(const diffrt_model* model, diffrt_model_info
     const diffrt::ModelInfo& mi = model_of(model).info();
     diffrt_model_info d;
     diffrt_model_info_init(&d);
-    diffrt_model_info r = read_versioned(info, d, kModelInfoV1, "info");
+    const size_t used = info ? used_bytes(info->struct_size, kModelInfoVersions, "info") : 0;
+    diffrt_model_info r = read_versioned(info, d, kModelInfoVersions, "info");
     r.in_channels = mi.in_channels;
     r.out_channels = mi.out_channels;
     r.sample_size = mi.sample_size;
@@ -245,7 +312,14 @@ diffrt_status diffrt_model_get_info(const diffrt_model* model, diffrt_model_info
     r.num_classes = mi.num_classes;
     r.null_class = mi.null_class;
     r.num_train_timesteps = mi.num_train_timesteps;
-    std::memcpy(static_cast<void*>(info), &r, info->struct_size);  // only the fields the caller has
+    r.context_dim = mi.context_dim;
+    r.has_vae = mi.has_vae ? 1 : 0;
+    r.vae_scale_factor = mi.vae_scale_factor;
+    r.vae_scaling_factor = mi.vae_scaling_factor;
+    r.image_channels = mi.image_channels;
+    r.image_size = mi.image_size;
+    r.default_sampler = to_c_sampler(mi.default_sampler);
+    std::memcpy(static_cast<void*>(info), &r, used);  // only the fields the caller's version has
   });
 }
 
@@ -254,6 +328,23 @@ void diffrt_session_options_init(diffrt_session_options* options) {
   std::memset(static_cast<void*>(options), 0, sizeof(*options));
   options->struct_size = sizeof(*options);
   options->device = DIFFRT_DEVICE_CPU;
+  options->device_ordinal = 0;
+  options->deterministic = 0;
+}
+
+diffrt_status diffrt_device_count(diffrt_device device, int* count) {
+  if (count) *count = 0;
+  std::string why;
+  const diffrt_status st = guarded([&] {
+    if (!count) bad("count is NULL");
+    switch (enum_int(device)) {
+      case DIFFRT_DEVICE_CPU: *count = diffrt::device_count(diffrt::Device::Cpu); break;
+      case DIFFRT_DEVICE_CUDA: *count = diffrt::device_count(diffrt::Device::Cuda, &why); break;
+      default: bad("device = " + std::to_string(enum_int(device)) + " is not a diffrt_device");
+    }
+  });
+  if (st == DIFFRT_OK && !why.empty()) set_message(why.c_str());  // OK with 0 devices: say why
+  return st;
 }
 
 diffrt_status diffrt_session_create(diffrt_model* model, const diffrt_session_options* options,
@@ -264,7 +355,7 @@ diffrt_status diffrt_session_create(diffrt_model* model, const diffrt_session_op
     model_of(model);
     diffrt_session_options d;
     diffrt_session_options_init(&d);
-    const diffrt_session_options o = options ? read_versioned(options, d, kSessionOptionsV1, "options") : d;
+    const diffrt_session_options o = options ? read_versioned(options, d, kSessionOptionsVersions, "options") : d;
     diffrt::SessionOptions so;
     switch (enum_int(o.device)) {
       case DIFFRT_DEVICE_CPU: so.device = diffrt::Device::Cpu; break;
@@ -273,6 +364,10 @@ diffrt_status diffrt_session_create(diffrt_model* model, const diffrt_session_op
     }
     so.threads = o.threads;
     so.memory_limit_bytes = o.memory_limit_bytes;
+    so.device_ordinal = o.device_ordinal;
+    if (o.deterministic != 0 && o.deterministic != 1)
+      bad("options->deterministic = " + std::to_string(o.deterministic) + " must be 0 or 1");
+    so.deterministic = o.deterministic != 0;
     auto h = std::make_unique<diffrt_session>();
     h->session = std::make_unique<diffrt::Session>(model->model, so);
     *out = h.release();
@@ -304,6 +399,7 @@ void diffrt_params_init(diffrt_sample_params* params) {
   params->rng = DIFFRT_RNG_PHILOX;
   params->batch = 1;
   params->guidance_scale = 1.0f;
+  params->output = DIFFRT_OUTPUT_IMAGES;
 }
 
 diffrt_status diffrt_sample_output_size(diffrt_session* session, const diffrt_sample_params* params,
@@ -316,18 +412,35 @@ diffrt_status diffrt_sample_output_size(diffrt_session* session, const diffrt_sa
   });
 }
 
+diffrt_status diffrt_sample_memory_estimate(diffrt_session* session, const diffrt_sample_params* params,
+                                            uint64_t* out_bytes) {
+  if (out_bytes) *out_bytes = 0;
+  return guarded([&] {
+    diffrt::Session& s = session_of(session);
+    if (!out_bytes) bad("out_bytes is NULL");
+    *out_bytes = s.memory_estimate(to_options(params));
+  });
+}
+
 diffrt_status diffrt_sample(diffrt_session* session, const diffrt_sample_params* params, float* out_images,
                             size_t out_capacity_floats, size_t* out_written) {
   if (out_written) *out_written = 0;
   return guarded([&] {
     diffrt::Session& s = session_of(session);
     const diffrt::SampleOptions o = to_options(params);
-    const size_t need = s.output_shape(o).numel();
+    const size_t need = s.output_shape(o).numel();  // validates the request
     if (!out_images || out_capacity_floats < need) {
       if (out_written) *out_written = need;
+      // Memory first: a request that cannot fit is out of memory whatever the buffer. sample_into checks the
+      // memory before the buffer, so with no buffer it throws either that or the argument error replaced here.
+      try {
+        s.sample_into(o, nullptr, 0);
+      } catch (const diffrt::Error& e) {
+        if (e.code() != ErrorCode::InvalidArgument) throw;
+      }
       bad(std::string(out_images ? "out_capacity_floats = " + std::to_string(out_capacity_floats) + " is too small"
                                  : "out_images is NULL") +
-          ": the images need " + std::to_string(need) + " floats");
+          ": the output needs " + std::to_string(need) + " floats");
     }
     s.sample_into(o, out_images, out_capacity_floats);
     if (out_written) *out_written = need;
