@@ -4,10 +4,12 @@
 #include <cstring>
 #include <type_traits>
 
+#include "kernels/activation/activation.h"
 #include "kernels/attention/attention.h"
 #include "kernels/common/error.h"
 #include "kernels/conv/conv.h"
 #include "kernels/elementwise/elementwise.h"
+#include "kernels/embedding/embedding.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/group_norm/group_norm.h"
 #include "kernels/layer_norm/layer_norm.h"
@@ -53,7 +55,9 @@ void CpuExecutor::run(const float* sample, const float* timesteps, const int32_t
 
 void CpuExecutor::run(const GraphInputs& in, float* out) {
   const Graph& g = g_;
-  check_graph_inputs(g, mf_.conditioning.num_classes, plan_.n, in.sample, in.timesteps, in.labels, in.context);
+  check_graph_inputs(g, mf_.conditioning.num_classes, plan_.n, in.sample, in.timesteps, in.labels, in.context,
+                     in.input_ids);
+  if (in.input_ids) check_input_ids(g, plan_.n, plan_.seq_len, in.input_ids);
   for (size_t k = 0; k < g.nodes.size(); ++k) {
     run_node(g.nodes[k], in);
     if (on_node) on_node(int(k), arena_.data() + plan_.offset[g.nodes[k].output], plan_.shapes[g.nodes[k].output]);
@@ -118,6 +122,7 @@ void CpuExecutor::run_node(const Node& nd, const GraphInputs& gin) {
       p.batch = int(ys.n); p.heads = a.heads; p.lq = int(ys.h * ys.w); p.head_dim = a.head_dim;
       p.ldo = C;
       p.scale = a.scale;
+      p.causal = a.causal;
       if (nd.inputs.size() == 1) {  // self: [q | k | v] rows of one tensor
         const float* qkv = in(0);
         p.q = qkv; p.k = qkv + C; p.v = qkv + 2 * C;
@@ -149,11 +154,21 @@ void CpuExecutor::run_node(const Node& nd, const GraphInputs& gin) {
       p.x = in(0); p.y = y; p.gamma = wt("weight"); p.beta = wt("bias");
       p.rows = (long long)(ys.numel() / ys.c); p.c = int(ys.c); p.eps = a.eps;
       layer_norm_ref(p);
-    } else {
-      static_assert(std::is_same_v<A, GegluAttrs>);
+    } else if constexpr (std::is_same_v<A, GegluAttrs>) {
       GegluParams p;
       p.x = in(0); p.y = y; p.rows = (long long)(ys.numel() / ys.c); p.f = int(ys.c);
       geglu_ref(p);
+    } else if constexpr (std::is_same_v<A, EmbeddingAttrs>) {
+      EmbeddingParams p;
+      p.ids = gin.input_ids;
+      p.token_table = wt("token"); p.pos_table = wt("position"); p.y = y;
+      p.n = int(ys.n); p.l = int(ys.w); p.c = a.dim; p.vocab = a.vocab; p.max_positions = a.max_positions;
+      embedding_ref(p);
+    } else {
+      static_assert(std::is_same_v<A, ActivationAttrs>);
+      ActivationParams p;
+      p.x = in(0); p.y = y; p.count = (long long)ys.numel(); p.kind = a.kind;
+      activation_ref(p);
     }
   }, nd.attrs);
 }

@@ -27,13 +27,15 @@ struct GraphInputs {
   const float* timesteps = nullptr;  // [N]
   const int32_t* labels = nullptr;   // [N]
   const float* context = nullptr;    // encoder_hidden_states [N, L, context_dim]
+  const int32_t* input_ids = nullptr;  // token ids [N, L] (text encoders; then sample is null)
 };
 
 class CpuExecutor {
  public:
   // The denoiser (mf.graph), planned for batch n at h x w; throws for sizes it cannot take.
   CpuExecutor(const ModelFile& mf, const CpuWeights& weights, int n, int h, int w);
-  // Any graph of the file (mf.graph or mf.vae.graph); `in.context_len` for text-conditioned UNets.
+  // Any graph of the file (mf.graph, mf.vae.graph or mf.text_encoder.graph); `in.context_len` for
+  // text-conditioned UNets, `in.seq_len` (tokens) for text encoders.
   CpuExecutor(const ModelFile& mf, const CpuWeights& weights, const Graph& graph, const PlanInputs& in);
 
   // sample: [N,H,W,Cin] NHWC; timesteps: [N]; labels: [N] or null; out: [N,H,W,Cout].

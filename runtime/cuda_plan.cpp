@@ -100,7 +100,7 @@ Scratch scratch_for(const Graph& g, const MemoryPlan& plan, uint64_t es) {
 }  // namespace
 
 CudaMemoryReport cuda_memory_report(const ModelFile& mf, DType dtype, int batch, int h, int w, bool cfg, int steps,
-                                    int context_len) {
+                                    int context_len, const PlanLimits& limits) {
   if (batch < 1) fail(ErrorCode::InvalidArgument, "batch must be >= 1");
   if (steps < 1) fail(ErrorCode::InvalidArgument, "steps must be >= 1");
   const Graph& g = mf.graph;
@@ -108,7 +108,7 @@ CudaMemoryReport cuda_memory_report(const ModelFile& mf, DType dtype, int batch,
   r.dtype = dtype;
   r.model_batch = cfg ? 2 * batch : batch;
   r.context_len = context_len;
-  const MemoryPlan plan = plan_memory(g, PlanInputs{r.model_batch, h, w, context_len});  // checks context_len
+  const MemoryPlan plan = plan_memory(g, PlanInputs{r.model_batch, h, w, context_len}, limits);  // checks context_len
   const uint64_t es = dtype_size(dtype);
   for (const TensorInfo& t : mf.tensors) r.weight_bytes += align_bytes(checked_bytes(t.numel(), es, "weights"));
   r.arena_bytes = plan_device_arena(g, plan, dtype).bytes;
@@ -124,7 +124,7 @@ CudaMemoryReport cuda_memory_report(const ModelFile& mf, DType dtype, int batch,
   MemoryPlan vplan;
   if (mf.vae.present()) {
     const Graph& vg = mf.vae.graph;
-    vplan = plan_memory(vg, PlanInputs{batch, h, w, 0});
+    vplan = plan_memory(vg, PlanInputs{batch, h, w, 0}, limits);
     r.vae_arena_bytes = plan_device_arena(vg, vplan, dtype).bytes;
     r.vae_input_bytes = align_bytes(vplan.shapes[size_t(vg.sample)].numel() * es);
     r.vae_group_norm_workspace_bytes = group_norm_workspace_for(vg, vplan);

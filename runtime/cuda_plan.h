@@ -54,8 +54,9 @@ struct CudaMemoryReport {
 
 // No CUDA call. `batch` is the number of images; `cfg` doubles the model batch. `steps` sizes the tables.
 // `context_len`: tokens of encoder_hidden_states for a text-conditioned UNet (77 for CLIP; required >= 1 there),
-// 0 for other models.
+// 0 for other models. `limits` bound the plans (the API raises max_arena_bytes to report, rather than refuse, the
+// bytes an absurd request needs).
 CudaMemoryReport cuda_memory_report(const ModelFile& mf, DType dtype, int batch, int h, int w, bool cfg = false,
-                                    int steps = 1000, int context_len = 0);
+                                    int steps = 1000, int context_len = 0, const PlanLimits& limits = {});
 
 }  // namespace diffrt

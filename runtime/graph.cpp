@@ -18,6 +18,8 @@ struct OpNameOf {
   const char* operator()(const AffineAttrs&) const { return "affine"; }
   const char* operator()(const LayerNormAttrs&) const { return "layer_norm"; }
   const char* operator()(const GegluAttrs&) const { return "geglu"; }
+  const char* operator()(const EmbeddingAttrs&) const { return "embedding"; }
+  const char* operator()(const ActivationAttrs&) const { return "activation"; }
 };
 }  // namespace
 

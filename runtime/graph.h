@@ -8,6 +8,7 @@
 #include <variant>
 #include <vector>
 
+#include "kernels/activation/activation.h"
 #include "kernels/group_norm/group_norm.h"
 
 namespace diffrt {
@@ -36,9 +37,11 @@ struct GroupNormAttrs {  // inputs: [x] or [x, emb]; weights: weight, bias
 // Self-attention: inputs [qkv] with channels [q | k | v] (keys are the query's own tokens).
 // Cross-attention: inputs [q, kv]; q [N, Lq, C], kv [N, Lkv, 2C] with channels [k | v] (e.g. the text
 // context projected by to_k/to_v fused into one linear). Out: q's shape with C = heads*head_dim.
+// causal (self-attention only): key j is masked for query i when j > i (CLIP's text encoder).
 struct AttentionAttrs {
   int heads = 1, head_dim = 0;
   float scale = 1.0f;
+  bool causal = false;
 };
 struct ConcatAttrs {};      // inputs: [a, b] -> channels a then b
 struct Upsample2xAttrs {};  // inputs: [x]
@@ -49,10 +52,18 @@ struct LayerNormAttrs {  // inputs: [x]; normalises the last dim (biased varianc
   float eps = 1e-5f;
 };
 struct GegluAttrs {};  // inputs: [x] with last dim 2F -> [.., F]: x[:F] * gelu_erf(x[F:]) (diffusers GEGLU)
+// inputs: [input_ids [N, L] int32]; weights: token [vocab, dim], position [max_positions, dim] ->
+// [N, L, dim] = token[ids] + position[0..L) (CLIP's text embeddings).
+struct EmbeddingAttrs {
+  int vocab = 0, dim = 0, max_positions = 0;
+};
+struct ActivationAttrs {  // inputs: [x]; elementwise gelu / gelu_tanh / quick_gelu
+  ActivationKind kind = ActivationKind::Gelu;
+};
 
 using OpAttrs = std::variant<TimeEmbeddingAttrs, Conv2dAttrs, LinearAttrs, GroupNormAttrs,
                              AttentionAttrs, ConcatAttrs, Upsample2xAttrs, AffineAttrs, LayerNormAttrs,
-                             GegluAttrs>;
+                             GegluAttrs, EmbeddingAttrs, ActivationAttrs>;
 
 // The op name is the variant alternative's stem: "time_embedding", "conv2d", ...
 const char* op_name(const OpAttrs& a);
@@ -67,13 +78,15 @@ struct Node {
 
 // Graph inputs are values "sample" [N,H,W,Cin] and optionally "timestep" [N] (every denoiser has
 // one; a VAE decoder has none), "class_labels" [N] and "encoder_hidden_states" [N,L,context_dim]
-// (text context for cross-attention; L is chosen per run). The output value is "out"
-// [N,H',W',Cout]. Every other value is produced by exactly one node, and nodes are stored in a
-// valid execution order. Token views are free: NHWC [N,H,W,C] is [N,H*W,C].
+// (text context for cross-attention; L is chosen per run). A text encoder instead takes
+// "input_ids" [N, L] int32 alone (no sample). The output value is "out": [N,H',W',Cout], or
+// [N, L, Cout] for a text encoder. Every other value is produced by exactly one node, and nodes are
+// stored in a valid execution order. Token views are free: NHWC [N,H,W,C] is [N,H*W,C].
 struct Graph {
   std::vector<std::string> values;  // value id -> name
   std::vector<Node> nodes;
   int sample = -1, timestep = -1, class_labels = -1, context = -1, output = -1;
+  int input_ids = -1;         // token ids [N, L] int32 (text encoders; then sample is -1)
   int in_channels = 0, out_channels = 0;
   int context_dim = 0;        // channels of encoder_hidden_states when context >= 0
   int downsample_factor = 1;  // H and W must be multiples of this

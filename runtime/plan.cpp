@@ -97,12 +97,25 @@ ValueShape infer(const Node& nd, const std::vector<ValueShape>& s) {
       want_inputs(1, 1);
       o = in(0);
       if (o.rank < 2) bad(nd, "expects [..., C], got " + o.str());
-    } else {
-      static_assert(std::is_same_v<A, GegluAttrs>);
+    } else if constexpr (std::is_same_v<A, GegluAttrs>) {
       want_inputs(1, 1);
       o = in(0);
       if (o.rank < 2 || o.c % 2) bad(nd, "expects an even last dim, got " + o.str());
       o.c /= 2;
+    } else if constexpr (std::is_same_v<A, EmbeddingAttrs>) {
+      want_inputs(1, 1);
+      const ValueShape& ids = in(0);
+      if (ids.rank != 3 || ids.h != 1 || ids.c != 1) bad(nd, "expects token ids [N, L], got " + ids.str());
+      if (ids.w > a.max_positions)
+        fail(ErrorCode::InvalidArgument, "graph node '" + nd.name + "': " + std::to_string(ids.w) +
+                                             " tokens, but the text encoder has " + std::to_string(a.max_positions) +
+                                             " positions");
+      o = ids;
+      o.c = a.dim;
+    } else {
+      static_assert(std::is_same_v<A, ActivationAttrs>);
+      want_inputs(1, 1);
+      o = in(0);
     }
     return o;
   }, nd.attrs);
@@ -136,25 +149,31 @@ MemoryPlan plan_memory(const Graph& g, const PlanInputs& in, const PlanLimits& l
   const int n = in.n, h = in.h, w = in.w;
   if (n < 1 || n > lim.max_batch)
     fail(ErrorCode::InvalidArgument, "batch " + std::to_string(n) + " out of range [1, " + std::to_string(lim.max_batch) + "]");
-  if (h < 1 || w < 1 || h > lim.max_side || w > lim.max_side)
+  if (g.sample >= 0 && (h < 1 || w < 1 || h > lim.max_side || w > lim.max_side))
     fail(ErrorCode::InvalidArgument, "size " + std::to_string(h) + "x" + std::to_string(w) + " out of range [1, " +
                                          std::to_string(lim.max_side) + "]");
-  if (h % g.downsample_factor || w % g.downsample_factor)
+  if (g.sample >= 0 && (h % g.downsample_factor || w % g.downsample_factor))
     fail(ErrorCode::InvalidArgument, "size " + std::to_string(h) + "x" + std::to_string(w) +
                                          " is not a multiple of " + std::to_string(g.downsample_factor) +
                                          " (the network downsamples that many times over)");
+  if (g.input_ids >= 0 && (in.seq_len < 1 || in.seq_len > lim.max_context_len))
+    fail(ErrorCode::InvalidArgument, "input_ids length " + std::to_string(in.seq_len) + " out of range [1, " +
+                                         std::to_string(lim.max_context_len) + "]");
+  if (g.input_ids < 0 && in.seq_len != 0) fail(ErrorCode::InvalidArgument, "this network takes no input_ids");
+  if (g.sample < 0 && g.input_ids < 0) fail(ErrorCode::InvalidModel, "graph has neither a sample nor an input_ids input");
   if (g.context >= 0 && (in.context_len < 1 || in.context_len > lim.max_context_len))
     fail(ErrorCode::InvalidArgument, "encoder_hidden_states length " + std::to_string(in.context_len) +
                                          " out of range [1, " + std::to_string(lim.max_context_len) + "]");
   if (g.context < 0 && in.context_len != 0)
     fail(ErrorCode::InvalidArgument, "this network takes no encoder_hidden_states");
   MemoryPlan p;
-  p.n = n; p.h = h; p.w = w; p.context_len = in.context_len;
+  p.n = n; p.h = h; p.w = w; p.context_len = in.context_len; p.seq_len = in.seq_len;
   const size_t nv = g.values.size();
   p.shapes.assign(nv, ValueShape{});
   p.offset.assign(nv, -1);
   p.last_use.assign(nv, -1);
-  p.shapes[g.sample] = {4, n, h, w, g.in_channels};
+  if (g.sample >= 0) p.shapes[g.sample] = {4, n, h, w, g.in_channels};
+  if (g.input_ids >= 0) p.shapes[g.input_ids] = {3, n, 1, in.seq_len, 1};
   if (g.timestep >= 0) p.shapes[g.timestep] = {1, n, 1, 1, 1};
   if (g.class_labels >= 0) p.shapes[g.class_labels] = {1, n, 1, 1, 1};
   if (g.context >= 0) p.shapes[g.context] = {3, n, 1, in.context_len, g.context_dim};
@@ -177,7 +196,8 @@ MemoryPlan plan_memory(const Graph& g, const PlanInputs& in, const PlanLimits& l
       p.conv_scratch_elems = std::max<uint64_t>(p.conv_scratch_elems, conv2d_ref_scratch_floats(cp));
     }
   }
-  if (g.output < 0 || p.shapes[g.output].rank != 4) fail(ErrorCode::InvalidModel, "graph has no output value");
+  const int out_rank = g.input_ids >= 0 ? 3 : 4;  // text encoders end in [N, L, C], image graphs in NHWC
+  if (g.output < 0 || p.shapes[g.output].rank != out_rank) fail(ErrorCode::InvalidModel, "graph has no output value");
   p.last_use[g.output] = int(g.nodes.size());  // the output outlives every node
 
   ArenaAllocator arena;
@@ -200,15 +220,31 @@ MemoryPlan plan_memory(const Graph& g, const PlanInputs& in, const PlanLimits& l
 }
 
 void check_graph_inputs(const Graph& g, int num_classes, int n, const void* sample, const void* timesteps,
-                        const int32_t* labels, const void* context) {
+                        const int32_t* labels, const void* context, const int32_t* input_ids) {
   auto need = [](bool has, const void* p, const std::string& what) {
     if (has && !p) fail(ErrorCode::InvalidArgument, "this network needs " + what);
     if (!has && p) fail(ErrorCode::InvalidArgument, "this network takes no " + what);
   };
-  need(true, sample, "sample");
+  need(g.sample >= 0, sample, "sample");
+  need(g.input_ids >= 0, input_ids, "input_ids (token ids)");
   need(g.timestep >= 0, timesteps, "timesteps");
   need(g.context >= 0, context, "encoder_hidden_states (text context)");
   check_class_labels(g, num_classes, n, labels);
+}
+
+void check_input_ids(const Graph& g, int n, int len, const int32_t* ids) {
+  if (g.input_ids < 0) fail(ErrorCode::InvalidArgument, "this network takes no input_ids");
+  if (!ids) fail(ErrorCode::InvalidArgument, "this network needs input_ids (token ids)");
+  int vocab = -1;
+  for (const Node& nd : g.nodes)
+    if (const auto* e = std::get_if<EmbeddingAttrs>(&nd.attrs)) vocab = vocab < 0 ? e->vocab : std::min(vocab, e->vocab);
+  if (vocab < 0) fail(ErrorCode::InvalidModel, "text encoder graph has no embedding node");
+  const int64_t count = int64_t(n) * len;
+  for (int64_t i = 0; i < count; ++i)
+    if (ids[i] < 0 || ids[i] >= vocab)
+      fail(ErrorCode::InvalidArgument, "token id " + std::to_string(ids[i]) + " at [" + std::to_string(i / len) + ", " +
+                                           std::to_string(i % len) + "] is outside the vocabulary [0, " +
+                                           std::to_string(vocab) + ")");
 }
 
 void check_class_labels(const Graph& g, int num_classes, int n, const int32_t* labels) {

@@ -1,7 +1,7 @@
 // Shape inference and activation memory planning for a graph at a given batch and resolution.
 // Every value gets one offset in a single arena (liveness-based first-fit: a value's block is free
 // again after its last reader runs), so no allocation happens while sampling. Graph inputs
-// (sample, timestep, class_labels) live outside the arena.
+// (sample, timestep, class_labels, encoder_hidden_states, input_ids) live outside the arena.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -18,15 +18,17 @@ struct ValueShape {
   std::string str() const;
 };
 
-// What a run is planned for: batch, spatial size of "sample", and the token count of
-// "encoder_hidden_states" (0 for graphs without a text context).
+// What a run is planned for: batch, spatial size of "sample", the token count of
+// "encoder_hidden_states" (0 for graphs without a text context) and the token count of "input_ids"
+// (text encoders, which have no sample: h and w are ignored there; 0 for other graphs).
 struct PlanInputs {
   int n = 0, h = 0, w = 0;
   int context_len = 0;
+  int seq_len = 0;
 };
 
 struct MemoryPlan {
-  int n = 0, h = 0, w = 0, context_len = 0;
+  int n = 0, h = 0, w = 0, context_len = 0, seq_len = 0;
   std::vector<ValueShape> shapes;   // per value
   std::vector<int64_t> offset;      // per value, in elements; -1 for graph inputs
   uint64_t arena_elems = 0;         // arena size in elements
@@ -54,7 +56,10 @@ inline MemoryPlan plan_memory(const Graph& g, int n, int h, int w, const PlanLim
 // has that input) and the n class labels against [0, num_classes). Both backends call it before
 // touching any input; throws Error(InvalidArgument).
 void check_graph_inputs(const Graph& g, int num_classes, int n, const void* sample, const void* timesteps,
-                        const int32_t* labels, const void* context);
+                        const int32_t* labels, const void* context, const int32_t* input_ids = nullptr);
+// Token ids [n, len] of a text encoder against the vocabulary of its embedding nodes (ids must lie in
+// [0, vocab)); throws Error(InvalidArgument) naming the first bad id and its position.
+void check_input_ids(const Graph& g, int n, int len, const int32_t* ids);
 // The class-label part alone (labels may be null: required exactly when g has a class_labels input).
 void check_class_labels(const Graph& g, int num_classes, int n, const int32_t* labels);
 

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(cmake ninja-build g++ pkg-config nlohmann-json3-dev libcli11-dev libpng-dev libgtest-dev
+pkgs=(cmake ninja-build g++ pkg-config nlohmann-json3-dev libcli11-dev libpng-dev libpcre2-dev libicu-dev libgtest-dev
       libbenchmark-dev python3 python3-numpy python3-sklearn)
 missing=()
 for p in "${pkgs[@]}"; do

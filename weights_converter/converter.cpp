@@ -8,6 +8,8 @@
 #include "runtime/format/atomic_file.h"
 #include "runtime/format/json_fields.h"
 #include "runtime/format/model_file.h"
+#include "runtime/tokenizer/clip_tokenizer.h"
+#include "weights_converter/clip_text_builder.h"
 #include "weights_converter/safetensors.h"
 #include "weights_converter/scheduler_import.h"
 #include "weights_converter/unet2d_builder.h"
@@ -166,6 +168,82 @@ void convert_vae(VaePart& v, const ConvertOptions& opt) {
                                                "stored in fp16 as requested -- prefer --dtype bf16 or fp32");
 }
 
+// The text_encoder/ and tokenizer/ folders of a latent-diffusion pipeline: configs and vocabulary are read
+// (and checked against the UNet) before any weights.
+struct TextPart {
+  ClipTextConfig cfg;
+  TextEncoder encoder;
+  ClipTokenizerSpec tokenizer;
+  BuiltModel built;
+  fs::path dir;
+  std::string config_path, weights_path;
+};
+
+TextPart read_text_parts(const fs::path& in, const std::map<std::string, Component>& index, int context_dim,
+                         std::vector<std::string>& warnings) {
+  const std::string index_file = (in / "model_index.json").string();
+  const std::string hint = "; convert with no_text_encoder (--no-text-encoder) to leave the text encoder out";
+  const Component& te = index.at("text_encoder");
+  const Component& tk = index.at("tokenizer");
+  if (te.cls != "CLIPTextModel")
+    fail(ErrorCode::Unsupported, index_file + ": unsupported text_encoder class \"" + te.cls +
+                                     "\" (supported: CLIPTextModel)" + hint);
+  if (tk.cls != "CLIPTokenizer" && tk.cls != "CLIPTokenizerFast")
+    fail(ErrorCode::Unsupported, index_file + ": unsupported tokenizer class \"" + tk.cls +
+                                     "\" (supported: CLIPTokenizer)" + hint);
+  if (tk.cls == "CLIPTokenizerFast")
+    warnings.push_back(index_file + " names CLIPTokenizerFast; diffrt tokenizes as the slow CLIPTokenizer does "
+                                    "(the two differ on some unusual Unicode input)");
+  TextPart t;
+  t.dir = component_dir(in, "text_encoder");
+  const fs::path tok_dir = component_dir(in, "tokenizer");
+  if (t.dir.empty() || tok_dir.empty())
+    fail(ErrorCode::InvalidModel, (in / (t.dir.empty() ? "text_encoder" : "tokenizer")).string() +
+                                      ": missing (model_index.json names it)" + hint);
+  const fs::path cfg_path = t.dir / "config.json";
+  if (!fs::exists(cfg_path)) fail(ErrorCode::InvalidModel, t.dir.string() + ": no config.json");
+  t.config_path = cfg_path.string();
+  t.encoder.config = read_json_file(cfg_path);
+  t.cfg = parse_clip_text_config(t.encoder.config, t.config_path);
+  if (t.cfg.hidden_size != context_dim)
+    fail(ErrorCode::InvalidModel, t.config_path + ": field 'hidden_size': " + std::to_string(t.cfg.hidden_size) +
+                                      " but the UNet's cross_attention_dim is " + std::to_string(context_dim));
+  t.tokenizer = load_clip_tokenizer_dir(tok_dir.string());
+  if (t.tokenizer.vocab.size() > size_t(t.cfg.vocab_size))
+    fail(ErrorCode::InvalidModel, (tok_dir / "vocab.json").string() + ": " + std::to_string(t.tokenizer.vocab.size()) +
+                                      " tokens but the text encoder's vocab_size is " + std::to_string(t.cfg.vocab_size));
+  if (t.tokenizer.max_length > t.cfg.max_position_embeddings)
+    fail(ErrorCode::InvalidModel, (tok_dir / "tokenizer_config.json").string() + ": model_max_length " +
+                                      std::to_string(t.tokenizer.max_length) + " but the text encoder has " +
+                                      std::to_string(t.cfg.max_position_embeddings) + " positions");
+  return t;
+}
+
+void convert_text_encoder(TextPart& t, const ConvertOptions& opt) {
+  const std::set<std::string> skip = {kClipPositionIdsTensor};
+  const fs::path single = t.dir / "model.safetensors", index = t.dir / "model.safetensors.index.json";
+  SafeTensorsFile f;
+  if (fs::exists(single)) {
+    t.weights_path = single.string();
+    f = read_safetensors(single.string(), skip);
+  } else if (fs::exists(index)) {
+    t.weights_path = index.string();
+    f = read_sharded_safetensors(t.dir.string(), index.filename().string(), skip);
+  } else {
+    std::string pickles;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(t.dir, ec))
+      if (is_pickle(e.path())) pickles += " " + e.path().filename().string();
+    if (!pickles.empty())
+      fail(ErrorCode::Unsupported, t.dir.string() + ": only pickle checkpoints found (" + pickles.substr(1) +
+                                       "); pickle files can execute code and are refused. Re-save the text encoder "
+                                       "with save_pretrained(..., safe_serialization=True).");
+    fail(ErrorCode::InvalidModel, t.dir.string() + ": no model.safetensors or model.safetensors.index.json");
+  }
+  t.built = build_clip_text_encoder(t.cfg, f.tensors, opt.dtype, opt.strict, t.weights_path);
+  t.encoder.graph = std::move(t.built.graph);
+}
+
 }  // namespace
 
 ConvertReport convert_diffusers(const ConvertOptions& opt) {
@@ -188,11 +266,6 @@ ConvertReport convert_diffusers(const ConvertOptions& opt) {
       fail(ErrorCode::InvalidModel, index_file.string() + ": pipeline folder has no unet/ folder");
     fs::path sched_dir = component_dir(in, "scheduler");
     sched_file = (sched_dir.empty() ? in / "scheduler" : sched_dir) / "scheduler_config.json";
-    for (const char* part : {"text_encoder", "tokenizer"}) {
-      auto it = index.find(part);
-      if ((it != index.end() && it->second.present) || fs::exists(in / part))
-        rep.warnings.push_back(std::string(part) + "/ is not converted yet: sample from precomputed prompt embeddings");
-    }
   }
   if (!opt.scheduler_config.empty()) sched_file = opt.scheduler_config;
   rep.unet_dir = unet_dir.string();
@@ -265,6 +338,22 @@ ConvertReport convert_diffusers(const ConvertOptions& opt) {
   } else if (!conditional && pipeline && index.count("vae") && index["vae"].present) {
     rep.warnings.push_back("vae/ is not converted for a UNet2DModel pipeline");
   }
+  TextPart text;
+  bool with_text = false;
+  {
+    const bool has_te = index.count("text_encoder") && index["text_encoder"].present;
+    const bool has_tok = index.count("tokenizer") && index["tokenizer"].present;
+    if (conditional && pipeline && !opt.no_text_encoder && (has_te || has_tok)) {
+      if (!has_te || !has_tok)
+        fail(ErrorCode::InvalidModel, (in / "model_index.json").string() + ": names a " +
+                                          (has_te ? "text_encoder but no tokenizer" : "tokenizer but no text_encoder") +
+                                          "; convert with no_text_encoder (--no-text-encoder) to leave them out");
+      text = read_text_parts(in, index, cfgc.cross_attention_dim, rep.warnings);
+      with_text = true;
+    } else if (!conditional && pipeline && (has_te || has_tok)) {
+      rep.warnings.push_back("text_encoder/ and tokenizer/ are not converted for a UNet2DModel pipeline");
+    }
+  }
 
   // ---- weights ----
   auto weights = load_weights(unet_dir, &rep.weights_source);
@@ -297,6 +386,14 @@ ConvertReport convert_diffusers(const ConvertOptions& opt) {
     for (auto& t : vae.built.tensors) m.tensors.push_back(std::move(t));
   }
 
+  if (with_text) {
+    convert_text_encoder(text, opt);
+    rep.text_encoder_source = text.weights_path;
+    rep.text_encoder_nodes = text.encoder.graph.nodes.size();
+    for (const auto& w : text.built.warnings) rep.warnings.push_back("text_encoder: " + w);
+    for (auto& t : text.built.tensors) m.tensors.push_back(std::move(t));
+  }
+
   // ---- write ----
   const json dv = cfg_json.contains("_diffusers_version") ? cfg_json["_diffusers_version"] : json();
   json prov = {{"converter", "diffrt convert " DIFFRT_VERSION_STRING},
@@ -311,8 +408,14 @@ ConvertReport convert_diffusers(const ConvertOptions& opt) {
     prov["source_vae_config"] = "vae/" + fs::path(vae.config_path).filename().string();
     prov["source_vae_weights"] = "vae/" + fs::path(rep.vae_source).filename().string();
   }
+  if (with_text) {
+    prov["source_text_encoder_config"] = "text_encoder/config.json";
+    prov["source_text_encoder_weights"] = "text_encoder/" + fs::path(rep.text_encoder_source).filename().string();
+    prov["source_tokenizer"] = "tokenizer/";
+  }
   std::vector<uint8_t> bytes = serialize_model_file(rep.family, cfg_json, m.graph, m.tensors, sched.config, cond, prov,
-                                                    vae.decoder.present() ? &vae.decoder : nullptr);
+                                                    vae.decoder.present() ? &vae.decoder : nullptr,
+                                                    with_text ? &text.encoder : nullptr, with_text ? &text.tokenizer : nullptr);
   rep.tensors = m.tensors.size();
   rep.nodes = m.graph.nodes.size();
   std::vector<TensorBlob>().swap(m.tensors);  // peak memory: the blobs are in `bytes` now

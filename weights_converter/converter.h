@@ -2,9 +2,12 @@
 //  * a UNet2DModel or UNet2DConditionModel folder (config.json + diffusion_pytorch_model.safetensors
 //    or a sharded index, optional scheduler_config.json);
 //  * a pipeline folder (model_index.json, unet/, scheduler/; for latent diffusion -- a
-//    UNet2DConditionModel -- also vae/ with an AutoencoderKL, whose decoder is stored with the UNet).
-// Families: "unet2d" (UNet2DModel) and "unet2d_condition" (UNet2DConditionModel). text_encoder/ and
-// tokenizer/ are not converted yet (a warning says so). Pickle checkpoints are refused.
+//    UNet2DConditionModel -- also vae/ with an AutoencoderKL, whose decoder is stored with the UNet, and,
+//    when model_index.json names them, text_encoder/ (transformers CLIPTextModel: config.json +
+//    model.safetensors or a sharded index) and tokenizer/ (CLIPTokenizer: vocab.json, merges.txt,
+//    tokenizer_config.json, special_tokens_map.json), stored so `diffrt sample --prompt` works).
+// Families: "unet2d" (UNet2DModel) and "unet2d_condition" (UNet2DConditionModel). Pickle checkpoints are
+// refused.
 #pragma once
 #include <string>
 #include <vector>
@@ -21,13 +24,15 @@ struct ConvertOptions {
   bool strict = false;           // unexpected tensors are errors
   int null_class = -2;           // -2: auto (last class of a class-conditional model), -1: none
   bool no_vae = false;           // latent-diffusion pipelines: convert the UNet without the VAE decoder
+  bool no_text_encoder = false;  // latent-diffusion pipelines: leave out the text encoder and tokenizer
 };
 
 struct ConvertReport {
   std::string family;            // "unet2d" or "unet2d_condition"
   std::string unet_dir, weights_source, scheduler_source;
   std::string vae_source;        // the VAE weights file ("" when no VAE was converted)
-  size_t tensors = 0, nodes = 0, vae_nodes = 0;
+  std::string text_encoder_source;  // the text encoder weights file ("" when none was converted)
+  size_t tensors = 0, nodes = 0, vae_nodes = 0, text_encoder_nodes = 0;
   uint64_t bytes = 0;
   std::vector<std::string> warnings;
 };

@@ -48,16 +48,26 @@ bool known_unsupported(const std::string& s) {
   return false;
 }
 
+// Element size of the integer/bool dtypes a caller may ask to skip (0: not skippable).
+uint64_t skippable_size(const std::string& s) {
+  if (s == "I64" || s == "U64") return 8;
+  if (s == "I32" || s == "U32") return 4;
+  if (s == "I16" || s == "U16") return 2;
+  if (s == "I8" || s == "U8" || s == "BOOL") return 1;
+  return 0;
+}
+
 struct Entry {
   std::string name;
   DType dtype = DType::F32;
   std::vector<int64_t> shape;
   uint64_t begin = 0, end = 0;
+  bool skipped = false;  // an integer tensor the caller listed: validated, not loaded
 };
 
 // Parses and validates the JSON header against a byte buffer of `buffer_size` bytes.
 std::vector<Entry> parse_header(std::string_view text, uint64_t buffer_size, const JsonCheck& c,
-                                std::map<std::string, std::string>* metadata) {
+                                std::map<std::string, std::string>* metadata, const std::set<std::string>& skip) {
   if (text.empty() || text[0] != '{') c.fail("header", "does not start with '{'");
   json h = c.parse_strict(text, "header");
   c.object(h, "header");
@@ -77,7 +87,9 @@ std::vector<Entry> parse_header(std::string_view text, uint64_t buffer_size, con
     Entry e;
     e.name = name;
     const std::string dt = c.string_at(*it, tq, "dtype");
-    if (dt == "F32") e.dtype = DType::F32;
+    uint64_t elem = 0;
+    if (skip.count(name) && (elem = skippable_size(dt)) != 0) e.skipped = true;
+    else if (dt == "F32") e.dtype = DType::F32;
     else if (dt == "F16") e.dtype = DType::F16;
     else if (dt == "BF16") e.dtype = DType::BF16;
     else if (known_unsupported(dt))
@@ -95,7 +107,7 @@ std::vector<Entry> parse_header(std::string_view text, uint64_t buffer_size, con
       e.shape.push_back(d);
       if (!mul_ok(numel, uint64_t(d), &numel)) c.fail(sp, "element count overflows 64 bits");
     }
-    if (!mul_ok(numel, dtype_size(e.dtype), &nbytes)) c.fail(sp, "byte size overflows 64 bits");
+    if (!mul_ok(numel, e.skipped ? elem : dtype_size(e.dtype), &nbytes)) c.fail(sp, "byte size overflows 64 bits");
 
     const std::string op = json_path(tq, "data_offsets");
     const json& offs = c.array(c.member(*it, tq, "data_offsets"), op);
@@ -215,16 +227,21 @@ std::vector<float> SafeTensor::to_f32() const {
   return out;
 }
 
-SafeTensorsFile parse_safetensors(const uint8_t* data, size_t size, const std::string& origin) {
+SafeTensorsFile parse_safetensors(const uint8_t* data, size_t size, const std::string& origin,
+                                  const std::set<std::string>& skip) {
   JsonCheck c(origin);
   if (size < 8) c.fail("", "file is " + std::to_string(size) + " bytes, too small for a safetensors header");
   const uint64_t n = read_u64_le(data);
   check_header_length(n, size, c);
   SafeTensorsFile f;
   std::string_view text(reinterpret_cast<const char*>(data + 8), size_t(n));
-  std::vector<Entry> entries = parse_header(text, size - 8 - n, c, &f.metadata);
+  std::vector<Entry> entries = parse_header(text, size - 8 - n, c, &f.metadata, skip);
   const uint8_t* buf = data + 8 + n;
   for (Entry& e : entries) {
+    if (e.skipped) {
+      f.skipped.insert(e.name);
+      continue;
+    }
     const uint64_t begin = e.begin;
     SafeTensor t = make_tensor(std::move(e), origin);
     if (!t.bytes.empty()) std::memcpy(t.bytes.data(), buf + begin, t.bytes.size());
@@ -233,7 +250,7 @@ SafeTensorsFile parse_safetensors(const uint8_t* data, size_t size, const std::s
   return f;
 }
 
-SafeTensorsFile read_safetensors(const std::string& path) {
+SafeTensorsFile read_safetensors(const std::string& path, const std::set<std::string>& skip) {
   JsonCheck c(path);
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) throw Error(ErrorCode::Io, path + ": cannot open: " + std::strerror(errno));
@@ -249,8 +266,12 @@ SafeTensorsFile read_safetensors(const std::string& path) {
   std::string text(size_t(n), '\0');
   pread_full(fd.get(), text.data(), n, 8, path);
   SafeTensorsFile f;
-  std::vector<Entry> entries = parse_header(text, size - 8 - n, c, &f.metadata);
+  std::vector<Entry> entries = parse_header(text, size - 8 - n, c, &f.metadata, skip);
   for (Entry& e : entries) {
+    if (e.skipped) {
+      f.skipped.insert(e.name);
+      continue;
+    }
     const uint64_t off = 8 + n + e.begin;
     SafeTensor t = make_tensor(std::move(e), path);
     pread_full(fd.get(), t.bytes.data(), t.bytes.size(), off, path);
@@ -259,7 +280,8 @@ SafeTensorsFile read_safetensors(const std::string& path) {
   return f;
 }
 
-SafeTensorsFile read_sharded_safetensors(const std::string& dir, const std::string& index_name) {
+SafeTensorsFile read_sharded_safetensors(const std::string& dir, const std::string& index_name,
+                                         const std::set<std::string>& skip) {
   JsonCheck dc(dir);
   check_relative_name(index_name, dc, "index");
   std::error_code ec;
@@ -292,10 +314,12 @@ SafeTensorsFile read_sharded_safetensors(const std::string& dir, const std::stri
   }
 
   std::map<std::string, SafeTensorsFile> shards;
-  for (const auto& s : shard_names) shards.emplace(s.first, read_safetensors(s.first));
+  for (const auto& s : shard_names) shards.emplace(s.first, read_safetensors(s.first, skip));
   std::map<std::string, std::vector<std::string>> where;  // tensor -> canonical shards holding it
-  for (const auto& s : shards)
+  for (const auto& s : shards) {
     for (const auto& t : s.second.tensors) where[t.first].push_back(s.first);
+    for (const auto& t : s.second.skipped) where[t].push_back(s.first);
+  }
 
   for (const auto& w : where) {
     const std::string tq = "tensor " + quote_for_error(w.first);
@@ -313,6 +337,10 @@ SafeTensorsFile read_sharded_safetensors(const std::string& dir, const std::stri
   SafeTensorsFile out;
   for (const auto& m : want) {
     auto& shard = shards.at(m.second);
+    if (shard.skipped.count(m.first)) {
+      out.skipped.insert(m.first);
+      continue;
+    }
     auto t = shard.tensors.find(m.first);
     if (t == shard.tensors.end())
       c.fail(json_path("weight_map", quote_for_error(m.first)),

@@ -1,5 +1,8 @@
-// Flash-style multi-head attention (forward, non-causal, no mask), self and cross:
+// Flash-style multi-head attention (forward; optional causal mask), self and cross:
 //   o[b, i, h*d + e] = sum_j softmax_j(scale * q_i . k_j) v[b, j, h*d + e]
+// causal (CLIP's text encoder): keys j > i get -inf scores, and key tiles that lie wholly after a block's
+// last query row are never fetched (a block of query rows [q0, q0+64) stops at key min(Lkv, q0+64)).
+// Key 0 is visible to every row, so the running max is finite from the first tile on.
 // Layout: q [B, Lq, ldq], k/v [B, Lkv, ldk/ldv], o [B, Lq, ldo]; head h occupies columns [h*d, (h+1)*d)
 // of each row, so a fused QKV projection output [B, L, 3C] is read in place (ld = 3C).
 // The score matrix never reaches global memory: each block keeps a running row max m and row sum l
@@ -25,7 +28,8 @@
 // Next steps if profiles ask: double-buffered K/V, wgmma (sm_90a) with TMA, split-KV for Lq=1.
 //
 // Test: tests/gpu/attention_test.cpp (vs attention_ref over d = 8..512, Lq/Lkv = 1..4096, self and
-// cross, strided views, all dtypes). Benchmark: bench (TFLOP/s = 4*B*H*Lq*Lkv*d / time).
+// cross, strided views, all dtypes); causal: tests/gpu/attention_causal_test.cpp. Benchmark: bench
+// (TFLOP/s = 4*B*H*Lq*Lkv*d / time; causal rows count the visible half).
 #include <cmath>
 #include <string>
 
@@ -48,6 +52,7 @@ struct AttnArgs {
   float scale_log2;  // scale * log2(e)
   int nchunks;       // output-column chunks of DO per head (tensor-core kernel)
   bool vec;          // 16-byte fetches allowed
+  bool causal;       // mask keys j > query i
 };
 
 // ---- PTX wrappers (sm_80+) ---------------------------------------------------------------------
@@ -157,7 +162,8 @@ __global__ void __launch_bounds__(128) attn_mma(AttnArgs a) {
   for (int i = 0; i < NO; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
 
-  const int ntiles = (a.lkv + BK - 1) / BK;
+  const int kend = a.causal ? min(a.lkv, q0 + BQ) : a.lkv;  // keys this block can see
+  const int ntiles = (kend + BK - 1) / BK;
   for (int j = 0; j < ntiles; ++j) {
     const int k0 = j * BK;
     load_tile<T, BK, DO, VP, NT>(sV, vg, a.ldv, k0, a.lkv, vcol0, a.d, a.vec);
@@ -185,12 +191,16 @@ __global__ void __launch_bounds__(128) attn_mma(AttnArgs a) {
     // Online softmax. Thread holds rows lane/4 (c0,c1) and lane/4+8 (c2,c3) at key columns
     // nt*8 + 2*(lane%4) + {0,1}; a row is shared by the 4 threads of a quad.
     const bool partial = k0 + BK > a.lkv;
+    const int row_lo = q0 + warp * 16 + (lane >> 2);  // this thread's rows: row_lo (c0, c1), row_lo + 8 (c2, c3)
+    const bool diagonal = a.causal && k0 + BK - 1 > q0 + warp * 16;  // some key of the tile is after a row
 #pragma unroll
     for (int nt = 0; nt < NS; ++nt)
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
         float t = s[nt][c] * a.scale_log2;
-        if (partial && k0 + nt * 8 + 2 * (lane & 3) + (c & 1) >= a.lkv) t = -INFINITY;
+        const int key = k0 + nt * 8 + 2 * (lane & 3) + (c & 1);
+        if (partial && key >= a.lkv) t = -INFINITY;
+        if (diagonal && key > row_lo + 8 * (c >> 1)) t = -INFINITY;
         s[nt][c] = t;
       }
 #pragma unroll
@@ -200,12 +210,15 @@ __global__ void __launch_bounds__(128) attn_mma(AttnArgs a) {
       for (int nt = 0; nt < NS; ++nt) mx = fmaxf(mx, fmaxf(s[nt][2 * r], s[nt][2 * r + 1]));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float m_new = fmaxf(m[r], mx);  // finite: every tile holds at least one valid key
-      const float alpha = exp2f(m[r] - m_new);
+      // Finite from the first tile on: it holds key 0, which no mask hides. The guard keeps a row that
+      // has seen only masked keys at m = -inf without producing NaN (alpha = exp2(-inf - -inf)).
+      const float m_new = fmaxf(m[r], mx);
+      const float m_use = m_new == -INFINITY ? 0.0f : m_new;
+      const float alpha = exp2f(m[r] - m_use);
       float sum = 0.0f;
 #pragma unroll
       for (int nt = 0; nt < NS; ++nt) {
-        float p0 = exp2f(s[nt][2 * r] - m_new), p1 = exp2f(s[nt][2 * r + 1] - m_new);
+        float p0 = exp2f(s[nt][2 * r] - m_use), p1 = exp2f(s[nt][2 * r + 1] - m_use);
         s[nt][2 * r] = p0;
         s[nt][2 * r + 1] = p1;
         sum += p0 + p1;
@@ -304,7 +317,8 @@ __global__ void __launch_bounds__(128) attn_f32(AttnArgs a) {
   }
   const float* myq = sQ + warp * RQ * D;
 
-  for (int k0 = 0; k0 < a.lkv; k0 += BK) {
+  const int kend = a.causal ? min(a.lkv, q0 + BQ) : a.lkv;  // keys this block can see
+  for (int k0 = 0; k0 < kend; k0 += BK) {
     __syncthreads();  // previous tile fully consumed (and sQ written, first time)
     for (int idx = threadIdx.x; idx < BK * D; idx += 128) {
       int r = idx / D, c = idx % D;
@@ -328,16 +342,18 @@ __global__ void __launch_bounds__(128) attn_f32(AttnArgs a) {
     float p[RQ];
 #pragma unroll
     for (int i = 0; i < RQ; ++i) {
-      float t = valid ? s[i] * a.scale_log2 : -INFINITY;
+      const bool visible = valid && (!a.causal || k0 + lane <= q0 + warp * RQ + i);
+      float t = visible ? s[i] * a.scale_log2 : -INFINITY;
       float m_new = fmaxf(m[i], warp_max(t));
-      float alpha = exp2f(m[i] - m_new);
-      p[i] = exp2f(t - m_new);
+      const float m_use = m_new == -INFINITY ? 0.0f : m_new;  // see attn_mma
+      float alpha = exp2f(m[i] - m_use);
+      p[i] = exp2f(t - m_use);
       l[i] = l[i] * alpha + p[i];  // per-lane partial; reduced over the warp at the end
       m[i] = m_new;
 #pragma unroll
       for (int e = 0; e < E; ++e) acc[i][e] *= alpha;
     }
-    const int kmax = min(BK, a.lkv - k0);
+    const int kmax = min(BK, kend - k0);
     for (int kk = 0; kk < kmax; ++kk) {
       float vv[E];
 #pragma unroll
@@ -433,7 +449,7 @@ void attention_cuda(const AttentionParams& p, cudaStream_t stream) {
   DIFFRT_REQUIRE(std::isfinite(p.scale), ErrorCode::InvalidArgument, "attention_cuda: scale not finite");
 
   AttnArgs a{p.q, p.k, p.v, p.o, p.batch, p.heads, p.lq, p.lkv, p.head_dim,
-             p.ldq, p.ldk, p.ldv, p.ldo, p.scale * kLog2e, 1, false};
+             p.ldq, p.ldk, p.ldv, p.ldo, p.scale * kLog2e, 1, false, p.causal};
   a.vec = p.dtype != DType::F32 && p.head_dim % 8 == 0 && p.ldq % 8 == 0 && p.ldk % 8 == 0 &&
           p.ldv % 8 == 0 && p.ldo % 8 == 0 && aligned_to(p.q, 16) && aligned_to(p.k, 16) &&
           aligned_to(p.v, 16) && aligned_to(p.o, 16);

@@ -1,6 +1,8 @@
 // Multi-head scaled-dot-product attention, softmax over keys:
 //   o[b, i, h*d:(h+1)*d] = sum_j softmax_j(scale * q_i . k_j) v_j
 // q/k/v/o are row-strided views so a fused QKV projection output [B, L, 3C] is read in place.
+// causal: key j is masked for query i when j > i (CLIP's text encoder; top-left aligned, so query i
+// always sees key 0 and no row is empty). Masked keys get probability exactly 0.
 #pragma once
 #include <cuda_runtime_api.h>
 
@@ -16,6 +18,7 @@ struct AttentionParams {
   int batch = 0, heads = 0, lq = 0, lkv = 0, head_dim = 0;
   int ldq = 0, ldk = 0, ldv = 0, ldo = 0;  // row strides in elements
   float scale = 1.0f;
+  bool causal = false;  // mask keys j > i
   DType dtype = DType::F32;
 };
 

@@ -10,10 +10,14 @@
 // double, and O_blk = P V = gemm_nt_f32(P, Vt). Copying K contiguous cut the GEMM packing cost
 // (strided L3 reads) by 1/3 at Lkv=4096; one parallel region keeps the fork/join count at one.
 // Speed (one core, thread CPU time): L=256 D=256 1.5 ms (44 GFLOP/s); L=4096 D=40 H=8 0.61 s.
+// Causal (key j > query i masked): a query block only needs keys [0, i0 + rows), so both GEMMs run over
+// that prefix; inside it the masked scores are set to -inf before the softmax and their probabilities to
+// exactly 0 after it (exp_nonpos clamps at exp(-87), which would otherwise leave 1.6e-38).
 // o may be q itself (same columns): each task reads its query rows before writing them. o must not
 // overlap k or v.
 // Tested by tests/ops_ref_test.cpp against torch softmax(q k^T * scale) v fixtures (1 head D=64 and
-// 256, multi-head, cross-attention with Lkv=77) and a naive double loop over awkward shapes.
+// 256, multi-head, cross-attention with Lkv=77) and a naive double loop over awkward shapes; the causal
+// mask by tests/attention_causal_test.cpp (naive double loop; CLIP text-encoder shapes).
 #include <omp.h>
 
 #include <algorithm>
@@ -153,10 +157,18 @@ void attention_ref(const AttentionParams& p) {
         kv_b = b;
         kv_h = h;
       }
-      gemm_nt_f32(rows, Lkv, D, qblk, p.ldq, kc.data(), D, s.data(), Lkv, false);
-      softmax_fn(s.data(), rows, Lkv, scale);
+      // Causal: only keys [0, i0 + rows) are visible to this block; s is packed as [rows, lk].
+      const int lk = p.causal ? std::min(Lkv, i0 + rows) : Lkv;
+      gemm_nt_f32(rows, lk, D, qblk, p.ldq, kc.data(), D, s.data(), lk, false);
+      if (p.causal)
+        for (int i = 0; i < rows; ++i)
+          for (int j = i0 + i + 1; j < lk; ++j) s[static_cast<size_t>(i) * lk + j] = -INFINITY;
+      softmax_fn(s.data(), rows, lk, scale);
+      if (p.causal)
+        for (int i = 0; i < rows; ++i)
+          for (int j = i0 + i + 1; j < lk; ++j) s[static_cast<size_t>(i) * lk + j] = 0.0f;
       float* oblk = o + (static_cast<size_t>(b) * Lq + i0) * p.ldo + col;         // [rows, D]
-      gemm_nt_f32(rows, D, Lkv, s.data(), Lkv, vt.data(), Lkv, oblk, p.ldo, false);
+      gemm_nt_f32(rows, D, lk, s.data(), lk, vt.data(), Lkv, oblk, p.ldo, false);
     }
   }
 }

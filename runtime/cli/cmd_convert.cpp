@@ -15,7 +15,8 @@ void add_convert_command(CLI::App& app) {
                                    "1.x/2.x), into a .drt model file");
   c->add_option("input", opt->input, "diffusers folder: config.json + diffusion_pytorch_model.safetensors "
                                      "(or a sharded .safetensors.index.json), or a pipeline folder with model_index.json, "
-                                     "unet/, scheduler/ and, for Stable Diffusion, vae/")
+                                     "unet/, scheduler/ and, for Stable Diffusion, vae/ (and text_encoder/ + tokenizer/ "
+                                     "when model_index.json names them: sample --prompt then works)")
       ->required();
   c->add_option("-o,--output", opt->output, "output model file (.drt), written atomically")->required();
   c->add_option("--dtype", *dtype, "weight storage dtype")->check(CLI::IsMember({"fp32", "fp16", "bf16"}))->capture_default_str();
@@ -23,6 +24,8 @@ void add_convert_command(CLI::App& app) {
                 "diffusers scheduler_config.json to store as the default (default: the folder's own, if any)");
   c->add_flag("--strict", opt->strict, "treat tensors the config does not use as errors (default: warn)");
   c->add_flag("--no-vae", opt->no_vae, "Stable Diffusion: convert the UNet alone (sampling then writes latents only)");
+  c->add_flag("--no-text-encoder", opt->no_text_encoder,
+              "Stable Diffusion: leave out text_encoder/ and tokenizer/ (sampling then needs --prompt-embeds)");
   c->add_option("--null-class", *null_class,
                 "class index used as the unconditional class for classifier-free guidance: an index, 'auto' "
                 "(the last class of a class-conditional model) or 'none'")
@@ -49,6 +52,9 @@ void add_convert_command(CLI::App& app) {
                   opt->output.c_str(), r.family.c_str(), r.tensors, dtype->c_str(), r.nodes, double(r.bytes) / (1 << 20),
                   r.weights_source.c_str(), r.scheduler_source.empty() ? "(none: diffusers DDPMScheduler defaults)" : r.scheduler_source.c_str());
       if (!r.vae_source.empty()) std::printf("  vae decoder: %s (%zu graph nodes)\n", r.vae_source.c_str(), r.vae_nodes);
+      if (!r.text_encoder_source.empty())
+        std::printf("  text encoder: %s (%zu graph nodes) + tokenizer\n", r.text_encoder_source.c_str(),
+                    r.text_encoder_nodes);
     }
   });
 }

@@ -49,6 +49,14 @@ void add_info_command(CLI::App& app) {
                   mf.conditioning.null_class >= 0 ? std::to_string(mf.conditioning.null_class).c_str() : "none");
     else
       std::printf("classes:     unconditional\n");
+    if (mf.text_encoder.present())
+      std::printf("text:        CLIP text encoder (%zu nodes, width %d, %s) + BPE tokenizer (%zu tokens, %zu merges, "
+                  "pads to %d with id %d): sample --prompt works\n",
+                  mf.text_encoder.graph.nodes.size(), mf.text_encoder.graph.out_channels,
+                  mf.text_encoder.config.value("hidden_act", std::string("quick_gelu")).c_str(), mf.tokenizer.vocab.size(),
+                  mf.tokenizer.merges.size(), mf.tokenizer.max_length, mf.tokenizer.pad_id);
+    else if (mf.graph.context >= 0)
+      std::printf("text:        no text encoder (sample with --prompt-embeds)\n");
     std::printf("scheduler:   %s\n", mf.scheduler.empty() ? "(diffusers DDPMScheduler defaults)" : mf.scheduler.dump().c_str());
     std::printf("provenance:  %s\n", mf.provenance.dump().c_str());
     if (*graph) {

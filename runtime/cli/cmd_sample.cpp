@@ -9,6 +9,7 @@
 #include "kernels/common/error.h"
 #include "runtime/cli/commands.h"
 #include "runtime/cli/progress.h"
+#include "runtime/cli/text_encode.h"
 #include "runtime/cpu_executor.h"
 #include "runtime/format/atomic_file.h"
 #include "runtime/format/json_fields.h"
@@ -18,6 +19,7 @@
 #include "runtime/npy.h"
 #include "runtime/sampler.h"
 #include "runtime/schedule.h"
+#include "runtime/text_encoder.h"
 #ifdef DIFFRT_HAVE_CUDA
 #include "runtime/cuda/cuda_latent.h"
 #include "runtime/cuda/cuda_sampler.h"
@@ -31,7 +33,7 @@ struct SampleOpts {
   std::string model, scheduler_config, sampler, rng = "philox", output, device = "auto", classes;
   std::string prompt_embeds, negative_prompt_embeds, output_type = "image";
   std::string timestep_spacing, prediction_type, variance_type;
-  std::vector<std::string> set;
+  std::vector<std::string> set, prompts, negative_prompts;
   int steps = 0, batch = 1, height = 0, width = 0, threads = 0, grid_cols = 0;
   double eta = 0.0, guidance = -1.0;  // < 0: the pipeline default (7.5 text-conditioned, else 1)
   std::string seed;
@@ -163,6 +165,12 @@ void add_sample_command(CLI::App& app) {
   c->add_option("--negative-prompt-embeds", o->negative_prompt_embeds,
                 "text-conditioned models: embeddings of the negative prompt, same shape (needed with guidance; diffusers "
                 "uses the empty prompt's)");
+  c->add_option("--prompt", o->prompts,
+                "text-conditioned models converted with their text encoder: the prompt (repeatable: one image batch "
+                "per prompt; -b is then the number of images per prompt, as num_images_per_prompt)");
+  c->add_option("--negative-prompt", o->negative_prompts,
+                "with --prompt and guidance: the negative prompt (once for all prompts, or once per prompt; "
+                "default \"\" as StableDiffusionPipeline)");
   c->add_option("--output-type", o->output_type,
                 "image (decode latents with the VAE) or latent (write the final latents as NCHW .npy, like "
                 "output_type=\"latent\")")->check(CLI::IsMember({"image", "latent"}))->capture_default_str();
@@ -217,10 +225,22 @@ void add_sample_command(CLI::App& app) {
     if (want_latents && !npy) fail(ErrorCode::InvalidArgument, "--output-type latent writes .npy only");
     if (!want_latents && text_model && !latent_model)
       fail(ErrorCode::InvalidArgument, "this model file has no VAE decoder: use --output-type latent");
-    if (text_model && o->prompt_embeds.empty())
-      fail(ErrorCode::InvalidArgument, "this model is text-conditioned: give --prompt-embeds");
+    const bool prompted = !o->prompts.empty();
+    if (prompted && (!o->prompt_embeds.empty() || !o->negative_prompt_embeds.empty()))
+      fail(ErrorCode::InvalidArgument, "give --prompt or --prompt-embeds, not both");
+    if (!o->negative_prompts.empty() && !prompted)
+      fail(ErrorCode::InvalidArgument, "--negative-prompt needs --prompt (with --prompt-embeds, give --negative-prompt-embeds)");
+    if (text_model && !prompted && o->prompt_embeds.empty())
+      fail(ErrorCode::InvalidArgument, mf.text_encoder.present()
+                                           ? "this model is text-conditioned: give --prompt (or --prompt-embeds)"
+                                           : "this model is text-conditioned: give --prompt-embeds (this model file has "
+                                             "no text encoder for --prompt)");
     if (!text_model && (!o->prompt_embeds.empty() || !o->negative_prompt_embeds.empty()))
       fail(ErrorCode::InvalidArgument, "--prompt-embeds: this model is not text-conditioned");
+    if (!text_model && prompted) fail(ErrorCode::InvalidArgument, "--prompt: this model is not text-conditioned");
+    if (prompted && !mf.text_encoder.present())
+      fail(ErrorCode::InvalidArgument, "--prompt: this model file has no text encoder and tokenizer (convert the pipeline "
+                                       "folder with its text_encoder/ and tokenizer/, or give --prompt-embeds)");
     if (!text_model && want_latents) fail(ErrorCode::InvalidArgument, "--output-type latent: this model has no latents");
 
     SampleRequest req;
@@ -249,7 +269,16 @@ void add_sample_command(CLI::App& app) {
     req.channels = mf.graph.in_channels;
     TextInputs text;
     TextEmbeds pos, neg;
-    if (text_model) {
+    req.guidance_scale = float(o->guidance >= 0 ? o->guidance : text_model ? 7.5 : 1.0);
+    if (text_model && prompted) {
+      // StableDiffusionPipeline.encode_prompt: the negative prompts are encoded only with guidance.
+      req.text_cfg = true;
+      PromptEmbeds pe = encode_prompts(mf, o->prompts, o->negative_prompts, guidance_on(req), o->batch,
+                                       text_encoder_on(device, mf));
+      pos = std::move(pe.positive);
+      neg = std::move(pe.negative);
+      req.batch = pos.batch;
+    } else if (text_model) {
       pos = read_text_embeds(o->prompt_embeds);
       if (!o->negative_prompt_embeds.empty()) neg = read_text_embeds(o->negative_prompt_embeds);
       if (o->batch != 1 && o->batch != pos.batch)
@@ -261,7 +290,6 @@ void add_sample_command(CLI::App& app) {
     req.class_labels = parse_classes(o->classes, mf, o->batch);
     if (mf.conditioning.num_classes && req.class_labels.empty())
       fail(ErrorCode::InvalidArgument, "this model is class-conditional: give --class (an index, a list or 'all')");
-    req.guidance_scale = float(o->guidance >= 0 ? o->guidance : text_model ? 7.5 : 1.0);
     req.null_class = mf.conditioning.null_class;
     if (text_model) {
       text.context = model_context(mf.graph, pos, neg.data.empty() ? nullptr : &neg, guidance_on(req));
@@ -295,7 +323,10 @@ void add_sample_command(CLI::App& app) {
                            {"rng", o->rng}, {"guidance_scale", req.guidance_scale}, {"batch", req.batch},
                            {"height", img_h}, {"width", img_w}, {"model", o->model},
                            {"class_labels", req.class_labels}, {"scheduler", sj}, {"device", device}};
-    if (text_model) {
+    if (text_model && prompted) {
+      meta["prompt"] = o->prompts;
+      meta["negative_prompt"] = o->negative_prompts;
+    } else if (text_model) {
       meta["prompt_embeds"] = o->prompt_embeds;
       meta["negative_prompt_embeds"] = o->negative_prompt_embeds;
     }

@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "kernels/common/error.h"
+#include "runtime/bench_env.h"
 #include "runtime/cli/commands.h"
 
 // libgomp's default is to spin-wait at barriers. With as many threads as cores and anything else
@@ -29,6 +30,10 @@ int main(int argc, char** argv) {
   diffrt::cli::add_eval_command(app);
   diffrt::cli::add_sample_command(app);
   diffrt::cli::add_decode_command(app);
+  diffrt::cli::add_encode_prompt_command(app);
+  const std::string command = diffrt::command_line(argc, argv);
+  diffrt::cli::add_bench_command(app, command);
+  diffrt::cli::add_profile_command(app, command);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -10,14 +10,17 @@
 #include <sstream>
 #include <type_traits>
 
+#include "kernels/activation/activation.h"
 #include "kernels/attention/attention.h"
 #include "kernels/common/error.h"
 #include "kernels/elementwise/elementwise.h"
+#include "kernels/embedding/embedding.h"
 #include "kernels/group_norm/group_norm.h"
 #include "kernels/layer_norm/layer_norm.h"
 #include "kernels/timestep_embedding/timestep_embedding.h"
 #include "runtime/cpu_executor.h"
 #include "runtime/cuda/cuda_kernels.h"
+#include "runtime/cuda/nvtx.h"
 
 namespace diffrt {
 
@@ -116,7 +119,11 @@ CudaExecutor::CudaExecutor(const ModelFile& mf, const CudaWeights& weights, Cuda
   arena_plan_ = plan_device_arena(g, plan_, dtype_);
   DIFFRT_CUDA_CHECK(cudaSetDevice(ctx.device()));
   arena_.allocate(std::max<uint64_t>(arena_plan_.bytes, kDeviceAlignBytes));
-  sample_.allocate(plan_.shapes[size_t(g.sample)].numel() * dtype_size(dtype_));
+  if (g.sample >= 0) sample_.allocate(plan_.shapes[size_t(g.sample)].numel() * dtype_size(dtype_));
+  if (g.input_ids >= 0) {
+    ids_.allocate(plan_.shapes[size_t(g.input_ids)].numel() * sizeof(int32_t));
+    DIFFRT_CUDA_CHECK(cudaMemsetAsync(ids_.get(), 0, ids_.bytes(), ctx.stream()));  // id 0 until uploaded
+  }
   if (g.timestep >= 0) timesteps_.allocate(n * sizeof(float));
   if (g.class_labels >= 0) {
     labels_.allocate(n * sizeof(int32_t));
@@ -137,6 +144,7 @@ void* CudaExecutor::vptr(int v) const {
   if (v == g.timestep) return timesteps_.get();
   if (v == g.class_labels) return labels_.get();
   if (v == g.context) return context_.get();
+  if (v == g.input_ids) return ids_.get();
   const int64_t off = arena_plan_.byte_offset[size_t(v)];
   if (off < 0) fail(ErrorCode::Internal, "value '" + g.values[size_t(v)] + "' has no arena slot");
   return static_cast<char*>(arena_.get()) + off;
@@ -154,6 +162,7 @@ void CudaExecutor::use_time_embedding_table(const void* table, const int* step_c
 
 void CudaExecutor::enqueue_node(size_t k) {
   const Node& nd = g_.nodes.at(k);
+  nvtx::Range range{nd.name.c_str()};  // Nsight timelines name every node (runtime/cuda/nvtx.h)
   try {
     run_node(nd);
     if (debug) {
@@ -237,6 +246,7 @@ void CudaExecutor::run_node(const Node& nd) {
       p.batch = int(ys.n); p.heads = a.heads; p.lq = int(ys.h * ys.w); p.head_dim = a.head_dim;
       p.ldo = C;
       p.scale = a.scale;
+      p.causal = a.causal;
       if (nd.inputs.size() == 1) {  // self: [q | k | v] rows of one tensor
         const char* qkv = static_cast<const char*>(in(0));
         p.q = qkv; p.k = qkv + size_t(C) * es; p.v = qkv + size_t(2 * C) * es;
@@ -273,18 +283,32 @@ void CudaExecutor::run_node(const Node& nd) {
       p.rows = (long long)(ys.numel() / uint64_t(ys.c)); p.c = int(ys.c); p.eps = a.eps;
       p.dtype = dtype_;
       layer_norm_cuda(p, st);
-    } else {
-      static_assert(std::is_same_v<A, GegluAttrs>);
+    } else if constexpr (std::is_same_v<A, GegluAttrs>) {
       GegluParams p;
       p.x = in(0); p.y = y; p.rows = (long long)(ys.numel() / uint64_t(ys.c)); p.f = int(ys.c);
       p.dtype = dtype_;
       geglu_cuda(p, st);
+    } else if constexpr (std::is_same_v<A, EmbeddingAttrs>) {
+      // Ids were range-checked on the host when uploaded (upload_input_ids); a bad one would give NaN rows.
+      EmbeddingParams p;
+      p.ids = static_cast<const int32_t*>(in(0));
+      p.token_table = wt("token"); p.pos_table = wt("position"); p.y = y;
+      p.n = int(ys.n); p.l = int(ys.w); p.c = a.dim; p.vocab = a.vocab; p.max_positions = a.max_positions;
+      p.dtype = dtype_;
+      embedding_cuda(p, st);
+    } else {
+      static_assert(std::is_same_v<A, ActivationAttrs>);
+      ActivationParams p;
+      p.x = in(0); p.y = y; p.count = (long long)ys.numel(); p.kind = a.kind;
+      p.dtype = dtype_;
+      activation_cuda(p, st);
     }
   }, nd.attrs);
 }
 
 std::vector<float> CudaExecutor::download(int v) const {
-  if (v == g_.class_labels) fail(ErrorCode::InvalidArgument, "download: class labels are int32, not a float value");
+  if (v == g_.class_labels || v == g_.input_ids)
+    fail(ErrorCode::InvalidArgument, "download: class labels and token ids are int32, not float values");
   const uint64_t count = plan_.shapes[size_t(v)].numel();
   const DType t = v == g_.timestep ? DType::F32 : dtype_;
   std::vector<uint8_t> raw(count * dtype_size(t));
@@ -326,7 +350,13 @@ std::vector<float> rounded_to(DType dtype, const float* x, uint64_t count) {
 }  // namespace
 
 void CudaExecutor::upload_sample(const float* x) {
+  if (g_.sample < 0) fail(ErrorCode::InvalidArgument, "this network takes no sample");
   upload_as(dtype_, x, plan_.shapes[size_t(g_.sample)].numel(), sample_.get(), ctx_.stream());
+}
+
+void CudaExecutor::upload_input_ids(const int32_t* ids) {
+  check_input_ids(g_, plan_.n, plan_.seq_len, ids);  // the kernel cannot report a bad id; refuse it here
+  copy_to_device(ids_.get(), ids, ids_.bytes(), ctx_.stream());
 }
 
 void CudaExecutor::upload_context(const float* context) {
@@ -336,8 +366,10 @@ void CudaExecutor::upload_context(const float* context) {
 }
 
 void CudaExecutor::upload_inputs(const GraphInputs& in) {
-  check_graph_inputs(g_, mf_.conditioning.num_classes, plan_.n, in.sample, in.timesteps, in.labels, in.context);
-  upload_sample(in.sample);
+  check_graph_inputs(g_, mf_.conditioning.num_classes, plan_.n, in.sample, in.timesteps, in.labels, in.context,
+                     in.input_ids);
+  if (in.sample) upload_sample(in.sample);
+  if (in.input_ids) upload_input_ids(in.input_ids);
   if (in.timesteps) copy_to_device(timesteps_.get(), in.timesteps, size_t(plan_.n) * sizeof(float), ctx_.stream());
   if (in.labels) copy_to_device(labels_.get(), in.labels, size_t(plan_.n) * sizeof(int32_t), ctx_.stream());
   if (in.context) upload_context(in.context);
@@ -365,18 +397,19 @@ CompareReport CudaExecutor::compare_with_cpu(const float* sample, const float* t
 
 CompareReport CudaExecutor::compare_with_cpu(const GraphInputs& host, double tolerance) {
   const Graph& g = g_;
-  check_graph_inputs(g, mf_.conditioning.num_classes, plan_.n, host.sample, host.timesteps, host.labels, host.context);
+  check_graph_inputs(g, mf_.conditioning.num_classes, plan_.n, host.sample, host.timesteps, host.labels, host.context,
+                     host.input_ids);
   // Both backends see the same inputs: sample and context rounded to the model dtype (what the GPU reads).
-  std::vector<float> x = rounded_to(dtype_, host.sample, plan_.shapes[size_t(g.sample)].numel());
-  std::vector<float> c;
+  std::vector<float> x, c;
+  if (host.sample) x = rounded_to(dtype_, host.sample, plan_.shapes[size_t(g.sample)].numel());
   if (host.context) c = rounded_to(dtype_, host.context, plan_.shapes[size_t(g.context)].numel());
   GraphInputs in = host;
-  in.sample = x.data();
+  in.sample = host.sample ? x.data() : nullptr;
   in.context = host.context ? c.data() : nullptr;
   upload_inputs(in);
 
   CpuWeights cw(mf_);
-  CpuExecutor cpu(mf_, cw, g, PlanInputs{plan_.n, plan_.h, plan_.w, plan_.context_len});
+  CpuExecutor cpu(mf_, cw, g, PlanInputs{plan_.n, plan_.h, plan_.w, plan_.context_len, plan_.seq_len});
   CompareReport rep;
   cpu.on_node = [&](int k, const float* ref, const ValueShape& s) {
     enqueue_node(size_t(k));

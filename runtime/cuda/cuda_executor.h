@@ -1,7 +1,8 @@
 // The CUDA backend: a context (stream + library handles + workspaces), the model's weights on the device, and
 // an executor that runs a planned graph with the *_cuda kernels, mirroring runtime/cpu_executor.cpp's node
 // dispatch one for one. Any graph of a model file runs: the denoiser (mf.graph: sample, timestep, optional
-// class labels and encoder_hidden_states) or the VAE decoder (mf.vae.graph: sample only).
+// class labels and encoder_hidden_states), the VAE decoder (mf.vae.graph: sample only) or the text encoder
+// (mf.text_encoder.graph: input_ids only).
 //
 // Memory: plan_memory() once, then plan_device_arena() re-places every value in bytes for the model dtype with
 // 256-byte alignment; ONE arena allocation, one group-norm workspace, device inputs for exactly the inputs the
@@ -11,6 +12,7 @@
 // Modes: eager (enqueue everything, no sync), debug (sync + error check after every node; errors name the
 // node), compare (runs the CPU executor on the same inputs, node by node, and names the first node whose
 // relative L2 error exceeds a tolerance).
+// Every enqueued node is an NVTX range named after the node (runtime/cuda/nvtx.h), for Nsight timelines.
 #pragma once
 #include <cuda_runtime_api.h>
 
@@ -105,6 +107,7 @@ class CudaExecutor {
   float* timesteps() const { return timesteps_.as<float>(); }  // [N] fp32
   int32_t* labels() const { return labels_.as<int32_t>(); }    // [N] int32 (class-conditional models)
   void* encoder_hidden_states() const { return context_.get(); }  // [N,L,context_dim] model dtype (text models)
+  int32_t* input_ids() const { return ids_.as<int32_t>(); }    // [N,L] int32 (text encoders)
   int context_len() const { return plan_.context_len; }        // L (0 without a text context)
   const void* output() const;                                  // [N,H',W',Cout] model dtype, in the arena
   const void* value(int v) const;                              // any computed value (valid until reused)
@@ -149,6 +152,8 @@ class CudaExecutor {
   void upload_sample(const float* x);
   // Uploads host fp32 encoder_hidden_states [N, L, context_dim] in the model dtype (synchronous; text models).
   void upload_context(const float* context);
+  // Checks host token ids [N, L] against the vocabulary and uploads them (synchronous; text encoders).
+  void upload_input_ids(const int32_t* ids);
 
  private:
   void run_node(const Node& nd);
@@ -162,7 +167,7 @@ class CudaExecutor {
   DType dtype_;
   MemoryPlan plan_;
   DeviceArenaPlan arena_plan_;
-  DeviceBuffer arena_, sample_, timesteps_, labels_, context_, gn_ws_;
+  DeviceBuffer arena_, sample_, timesteps_, labels_, context_, ids_, gn_ws_;
   const void* temb_table_ = nullptr;
   const int* temb_counter_ = nullptr;
   int temb_steps_ = 0;

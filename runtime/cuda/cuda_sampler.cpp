@@ -5,12 +5,15 @@
 #include "runtime/cuda/cuda_sampler.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
+#include <optional>
 #include <type_traits>
 
 #include "kernels/common/error.h"
 #include "kernels/timestep_embedding/timestep_embedding_cuda.h"
 #include "runtime/cuda/cuda_kernels.h"
+#include "runtime/cuda/nvtx.h"
 #include "runtime/cuda/scheduler_step_cuda.h"
 #include "runtime/rng.h"
 
@@ -62,6 +65,7 @@ int time_embedding_node(const Graph& g) {
 std::vector<float> run_sampler_cuda(const ModelFile& mf, const CudaWeights& weights, CudaContext& ctx,
                                     const SchedulerConfig& cfg, const SampleRequest& r, const ProgressFn& progress,
                                     const CudaSamplerOptions& opt, CudaSamplerStats* stats, const CudaTextContext& text) {
+  std::optional<nvtx::Range> setup_range(std::in_place, "sampler setup");
   const Graph& g = mf.graph;
   const int cm = g.out_channels;
   validate_sample_request(cfg, r, cm);
@@ -223,6 +227,7 @@ std::vector<float> run_sampler_cuda(const ModelFile& mf, const CudaWeights& weig
   } else if (opt.debug) {
     st.graph_fallback = "debug mode runs eagerly";
   } else {
+    nvtx::Range capture_range{"capture step graph"};
     cudaError_t e = cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
     if (e == cudaSuccess) {
       try {
@@ -250,6 +255,13 @@ std::vector<float> run_sampler_cuda(const ModelFile& mf, const CudaWeights& weig
   }
 
   // ---- the loop -------------------------------------------------------------------------------------------
+  setup_range.reset();
+  Events timing_ev;  // benchmark instrumentation: [before step 0, after step 0, ..., after step total-1]
+  if (opt.timing) {
+    timing_ev.ev.resize(size_t(total) + 1);
+    for (auto& e : timing_ev.ev) DIFFRT_CUDA_CHECK(cudaEventCreate(&e));
+    DIFFRT_CUDA_CHECK(cudaEventRecord(timing_ev.ev[0], s));
+  }
   const int inflight = opt.max_steps_in_flight;
   Events step_done;
   if (progress) {
@@ -290,17 +302,33 @@ std::vector<float> run_sampler_cuda(const ModelFile& mf, const CudaWeights& weig
       DIFFRT_CUDA_CHECK(cudaEventRecord(done, s));
       ++staged;
     }
-    if (gh.exec) {
-      DIFFRT_CUDA_CHECK(cudaGraphLaunch(gh.exec, s));
-    } else {
-      enqueue_step();
+    {
+      char label[48];
+      std::snprintf(label, sizeof(label), "step %d/%d", i + 1, total);
+      nvtx::Range step_range{label};
+      if (gh.exec) {
+        DIFFRT_CUDA_CHECK(cudaGraphLaunch(gh.exec, s));
+      } else {
+        enqueue_step();
+      }
     }
+    if (opt.timing) DIFFRT_CUDA_CHECK(cudaEventRecord(timing_ev.ev[size_t(i) + 1], s));
     if (progress) DIFFRT_CUDA_CHECK(cudaEventRecord(step_done.ev[size_t(i) % R], s));
   }
   std::vector<float> x(size_t(B) * size_t(n_per));
   DIFFRT_CUDA_CHECK(cudaMemcpyAsync(x.data(), d_x.get(), x.size() * sizeof(float), cudaMemcpyDeviceToHost, s));
   DIFFRT_CUDA_CHECK(cudaStreamSynchronize(s));
   while (progress && reported < total) report();
+  if (opt.timing) {
+    CudaStepTiming& t = *opt.timing;
+    t.step_ms.assign(size_t(total), 0.0f);
+    for (int i = 0; i < total; ++i)
+      DIFFRT_CUDA_CHECK(cudaEventElapsedTime(&t.step_ms[size_t(i)], timing_ev.ev[size_t(i)], timing_ev.ev[size_t(i) + 1]));
+    DIFFRT_CUDA_CHECK(cudaEventElapsedTime(&t.loop_ms, timing_ev.ev[0], timing_ev.ev[size_t(total)]));
+    size_t free_b = 0, total_b = 0;
+    DIFFRT_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    t.device_used_bytes = uint64_t(total_b - free_b);
+  }
   if (stats) *stats = st;
   return x;
 }

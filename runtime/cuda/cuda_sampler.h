@@ -21,6 +21,8 @@
 //    (cudaEventQuery), reports each finished step in order, and blocks only to stay at most
 //    max_steps_in_flight steps ahead of the GPU (enough to keep it busy, bounded cancellation latency).
 //    Returning false cancels: the stream is drained and Error(Cancelled) is thrown.
+//  * NVTX (runtime/cuda/nvtx.h): ranges "sampler setup", "capture step graph" and "step i/N" (around each
+//    step's launch), plus the executor's per-node ranges, in the "diffrt" domain.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -31,6 +33,17 @@
 
 namespace diffrt {
 
+// Benchmark instrumentation (diffrt bench). When CudaSamplerOptions::timing is set, a timing event is recorded on
+// the stream before the first step and after every step; after the loop, step_ms[i] is the GPU time from the end
+// of step i-1 to the end of step i (graph replay or eager launches: what the loop costs per step when the host
+// stays ahead), loop_ms the whole loop, and device_used_bytes the device's used memory (cudaMemGetInfo: total -
+// free) while every buffer of the run is still allocated. Costs one event record per step.
+struct CudaStepTiming {
+  std::vector<float> step_ms;
+  float loop_ms = 0;
+  uint64_t device_used_bytes = 0;
+};
+
 struct CudaSamplerOptions {
   bool use_cuda_graph = true;
   bool precompute_time_embeddings = true;
@@ -38,6 +51,7 @@ struct CudaSamplerOptions {
   int max_steps_in_flight = 4;                     // with a progress callback
   uint64_t max_torch_noise_bytes = uint64_t(2) << 30;
   uint64_t max_time_embedding_bytes = uint64_t(1) << 30;
+  CudaStepTiming* timing = nullptr;                // filled when set (see CudaStepTiming)
 };
 
 struct CudaSamplerStats {

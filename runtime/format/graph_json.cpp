@@ -43,13 +43,19 @@ struct AttrsToJson {
     return {{"groups", a.groups}, {"eps", a.eps}, {"silu", a.silu}, {"emb_mode", emb_mode_name(a.emb_mode)}};
   }
   json operator()(const AttentionAttrs& a) const {
-    return {{"heads", a.heads}, {"head_dim", a.head_dim}, {"scale", a.scale}};
+    json j = {{"heads", a.heads}, {"head_dim", a.head_dim}, {"scale", a.scale}};
+    if (a.causal) j["causal"] = true;  // optional key: files without it read as before
+    return j;
   }
   json operator()(const ConcatAttrs&) const { return json::object(); }
   json operator()(const Upsample2xAttrs&) const { return json::object(); }
   json operator()(const AffineAttrs& a) const { return {{"scale", a.scale}, {"shift", a.shift}}; }
   json operator()(const LayerNormAttrs& a) const { return {{"eps", a.eps}}; }
   json operator()(const GegluAttrs&) const { return json::object(); }
+  json operator()(const EmbeddingAttrs& a) const {
+    return {{"vocab", a.vocab}, {"dim", a.dim}, {"max_positions", a.max_positions}};
+  }
+  json operator()(const ActivationAttrs& a) const { return {{"kind", activation_name(a.kind)}}; }
 };
 
 int to_int(int64_t v) { return static_cast<int>(v); }  // callers range-check first
@@ -106,7 +112,7 @@ OpAttrs parse_group_norm(const JsonCheck& c, const json& j, const std::string& p
   return a;
 }
 OpAttrs parse_attention(const JsonCheck& c, const json& j, const std::string& p) {
-  c.only_keys(j, p, {"heads", "head_dim", "scale"});
+  c.only_keys(j, p, {"heads", "head_dim", "scale", "causal"});
   AttentionAttrs a;
   a.heads = to_int(c.int_at(j, p, "heads", 1, kMaxChannels));
   a.head_dim = to_int(c.int_at(j, p, "head_dim", 1, kMaxChannels));
@@ -115,6 +121,7 @@ OpAttrs parse_attention(const JsonCheck& c, const json& j, const std::string& p)
                                       " above " + std::to_string(kMaxChannels));
   a.scale = c.f32_at(j, p, "scale");
   if (!(a.scale > 0.0f)) c.fail(json_path(p, "scale"), "must be > 0");
+  if (j.contains("causal")) a.causal = c.bool_at(j, p, "causal");
   return a;
 }
 OpAttrs parse_concat(const JsonCheck& c, const json& j, const std::string& p) {
@@ -145,6 +152,23 @@ OpAttrs parse_geglu(const JsonCheck& c, const json& j, const std::string& p) {
   return GegluAttrs{};
 }
 
+OpAttrs parse_embedding(const JsonCheck& c, const json& j, const std::string& p) {
+  c.only_keys(j, p, {"vocab", "dim", "max_positions"});
+  EmbeddingAttrs a;
+  a.vocab = to_int(c.int_at(j, p, "vocab", 1, kMaxChannels));
+  a.dim = to_int(c.int_at(j, p, "dim", 1, kMaxChannels));
+  a.max_positions = to_int(c.int_at(j, p, "max_positions", 1, 65536));
+  return a;
+}
+OpAttrs parse_activation(const JsonCheck& c, const json& j, const std::string& p) {
+  c.only_keys(j, p, {"kind"});
+  ActivationAttrs a;
+  const std::string k = c.string_at(j, p, "kind");
+  if (!parse_activation(k, &a.kind))
+    c.fail(json_path(p, "kind"), "unknown activation " + quote_for_error(k) + " (gelu, gelu_tanh, quick_gelu)");
+  return a;
+}
+
 struct OpRow {
   const char* name;
   OpAttrs (*parse)(const JsonCheck&, const json&, const std::string&);
@@ -156,6 +180,7 @@ constexpr OpRow kOps[] = {
     {"attention", parse_attention, 1, 2},           {"concat", parse_concat, 2, 2},
     {"upsample2x", parse_upsample2x, 1, 1},         {"affine", parse_affine, 1, 1},
     {"layer_norm", parse_layer_norm, 1, 1},         {"geglu", parse_geglu, 1, 1},
+    {"embedding", parse_embedding, 1, 1},           {"activation", parse_activation, 1, 1},
 };
 
 // Arity rules that depend on the attributes (the optional second input).
@@ -172,7 +197,14 @@ void check_inputs_against_attrs(const JsonCheck& c, const Node& n, const Graph& 
       c.fail(json_path(p, "inputs"), "time_embedding with num_classes " + std::to_string(te->num_classes) +
                                          " takes " + std::to_string(want) + " input(s)");
   }
+  if (std::holds_alternative<EmbeddingAttrs>(n.attrs) && (g.input_ids < 0 || n.inputs[0] != g.input_ids))
+    c.fail(json_path(p, "inputs"), "an embedding node reads the graph's input_ids");
+  for (int v : n.inputs)
+    if (v == g.input_ids && !std::holds_alternative<EmbeddingAttrs>(n.attrs))
+      c.fail(json_path(p, "inputs"), "input_ids (token ids) can only be read by an embedding node");
   if (auto* at = std::get_if<AttentionAttrs>(&n.attrs)) {
+    if (at->causal && n.inputs.size() != 1)
+      c.fail(json_path(p, "attrs.causal"), "causal masking applies to self-attention (one qkv input) only");
     // Self: the qkv input carries 3*heads*head_dim channels. Cross: q carries heads*head_dim and kv
     // twice that. Checked where the producer says so (plan_memory checks every shape again).
     const int64_t c1 = int64_t(at->heads) * at->head_dim;
@@ -196,7 +228,9 @@ void check_inputs_against_attrs(const JsonCheck& c, const Node& n, const Graph& 
 }  // namespace
 
 json graph_to_json(const Graph& g) {
-  json inputs = {{"sample", g.sample}};
+  json inputs = json::object();
+  if (g.sample >= 0) inputs["sample"] = g.sample;
+  if (g.input_ids >= 0) inputs["input_ids"] = g.input_ids;
   if (g.timestep >= 0) inputs["timestep"] = g.timestep;
   if (g.class_labels >= 0) inputs["class_labels"] = g.class_labels;
   if (g.context >= 0) inputs["encoder_hidden_states"] = g.context;
@@ -237,15 +271,21 @@ Graph graph_from_json(const json& j, const std::string& origin, const std::strin
   std::vector<char> produced(g.values.size(), 0);
   const std::string ip = json_path(gp, "inputs");
   const json& inputs = c.object(c.member(j, gp, "inputs"), ip);
-  c.only_keys(inputs, ip, {"sample", "timestep", "class_labels", "encoder_hidden_states"});
-  g.sample = value_id(c.member(inputs, ip, "sample"), json_path(ip, "sample"));
-  produced[size_t(g.sample)] = 1;
+  c.only_keys(inputs, ip, {"sample", "timestep", "class_labels", "encoder_hidden_states", "input_ids"});
+  // Image graphs take a sample; a text encoder takes input_ids alone.
+  if (inputs.contains("sample") == inputs.contains("input_ids"))
+    c.fail(ip, "needs exactly one of sample (image graphs) and input_ids (text encoders)");
   auto optional_input = [&](const char* key, int* id) {
     if (!inputs.contains(key)) return;
     *id = value_id(inputs[key], json_path(ip, key));
     if (produced[size_t(*id)]) c.fail(json_path(ip, key), "same value as another graph input");
     produced[size_t(*id)] = 1;
   };
+  optional_input("sample", &g.sample);
+  optional_input("input_ids", &g.input_ids);
+  if (g.input_ids >= 0 && (inputs.contains("timestep") || inputs.contains("class_labels") ||
+                           inputs.contains("encoder_hidden_states")))
+    c.fail(ip, "a text encoder (input_ids) takes no other input");
   optional_input("timestep", &g.timestep);
   optional_input("class_labels", &g.class_labels);
   optional_input("encoder_hidden_states", &g.context);
@@ -307,7 +347,8 @@ Graph graph_from_json(const json& j, const std::string& origin, const std::strin
   }
   for (size_t v = 0; v < produced.size(); ++v)
     if (!produced[v]) c.fail(json_index(vp, v), "value " + quote_for_error(g.values[v]) + " is never produced");
-  if (g.output == g.sample || g.output == g.timestep || g.output == g.class_labels || g.output == g.context)
+  if (g.output == g.sample || g.output == g.timestep || g.output == g.class_labels || g.output == g.context ||
+      g.output == g.input_ids)
     c.fail(json_path(gp, "output"), "the graph output must be produced by a node");
   return g;
 }

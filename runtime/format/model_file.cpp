@@ -18,6 +18,7 @@
 #include "kernels/common/checked_math.h"
 #include "kernels/common/error.h"
 #include "runtime/format/strict_json.h"
+#include "runtime/format/tokenizer_json.h"
 
 namespace diffrt {
 
@@ -116,6 +117,27 @@ void check_weight_refs(const Graph& g, const std::map<std::string, const TensorI
       if (!by_name.count(w.second))
         c.fail(json_path(p, "weights." + w.first), "tensor " + quote_for_error(w.second) + " is not in the tensor table");
     }
+    // Weight sizes the attributes fix (the executors index the tensors with them).
+    auto want_numel = [&](const char* role, uint64_t numel) {
+      auto it = n.weights.find(role);
+      if (it == n.weights.end()) return;
+      const TensorInfo* t = by_name.at(it->second);
+      if (t->numel() != numel)
+        c.fail(json_path(p, std::string("weights.") + role), "tensor " + quote_for_error(t->name) + " has " +
+                                                                std::to_string(t->numel()) + " elements, the op needs " +
+                                                                std::to_string(numel));
+    };
+    if (auto* e = std::get_if<EmbeddingAttrs>(&n.attrs)) {
+      if (!n.weights.count("token")) c.fail(json_path(p, "weights"), "an embedding needs a token table");
+      want_numel("token", uint64_t(e->vocab) * uint64_t(e->dim));
+      want_numel("position", uint64_t(e->max_positions) * uint64_t(e->dim));
+    } else if (auto* l = std::get_if<LinearAttrs>(&n.attrs)) {
+      want_numel("weight", uint64_t(l->in) * uint64_t(l->out));
+      want_numel("bias", uint64_t(l->out));
+    } else if (auto* cv = std::get_if<Conv2dAttrs>(&n.attrs)) {
+      want_numel("weight", uint64_t(cv->cout) * uint64_t(cv->kh) * uint64_t(cv->kw) * uint64_t(cv->cin));
+      want_numel("bias", uint64_t(cv->cout));
+    }
     auto* gn = std::get_if<GroupNormAttrs>(&n.attrs);
     auto w = n.weights.find("weight");
     if (gn && w != n.weights.end()) {
@@ -133,6 +155,7 @@ void check_graph_refs(const ModelFile& m, const JsonCheck& c) {
   for (const TensorInfo& t : m.tensors) by_name[t.name] = &t;
   check_weight_refs(m.graph, by_name, "graph", c);
   if (m.graph.timestep < 0) c.fail("graph.inputs", "the denoiser graph needs a timestep input");
+  if (m.graph.sample < 0) c.fail("graph.inputs", "the denoiser graph needs a sample input");
   const bool class_input = m.graph.class_labels >= 0;
   if (class_input != (m.conditioning.num_classes > 0))
     c.fail("conditioning.num_classes", std::to_string(m.conditioning.num_classes) + " but the graph " +
@@ -145,6 +168,30 @@ void check_graph_refs(const ModelFile& m, const JsonCheck& c) {
     if (v.in_channels != m.graph.out_channels && 2 * v.in_channels != m.graph.out_channels)
       c.fail("vae.graph.in_channels", std::to_string(v.in_channels) + " latent channels but the denoiser outputs " +
                                           std::to_string(m.graph.out_channels));
+    if (v.sample < 0) c.fail("vae.graph.inputs", "a VAE decoder takes the latents as its sample");
+  }
+  if (m.text_encoder.present() != m.has_tokenizer)
+    c.fail(m.has_tokenizer ? "tokenizer" : "text_encoder", "a text encoder and its tokenizer come together");
+  if (m.text_encoder.present()) {
+    const Graph& t = m.text_encoder.graph;
+    check_weight_refs(t, by_name, "text_encoder.graph", c);
+    if (t.input_ids < 0) c.fail("text_encoder.graph.inputs", "a text encoder takes input_ids");
+    if (m.graph.context < 0)
+      c.fail("text_encoder", "the denoiser takes no encoder_hidden_states: a text encoder has nothing to condition");
+    if (t.out_channels != m.graph.context_dim)
+      c.fail("text_encoder.graph.out_channels", std::to_string(t.out_channels) + " but the denoiser's context_dim is " +
+                                                    std::to_string(m.graph.context_dim));
+    // Every id the tokenizer can produce must index every embedding table, at every position it pads to.
+    for (size_t i = 0; i < t.nodes.size(); ++i)
+      if (const auto* e = std::get_if<EmbeddingAttrs>(&t.nodes[i].attrs)) {
+        const std::string ap = "text_encoder.graph.nodes[" + std::to_string(i) + "].attrs";
+        if (uint64_t(e->vocab) < m.tokenizer.vocab.size())
+          c.fail(json_path(ap, "vocab"), std::to_string(e->vocab) + " rows but the tokenizer has " +
+                                             std::to_string(m.tokenizer.vocab.size()) + " tokens");
+        if (e->max_positions < m.tokenizer.max_length)
+          c.fail(json_path(ap, "max_positions"), std::to_string(e->max_positions) + " but the tokenizer pads to " +
+                                                     std::to_string(m.tokenizer.max_length) + " tokens");
+      }
   }
 }
 
@@ -154,7 +201,7 @@ ModelFile parse_header(std::string_view text, uint64_t file_size, uint64_t data_
   json h = c.parse_strict(text, "header");
   c.object(h, "header");
   c.only_keys(h, "header", {"format", "version", "family", "config", "graph", "tensors", "scheduler",
-                            "conditioning", "provenance", "vae", "data_size"});
+                            "conditioning", "provenance", "vae", "text_encoder", "tokenizer", "data_size"});
   if (c.string_at(h, "", "format") != "diffrt") c.fail("format", "must be \"diffrt\"");
   if (c.u64_at(h, "", "version") != kFormatVersion) c.fail("version", "header version differs from the preamble");
   ModelFile m;
@@ -185,6 +232,17 @@ ModelFile parse_header(std::string_view text, uint64_t file_size, uint64_t data_
       c.fail("vae.scaling_factor", "must be in (0, 1e6)");
     m.vae.graph = graph_from_json(c.member(vj, "vae", "graph"), c.origin(), "vae.graph");
     if (!m.vae.present()) c.fail("vae.graph.nodes", "empty");
+  }
+  if (h.contains("text_encoder")) {
+    const json& tj = c.object(h["text_encoder"], "text_encoder");
+    c.only_keys(tj, "text_encoder", {"config", "graph"});
+    m.text_encoder.config = c.object(c.member(tj, "text_encoder", "config"), "text_encoder.config");
+    m.text_encoder.graph = graph_from_json(c.member(tj, "text_encoder", "graph"), c.origin(), "text_encoder.graph");
+    if (!m.text_encoder.present()) c.fail("text_encoder.graph.nodes", "empty");
+  }
+  if (h.contains("tokenizer")) {
+    m.tokenizer = tokenizer_from_json(h["tokenizer"], c, "tokenizer");
+    m.has_tokenizer = true;
   }
   check_graph_refs(m, c);
   return m;
@@ -268,7 +326,8 @@ ModelFile read_model_file(const std::string& path) {
 
 std::vector<uint8_t> serialize_model_file(const std::string& family, const json& config, const Graph& graph,
                                           const std::vector<TensorBlob>& tensors, const json& scheduler,
-                                          const Conditioning& cond, const json& provenance, const VaeDecoder* vae) {
+                                          const Conditioning& cond, const json& provenance, const VaeDecoder* vae,
+                                          const TextEncoder* text_encoder, const ClipTokenizerSpec* tokenizer) {
   auto arg_fail = [](const std::string& what) { throw Error(ErrorCode::InvalidArgument, "serialize_model_file: " + what); };
   json table = json::array();
   uint64_t cursor = 0;
@@ -301,6 +360,10 @@ std::vector<uint8_t> serialize_model_file(const std::string& family, const json&
     header["vae"] = {{"config", vae->config.is_null() ? json::object() : vae->config},
                      {"scaling_factor", vae->scaling_factor},
                      {"graph", graph_to_json(vae->graph)}};
+  if (text_encoder && text_encoder->present())
+    header["text_encoder"] = {{"config", text_encoder->config.is_null() ? json::object() : text_encoder->config},
+                              {"graph", graph_to_json(text_encoder->graph)}};
+  if (tokenizer) header["tokenizer"] = tokenizer_to_json(*tokenizer);
   std::string text;
   try {
     text = header.dump();

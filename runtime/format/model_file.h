@@ -9,9 +9,13 @@
 // Header JSON: {"format":"diffrt","version":1,"family":"unet2d"|"unet2d_condition","config":{...},
 //   "graph":{...},"tensors":[{"name","dtype","shape","offset","nbytes"}...],
 //   "scheduler":{...diffusers scheduler config...},"conditioning":{...},"provenance":{...},
-//   optional "vae":{"config":{...},"scaling_factor":f,"graph":{...}},"data_size":N}
+//   optional "vae":{"config":{...},"scaling_factor":f,"graph":{...}},
+//   optional "text_encoder":{"config":{...},"graph":{...}}, optional "tokenizer":{...},"data_size":N}
 // "graph" is the denoiser; "vae" is the VAE decoder of a latent-diffusion model (its tensors are
-// named "vae.<diffusers name>" in the same table).
+// named "vae.<diffusers name>" in the same table); "text_encoder" is a CLIP text model (input_ids ->
+// last_hidden_state, tensors "text_encoder.<transformers name>") and "tokenizer" its BPE tokenizer
+// (runtime/format/tokenizer_json.h). The two come together, with a text-conditioned denoiser whose
+// context_dim is the text encoder's width.
 // The reader treats the file as hostile: every field is type-checked, offsets and sizes are
 // overflow-checked and must lie inside the data section without overlapping.
 #pragma once
@@ -24,6 +28,7 @@
 
 #include "kernels/common/dtype.h"
 #include "runtime/graph.h"
+#include "runtime/tokenizer/clip_tokenizer.h"
 
 namespace diffrt {
 
@@ -59,6 +64,14 @@ struct VaeDecoder {
   bool present() const { return !graph.nodes.empty(); }
 };
 
+// The text encoder of a latent-diffusion pipeline (transformers' CLIPTextModel): input_ids [N, L] int32 ->
+// last_hidden_state [N, L, hidden], what StableDiffusionPipeline feeds the UNet as encoder_hidden_states.
+struct TextEncoder {
+  nlohmann::json config;  // the transformers CLIPTextConfig, as converted
+  Graph graph;            // empty (no nodes) when the model file has no text encoder
+  bool present() const { return !graph.nodes.empty(); }
+};
+
 struct ModelFile {
   std::string family;            // "unet2d" (UNet2DModel) or "unet2d_condition" (UNet2DConditionModel)
   nlohmann::json config;         // the diffusers model config, as converted
@@ -68,6 +81,9 @@ struct ModelFile {
   Conditioning conditioning;
   nlohmann::json provenance;     // converter version, source files, dtype, date
   VaeDecoder vae;                // latent-diffusion models only
+  TextEncoder text_encoder;      // latent-diffusion models converted with their text encoder
+  bool has_tokenizer = false;
+  ClipTokenizerSpec tokenizer;   // valid when has_tokenizer (always together with text_encoder)
   std::vector<uint8_t> data;     // the data section (tensor bytes)
 
   const TensorInfo* find(const std::string& name) const;
@@ -90,7 +106,9 @@ ModelFile parse_model_file(const uint8_t* bytes, size_t size, const std::string&
 std::vector<uint8_t> serialize_model_file(const std::string& family, const nlohmann::json& config,
                                           const Graph& graph, const std::vector<TensorBlob>& tensors,
                                           const nlohmann::json& scheduler, const Conditioning& cond,
-                                          const nlohmann::json& provenance, const VaeDecoder* vae = nullptr);
+                                          const nlohmann::json& provenance, const VaeDecoder* vae = nullptr,
+                                          const TextEncoder* text_encoder = nullptr,
+                                          const ClipTokenizerSpec* tokenizer = nullptr);
 
 // Graph <-> JSON; graph_from_json validates op names, attribute types/ranges and value references.
 nlohmann::json graph_to_json(const Graph& g);
