@@ -15,6 +15,7 @@
 #include "runtime/latent_pipeline.h"
 #include "runtime/layout.h"
 #include "runtime/npy.h"
+#include "tests/sd_text_fixture.h"
 #include "tests/test_util.h"
 #include "weights_converter/converter.h"
 
@@ -117,19 +118,7 @@ TEST(SdParity, PipelinesMatchStableDiffusionPipeline) {
     for (const fs::path& d : dirs) {
       nlohmann::json meta = nlohmann::json::parse(std::ifstream(d / "meta.json"));
       SchedulerConfig sched = scheduler_config_from_json(meta["effective_scheduler_config"], "meta.json");
-      const int f = meta["vae_scale_factor"].get<int>();
-      SampleRequest req;
-      req.sampler = meta["sampler"] == "ddim" ? SamplerKind::Ddim : SamplerKind::Ddpm;
-      req.steps = meta["steps"].get<int>();
-      req.eta = meta["eta"].get<float>();
-      req.seed = meta["seed"].get<uint64_t>();
-      req.rng = RngKind::Torch;
-      req.batch = meta["batch"].get<int>();
-      req.height = meta["height"].get<int>() / f;
-      req.width = meta["width"].get<int>() / f;
-      req.channels = mf.graph.in_channels;
-      req.guidance_scale = meta["guidance_scale"].get<float>();
-      req.text_cfg = true;
+      const SampleRequest req = test::fixture_request(meta, mf);
       TextEmbeds pos = read_text_embeds((d / "prompt_embeds.npy").string()), neg;
       const bool guided = guidance_on(req);
       if (guided) neg = read_text_embeds((d / "negative_prompt_embeds.npy").string());

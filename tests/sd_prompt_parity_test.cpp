@@ -45,21 +45,9 @@ TEST(SdPromptParity, PipelinesMatchStableDiffusionPipeline) {
   ASSERT_EQ(dirs.size(), 3u);
   for (const fs::path& d : dirs) {
     const nlohmann::json meta = nlohmann::json::parse(std::ifstream(d / "meta.json"));
-    SampleRequest req;
-    req.sampler = SamplerKind::Ddim;
-    req.steps = meta["steps"].get<int>();
-    req.eta = 0.0f;
-    req.seed = meta["seed"].get<uint64_t>();
-    req.rng = RngKind::Torch;
-    req.height = meta["height"].get<int>() / vae_scale_factor(mf);
-    req.width = meta["width"].get<int>() / vae_scale_factor(mf);
-    req.channels = mf.graph.in_channels;
-    req.guidance_scale = meta["guidance_scale"].get<float>();
-    req.text_cfg = true;
+    SampleRequest req = fixture_request(meta, mf);
     const bool guided = guidance_on(req);
-    std::vector<std::string> negatives;
-    if (meta["negative_prompt"].is_string()) negatives = {meta["negative_prompt"].get<std::string>()};
-    if (meta["negative_prompt"].is_array()) negatives = meta["negative_prompt"].get<std::vector<std::string>>();
+    const std::vector<std::string> negatives = fixture_negative_prompts(meta);
     const PromptEmbeds pe = encode_prompts(
         mf, meta["prompt"].get<std::vector<std::string>>(), negatives, guided, meta["num_images_per_prompt"].get<int>(),
         [&](const std::vector<int32_t>& ids, int b, int l) { return encode_ids_cpu(mf, weights, ids, b, l); });

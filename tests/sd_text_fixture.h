@@ -3,12 +3,45 @@
 // clip_tiny_<clip>/{text_encoder,tokenizer} + sd1_text/model_index.json. clip is "sd1" (quick_gelu, pad
 // <|endoftext|>: the sd1_text runs) or "sd2" (gelu, pad "!": the same UNet with the SD2-style text encoder).
 #pragma once
+#include <nlohmann/json.hpp>
+
 #include <filesystem>
 #include <string>
+#include <vector>
 
+#include "runtime/format/model_file.h"
+#include "runtime/latent_pipeline.h"
+#include "runtime/sampler.h"
 #include "tests/test_util.h"
 
 namespace diffrt::test {
+
+// The request a tests/fixtures/sd/*/pipelines/*/meta.json run describes (torch RNG, text guidance;
+// sizes in latents). Runs without "sampler"/"eta" are DDIM with eta 0; without "batch" the caller
+// sets it (prompt runs: the number of prompt embeddings).
+inline SampleRequest fixture_request(const nlohmann::json& meta, const ModelFile& mf) {
+  const int f = vae_scale_factor(mf);
+  SampleRequest req;
+  req.sampler = meta.value("sampler", std::string("ddim")) == "ddpm" ? SamplerKind::Ddpm : SamplerKind::Ddim;
+  req.steps = meta["steps"].get<int>();
+  req.eta = meta.value("eta", 0.0f);
+  req.seed = meta["seed"].get<uint64_t>();
+  req.rng = RngKind::Torch;
+  req.batch = meta.value("batch", 1);
+  req.height = meta["height"].get<int>() / f;
+  req.width = meta["width"].get<int>() / f;
+  req.channels = mf.graph.in_channels;
+  req.guidance_scale = meta["guidance_scale"].get<float>();
+  req.text_cfg = true;
+  return req;
+}
+
+// The negative prompts of a prompt run: none, one for all prompts, or one per prompt.
+inline std::vector<std::string> fixture_negative_prompts(const nlohmann::json& meta) {
+  if (meta["negative_prompt"].is_string()) return {meta["negative_prompt"].get<std::string>()};
+  if (meta["negative_prompt"].is_array()) return meta["negative_prompt"].get<std::vector<std::string>>();
+  return {};
+}
 
 inline std::string assemble_text_pipeline(const std::string& clip, const std::string& tag) {
   namespace fs = std::filesystem;

@@ -114,15 +114,7 @@ UNet2DConditionConfig parse_unet2d_condition_config(const json& j, const std::st
 
   c.in_channels = int(f.get_int("in_channels", 4, 1, 64));
   c.out_channels = int(f.get_int("out_channels", 4, 1, 128));
-  if (f.has("sample_size") && !f.is_null("sample_size")) {
-    if (j["sample_size"].is_array()) {
-      auto s = f.get_int_list("sample_size", 1, 1 << 16, 2);
-      if (s.size() != 2 || s[0] != s[1]) f.fail("sample_size", "only square sample sizes are supported");
-      c.sample_size = int(s[0]);
-    } else {
-      c.sample_size = int(f.get_int("sample_size", 0, 1, 1 << 16));
-    }
-  }
+  c.sample_size = f.get_sample_size("sample_size");
   c.center_input_sample = f.get_bool("center_input_sample", false);
   c.flip_sin_to_cos = f.get_bool("flip_sin_to_cos", true);
   c.freq_shift = f.get_number("freq_shift", 0, -1e6, 1e6);

@@ -23,15 +23,7 @@ UNet2DConfig parse_unet2d_config(const nlohmann::json& j, const std::string& ori
                                      "\" (supported: UNet2DModel)");
   c.in_channels = int(f.get_int("in_channels", 3, 1, 64));
   c.out_channels = int(f.get_int("out_channels", 3, 1, 128));
-  if (f.has("sample_size") && !f.is_null("sample_size")) {
-    if (j["sample_size"].is_array()) {
-      auto s = f.get_int_list("sample_size", 1, 1 << 16, 2);
-      if (s.size() != 2 || s[0] != s[1]) f.fail("sample_size", "only square sample sizes are supported");
-      c.sample_size = int(s[0]);
-    } else {
-      c.sample_size = int(f.get_int("sample_size", 0, 1, 1 << 16));
-    }
-  }
+  c.sample_size = f.get_sample_size("sample_size");
   c.center_input_sample = f.get_bool("center_input_sample", false);
   f.get_enum("time_embedding_type", "positional", {"positional"});
   c.freq_shift = f.get_number("freq_shift", 0, -1e6, 1e6);

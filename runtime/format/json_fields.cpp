@@ -126,4 +126,14 @@ json parse_json_strict(const std::string& text, const std::string& origin) {
   return JsonCheck(origin).parse_strict(text, "");
 }
 
+int JsonFields::get_sample_size(const std::string& key) const {
+  if (!has(key) || is_null(key)) return 0;
+  if (j_[key].is_array()) {
+    auto s = get_int_list(key, 1, 1 << 16, 2);
+    if (s.size() != 2 || s[0] != s[1]) fail(key, "only square sample sizes are supported");
+    return int(s[0]);
+  }
+  return int(get_int(key, 0, 1, 1 << 16));
+}
+
 }  // namespace diffrt

@@ -30,6 +30,8 @@ class JsonFields {
                                       size_t max_len) const;  // required
   std::vector<std::string> get_string_list(const std::string& key, size_t max_len) const;
   std::vector<double> get_number_list(const std::string& key, size_t max_len) const;
+  // diffusers' sample_size: an int or a square [s, s] pair; 0 when missing or null.
+  int get_sample_size(const std::string& key) const;
 
   [[noreturn]] void fail(const std::string& key, const std::string& what) const;
   const std::string& origin() const { return origin_; }
