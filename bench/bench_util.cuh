@@ -28,8 +28,8 @@
 #include <vector>
 
 #include "kernels/common/cuda_check.h"
-#include "kernels/common/dtype.h"
-#include "runtime/bench_env.h"
+#include "base/dtype.h"
+#include "base/host_env.h"
 #include "runtime/cuda/cuda_env.h"
 
 namespace bench {
@@ -217,7 +217,7 @@ class Timer {
 
 // ---- environment facts ---------------------------------------------------------------------------
 
-// NVML (dlopen) and the date: shared with diffrt bench / profile (runtime/cuda/cuda_env.h, runtime/bench_env.h).
+// NVML (dlopen) and the date: shared with diffrt bench / profile (runtime/cuda/cuda_env.h, base/host_env.h).
 using diffrt::NvmlInfo;
 using diffrt::query_nvml;
 using diffrt::utc_now_iso;

@@ -85,7 +85,7 @@
 #include "kernels/group_norm/group_norm.h"
 #include "kernels/layer_norm/layer_norm.h"
 #include "kernels/scheduler_step/scheduler_step.h"
-#include "runtime/cuda/scheduler_step_cuda.h"
+#include "kernels/scheduler_step/scheduler_step_cuda.h"
 
 #ifndef DIFFRT_BENCH_GIT_SHA
 #define DIFFRT_BENCH_GIT_SHA "unknown"

@@ -1,5 +1,5 @@
 // The backend-independent part of diffrt bench / profile (contracts in bench_workload.h). The request is built
-// with the same rules as `diffrt sample` (runtime/cli/cmd_sample.cpp): sampler from the scheduler class,
+// with the same rules as `diffrt sample` (cli/cmd_sample.cpp): sampler from the scheduler class,
 // guidance default 7.5 for text-conditioned models, [negative; positive] text context, VAE factor.
 #include "runtime/bench_workload.h"
 
@@ -7,7 +7,7 @@
 #include <cmath>
 #include <random>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "runtime/latent_pipeline.h"
 #include "runtime/profile_trace.h"
 

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "runtime/cpu_executor.h"
-#include "runtime/format/model_file.h"
+#include "model/model_file.h"
 #include "runtime/graph_cost.h"
 #include "runtime/sampler.h"
 #include "runtime/schedule.h"

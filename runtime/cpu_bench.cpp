@@ -7,7 +7,7 @@
 #include <chrono>
 #include <cmath>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "runtime/latent_pipeline.h"
 
 namespace diffrt {

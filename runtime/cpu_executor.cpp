@@ -6,7 +6,7 @@
 
 #include "kernels/activation/activation.h"
 #include "kernels/attention/attention.h"
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "kernels/conv/conv.h"
 #include "kernels/elementwise/elementwise.h"
 #include "kernels/embedding/embedding.h"

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "runtime/format/model_file.h"
+#include "model/model_file.h"
 #include "runtime/plan.h"
 
 namespace diffrt {

@@ -4,8 +4,8 @@
 #include <algorithm>
 #include <map>
 
-#include "kernels/common/checked_math.h"
-#include "kernels/common/error.h"
+#include "base/checked_math.h"
+#include "base/error.h"
 #include "kernels/conv/conv.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/group_norm/group_norm.h"

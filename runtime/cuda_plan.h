@@ -8,8 +8,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "kernels/common/dtype.h"
-#include "runtime/format/model_file.h"
+#include "base/dtype.h"
+#include "model/model_file.h"
 #include "runtime/plan.h"
 
 namespace diffrt {

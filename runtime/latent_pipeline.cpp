@@ -2,8 +2,8 @@
 
 #include <cmath>
 
-#include "kernels/common/error.h"
-#include "runtime/npy.h"
+#include "base/error.h"
+#include "base/npy.h"
 #include "runtime/plan.h"
 
 namespace diffrt {

@@ -4,8 +4,8 @@
 #include <map>
 #include <type_traits>
 
-#include "kernels/common/checked_math.h"
-#include "kernels/common/error.h"
+#include "base/checked_math.h"
+#include "base/error.h"
 #include "kernels/conv/conv.h"
 
 namespace diffrt {

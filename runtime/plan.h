@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "runtime/graph.h"
+#include "model/graph.h"
 
 namespace diffrt {
 

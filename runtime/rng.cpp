@@ -5,7 +5,7 @@
 
 #include <cmath>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "kernels/common/philox.h"
 
 namespace diffrt {

@@ -7,7 +7,7 @@
 #include <cmath>
 #include <string>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "kernels/common/philox.h"
 #include "kernels/scheduler_step/scheduler_step.h"
 #include "runtime/rng.h"

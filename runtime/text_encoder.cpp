@@ -2,7 +2,8 @@
 // CLIPTokenizer and CLIPTextModel) and tests/sd_prompt_parity_test.cpp (vs StableDiffusionPipeline(prompt=...)).
 #include "runtime/text_encoder.h"
 
-#include "kernels/common/error.h"
+#include "base/error.h"
+#include "runtime/tokenizer/clip_tokenizer.h"
 
 namespace diffrt {
 

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "runtime/cpu_executor.h"
-#include "runtime/format/model_file.h"
+#include "model/model_file.h"
 #include "runtime/latent_pipeline.h"
 
 namespace diffrt {

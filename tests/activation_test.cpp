@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "kernels/activation/activation.h"
-#include "kernels/common/error.h"
+#include "base/error.h"
 
 namespace diffrt::test {
 namespace {

@@ -1,4 +1,4 @@
-// C API (runtime/api/diffrt.h) tests: every entry point's argument validation (one test per case,
+// C API (api/diffrt.h) tests: every entry point's argument validation (one test per case,
 // each checking the status code and that diffrt_last_error names the problem), version and
 // status names, struct versioning (0.1-sized structs still accepted, only their fields touched),
 // device counts, model queries, memory estimates and the session memory limit (out of memory with
@@ -15,9 +15,9 @@
 #include <string>
 #include <vector>
 
-#include "runtime/api/diffrt.h"
-#include "runtime/api/diffrt.hpp"
-#include "runtime/npy.h"
+#include "api/diffrt.h"
+#include "api/diffrt.hpp"
+#include "base/npy.h"
 #include "tests/test_util.h"
 #include "weights_converter/converter.h"
 

@@ -22,8 +22,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "runtime/api/diffrt.h"
-#include "runtime/npy.h"
+#include "api/diffrt.h"
+#include "base/npy.h"
 #include "tests/test_util.h"
 #include "weights_converter/converter.h"
 

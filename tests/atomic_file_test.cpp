@@ -12,8 +12,8 @@
 #include <functional>
 #include <fstream>
 
-#include "kernels/common/error.h"
-#include "runtime/format/atomic_file.h"
+#include "base/error.h"
+#include "base/atomic_file.h"
 #include "tests/test_util.h"
 
 namespace diffrt {

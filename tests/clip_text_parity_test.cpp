@@ -13,10 +13,11 @@
 #include <fstream>
 #include <map>
 
-#include "runtime/npy.h"
+#include "base/npy.h"
 #include "runtime/text_encoder.h"
 #include "tests/sd_text_fixture.h"
 #include "weights_converter/converter.h"
+#include "weights_converter/tokenizer_import.h"
 
 namespace diffrt::test {
 namespace {

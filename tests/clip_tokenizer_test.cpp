@@ -9,6 +9,7 @@
 //    (or DIFFRT_CLIP_VOCAB names such a folder); skipped otherwise.
 // Plus the BasicTokenizer step alone, padding/truncation sides, concurrent use, and hostile tokenizer files.
 #include "runtime/tokenizer/clip_tokenizer.h"
+#include "weights_converter/tokenizer_import.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -19,7 +20,7 @@
 #include <sstream>
 #include <thread>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "tests/test_util.h"
 
 namespace diffrt::test {

@@ -20,7 +20,7 @@
 #include <thread>
 #include <vector>
 
-#include "runtime/api/diffrt.h"
+#include "api/diffrt.h"
 #include "tests/test_util.h"
 #include "weights_converter/converter.h"
 

@@ -4,9 +4,9 @@
 #include <filesystem>
 #include <fstream>
 
-#include "kernels/common/error.h"
-#include "runtime/format/atomic_file.h"
-#include "runtime/format/model_file.h"
+#include "base/error.h"
+#include "base/atomic_file.h"
+#include "model/model_file.h"
 #include "tests/test_util.h"
 #include "weights_converter/converter.h"
 #include "weights_converter/safetensors.h"

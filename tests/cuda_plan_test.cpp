@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <filesystem>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "runtime/cuda_plan.h"
 #include "tests/test_util.h"
 #include "weights_converter/converter.h"

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "kernels/embedding/embedding.h"
 
 namespace diffrt::test {

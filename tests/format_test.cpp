@@ -6,10 +6,10 @@
 #include <cstring>
 #include <functional>
 
-#include "kernels/common/checked_math.h"
-#include "kernels/common/error.h"
-#include "runtime/format/atomic_file.h"
-#include "runtime/format/model_file.h"
+#include "base/checked_math.h"
+#include "base/error.h"
+#include "base/atomic_file.h"
+#include "model/model_file.h"
 #include "tests/test_util.h"
 
 namespace diffrt {

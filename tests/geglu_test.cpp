@@ -13,10 +13,10 @@
 #include <string>
 #include <vector>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "kernels/elementwise/elementwise.h"
 #include "kernels/gemm/gemm.h"
-#include "runtime/npy.h"
+#include "base/npy.h"
 #include "tests/test_util.h"
 
 namespace diffrt {

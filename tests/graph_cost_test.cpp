@@ -7,7 +7,7 @@
 #include <fstream>
 #include <stdexcept>
 
-#include "runtime/format/model_file.h"
+#include "model/model_file.h"
 #include "runtime/graph_cost.h"
 #include "tests/test_util.h"
 #include "weights_converter/converter.h"

@@ -15,9 +15,9 @@
 #include <string>
 #include <vector>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "kernels/layer_norm/layer_norm.h"
-#include "runtime/npy.h"
+#include "base/npy.h"
 #include "tests/test_util.h"
 
 namespace diffrt {

@@ -10,8 +10,8 @@
 #include <filesystem>
 
 #include "runtime/cpu_executor.h"
-#include "runtime/layout.h"
-#include "runtime/npy.h"
+#include "base/layout.h"
+#include "base/npy.h"
 #include "tests/test_util.h"
 #include "weights_converter/converter.h"
 

@@ -4,9 +4,9 @@
 
 #include <cstring>
 
-#include "kernels/common/error.h"
-#include "runtime/format/atomic_file.h"
-#include "runtime/npy.h"
+#include "base/error.h"
+#include "base/atomic_file.h"
+#include "base/npy.h"
 #include "tests/test_util.h"
 
 namespace diffrt {

@@ -13,13 +13,13 @@
 #include <vector>
 
 #include "kernels/attention/attention.h"
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "kernels/conv/conv.h"
 #include "kernels/elementwise/elementwise.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/group_norm/group_norm.h"
 #include "kernels/timestep_embedding/timestep_embedding.h"
-#include "runtime/npy.h"
+#include "base/npy.h"
 #include "tests/test_util.h"
 
 namespace diffrt {

@@ -8,7 +8,7 @@
 #include <fstream>
 
 #include "runtime/cpu_executor.h"
-#include "runtime/npy.h"
+#include "base/npy.h"
 #include "runtime/sampler.h"
 #include "tests/test_util.h"
 #include "weights_converter/converter.h"

@@ -1,7 +1,7 @@
 // Shape inference and the activation arena planner on real UNet graphs.
 #include <gtest/gtest.h>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "runtime/plan.h"
 #include "weights_converter/unet2d_builder.h"
 

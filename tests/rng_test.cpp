@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kernels/common/philox.h"
-#include "runtime/npy.h"
+#include "base/npy.h"
 #include "runtime/rng.h"
 #include "tests/test_util.h"
 

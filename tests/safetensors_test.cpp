@@ -10,8 +10,8 @@
 #include <cstring>
 #include <filesystem>
 
-#include "kernels/common/error.h"
-#include "runtime/format/atomic_file.h"
+#include "base/error.h"
+#include "base/atomic_file.h"
 #include "tests/test_util.h"
 #include "weights_converter/safetensors.h"
 

@@ -9,8 +9,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "kernels/common/error.h"
-#include "runtime/npy.h"
+#include "base/error.h"
+#include "base/npy.h"
 #include "runtime/schedule.h"
 #include "tests/test_util.h"
 

@@ -10,10 +10,10 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "kernels/common/philox.h"
 #include "kernels/scheduler_step/scheduler_step.h"
-#include "runtime/npy.h"
+#include "base/npy.h"
 #include "runtime/rng.h"
 #include "runtime/schedule.h"
 #include "tests/test_util.h"

@@ -12,8 +12,8 @@
 #include <regex>
 #include <set>
 
-#include "kernels/common/error.h"
-#include "runtime/format/model_file.h"
+#include "base/error.h"
+#include "model/model_file.h"
 #include "runtime/plan.h"
 #include "tests/test_util.h"
 #include "weights_converter/unet2d_condition_builder.h"

@@ -5,7 +5,7 @@
 #include <fstream>
 #include <stdexcept>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "tests/test_util.h"
 #include "weights_converter/scheduler_import.h"
 #include "weights_converter/unet2d_condition_config.h"

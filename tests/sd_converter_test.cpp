@@ -8,9 +8,9 @@
 #include <fstream>
 #include <functional>
 
-#include "kernels/common/error.h"
-#include "runtime/format/atomic_file.h"
-#include "runtime/format/model_file.h"
+#include "base/error.h"
+#include "base/atomic_file.h"
+#include "model/model_file.h"
 #include "runtime/plan.h"
 #include "tests/test_util.h"
 #include "weights_converter/converter.h"

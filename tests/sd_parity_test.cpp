@@ -13,8 +13,8 @@
 #include <map>
 
 #include "runtime/latent_pipeline.h"
-#include "runtime/layout.h"
-#include "runtime/npy.h"
+#include "base/layout.h"
+#include "base/npy.h"
 #include "tests/sd_text_fixture.h"
 #include "tests/test_util.h"
 #include "weights_converter/converter.h"

@@ -12,8 +12,8 @@
 #include <fstream>
 
 #include "runtime/latent_pipeline.h"
-#include "runtime/layout.h"
-#include "runtime/npy.h"
+#include "base/layout.h"
+#include "base/npy.h"
 #include "runtime/text_encoder.h"
 #include "tests/sd_text_fixture.h"
 #include "weights_converter/converter.h"

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "runtime/format/model_file.h"
+#include "model/model_file.h"
 #include "runtime/latent_pipeline.h"
 #include "runtime/sampler.h"
 #include "tests/test_util.h"

@@ -9,10 +9,11 @@
 #include <fstream>
 #include <functional>
 
-#include "kernels/common/checked_math.h"
-#include "kernels/common/error.h"
-#include "runtime/format/model_file.h"
-#include "runtime/format/tokenizer_json.h"
+#include "base/checked_math.h"
+#include "base/error.h"
+#include "weights_converter/tokenizer_import.h"
+#include "model/model_file.h"
+#include "model/tokenizer_json.h"
 #include "runtime/plan.h"
 #include "tests/sd_text_fixture.h"
 #include "weights_converter/converter.h"

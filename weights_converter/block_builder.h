@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "runtime/format/model_file.h"
+#include "model/model_file.h"
 #include "weights_converter/safetensors.h"
 
 namespace diffrt {

@@ -4,8 +4,8 @@
 
 #include <cmath>
 
-#include "kernels/common/error.h"
-#include "runtime/format/json_fields.h"
+#include "base/error.h"
+#include "base/json_fields.h"
 
 namespace diffrt {
 

@@ -4,11 +4,11 @@
 #include <filesystem>
 #include <map>
 
-#include "kernels/common/error.h"
-#include "runtime/format/atomic_file.h"
-#include "runtime/format/json_fields.h"
-#include "runtime/format/model_file.h"
-#include "runtime/tokenizer/clip_tokenizer.h"
+#include "base/error.h"
+#include "base/atomic_file.h"
+#include "base/json_fields.h"
+#include "model/model_file.h"
+#include "weights_converter/tokenizer_import.h"
 #include "weights_converter/clip_text_builder.h"
 #include "weights_converter/safetensors.h"
 #include "weights_converter/scheduler_import.h"

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/common/dtype.h"
+#include "base/dtype.h"
 
 namespace diffrt {
 

@@ -13,10 +13,10 @@
 #include <cstring>
 #include <filesystem>
 
-#include "kernels/common/checked_math.h"
-#include "kernels/common/error.h"
-#include "runtime/format/atomic_file.h"
-#include "runtime/format/strict_json.h"
+#include "base/checked_math.h"
+#include "base/error.h"
+#include "base/atomic_file.h"
+#include "base/strict_json.h"
 
 namespace diffrt {
 

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/common/dtype.h"
+#include "base/dtype.h"
 
 namespace diffrt {
 

@@ -1,7 +1,7 @@
 #include "weights_converter/scheduler_import.h"
 
-#include "kernels/common/error.h"
-#include "runtime/schedule.h"
+#include "base/error.h"
+#include "model/scheduler_config.h"
 
 namespace diffrt {
 

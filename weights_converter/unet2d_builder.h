@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "runtime/format/model_file.h"
+#include "model/model_file.h"
 #include "weights_converter/block_builder.h"
 #include "weights_converter/safetensors.h"
 #include "weights_converter/unet2d_config.h"

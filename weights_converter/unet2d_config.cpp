@@ -1,7 +1,7 @@
 #include "weights_converter/unet2d_config.h"
 
-#include "kernels/common/error.h"
-#include "runtime/format/json_fields.h"
+#include "base/error.h"
+#include "base/json_fields.h"
 
 namespace diffrt {
 

@@ -1,7 +1,7 @@
 #include "weights_converter/vae_decoder_builder.h"
 
-#include "kernels/common/error.h"
-#include "runtime/format/json_fields.h"
+#include "base/error.h"
+#include "base/json_fields.h"
 
 namespace diffrt {
 

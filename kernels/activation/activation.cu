@@ -15,7 +15,7 @@
 #include <string>
 
 #include "kernels/activation/activation.h"
-#include "kernels/common/checked_math.h"
+#include "base/checked_math.h"
 #include "kernels/common/cuda_check.h"
 #include "kernels/common/cuda_types.cuh"
 

@@ -8,7 +8,7 @@
 
 #include <string>
 
-#include "kernels/common/dtype.h"
+#include "base/dtype.h"
 
 namespace diffrt {
 

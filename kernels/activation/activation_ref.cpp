@@ -8,7 +8,7 @@
 #include <string>
 
 #include "kernels/activation/activation.h"
-#include "kernels/common/error.h"
+#include "base/error.h"
 
 namespace diffrt {
 

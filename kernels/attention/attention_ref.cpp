@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "kernels/attention/attention.h"
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "kernels/gemm/gemm.h"
 
 namespace diffrt {

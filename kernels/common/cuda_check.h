@@ -24,7 +24,7 @@
 #include <string>
 #include <utility>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 
 namespace diffrt {
 namespace cuda_detail {

@@ -14,7 +14,7 @@
 #include <cstring>
 #include <string>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "kernels/conv/conv.h"
 #include "kernels/gemm/gemm.h"
 

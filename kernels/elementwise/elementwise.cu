@@ -21,7 +21,7 @@
 #include <cstdint>
 #include <string>
 
-#include "kernels/common/checked_math.h"
+#include "base/checked_math.h"
 #include "kernels/common/cuda_check.h"
 #include "kernels/common/cuda_types.cuh"
 #include "kernels/elementwise/elementwise.h"

@@ -11,8 +11,8 @@
 #include <cstring>
 #include <string>
 
-#include "kernels/common/checked_math.h"
-#include "kernels/common/error.h"
+#include "base/checked_math.h"
+#include "base/error.h"
 #include "kernels/elementwise/elementwise.h"
 
 namespace diffrt {

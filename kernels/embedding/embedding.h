@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "kernels/common/dtype.h"
+#include "base/dtype.h"
 
 namespace diffrt {
 

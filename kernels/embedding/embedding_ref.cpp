@@ -3,8 +3,8 @@
 // CLIP fixture's tables, and for out-of-range ids.
 #include <string>
 
-#include "kernels/common/checked_math.h"
-#include "kernels/common/error.h"
+#include "base/checked_math.h"
+#include "base/error.h"
 #include "kernels/embedding/embedding.h"
 
 namespace diffrt {

@@ -31,7 +31,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "kernels/gemm/gemm.h"
 
 namespace diffrt {

@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "kernels/group_norm/group_norm.h"
 
 namespace diffrt {

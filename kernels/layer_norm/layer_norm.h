@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <initializer_list>
 
-#include "kernels/common/dtype.h"
+#include "base/dtype.h"
 
 namespace diffrt {
 

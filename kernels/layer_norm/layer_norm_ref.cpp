@@ -13,8 +13,8 @@
 #include <cstdint>
 #include <string>
 
-#include "kernels/common/checked_math.h"
-#include "kernels/common/error.h"
+#include "base/checked_math.h"
+#include "base/error.h"
 #include "kernels/layer_norm/layer_norm.h"
 
 namespace diffrt {

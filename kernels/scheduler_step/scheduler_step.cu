@@ -29,7 +29,7 @@
 #include "kernels/common/cuda_types.cuh"
 #include "kernels/common/philox.h"
 #include "kernels/scheduler_step/scheduler_step.h"
-#include "runtime/cuda/scheduler_step_cuda.h"
+#include "kernels/scheduler_step/scheduler_step_cuda.h"
 
 namespace diffrt {
 namespace {

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "kernels/common/philox.h"
 
 namespace diffrt {

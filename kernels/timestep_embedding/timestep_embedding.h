@@ -7,7 +7,7 @@
 
 #include <cstdint>
 
-#include "kernels/common/dtype.h"
+#include "base/dtype.h"
 
 namespace diffrt {
 

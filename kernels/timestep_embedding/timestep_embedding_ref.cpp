@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/timestep_embedding/timestep_embedding.h"
 

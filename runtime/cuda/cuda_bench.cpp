@@ -6,7 +6,7 @@
 #include <cmath>
 #include <functional>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "runtime/cuda/cuda_sampler.h"
 #include "runtime/cuda/gpu_spin.h"
 #include "runtime/cuda/nvtx.h"

@@ -12,7 +12,7 @@
 
 #include "kernels/activation/activation.h"
 #include "kernels/attention/attention.h"
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "kernels/elementwise/elementwise.h"
 #include "kernels/embedding/embedding.h"
 #include "kernels/group_norm/group_norm.h"

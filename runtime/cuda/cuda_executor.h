@@ -27,7 +27,7 @@
 #include "kernels/gemm/gemm_cuda.h"
 #include "runtime/cpu_executor.h"  // GraphInputs
 #include "runtime/cuda_plan.h"
-#include "runtime/format/model_file.h"
+#include "model/model_file.h"
 #include "runtime/plan.h"
 
 namespace diffrt {

@@ -7,7 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "kernels/common/dtype.h"
+#include "base/dtype.h"
 
 namespace diffrt::cuda_rt {
 

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <string>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "runtime/cuda/cuda_sampler.h"
 
 namespace diffrt {

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "runtime/cuda/cuda_executor.h"
-#include "runtime/format/model_file.h"
+#include "model/model_file.h"
 #include "runtime/sampler.h"
 
 namespace diffrt {

@@ -10,11 +10,11 @@
 #include <optional>
 #include <type_traits>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "kernels/timestep_embedding/timestep_embedding_cuda.h"
 #include "runtime/cuda/cuda_kernels.h"
 #include "runtime/cuda/nvtx.h"
-#include "runtime/cuda/scheduler_step_cuda.h"
+#include "kernels/scheduler_step/scheduler_step_cuda.h"
 #include "runtime/rng.h"
 
 namespace diffrt {

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <string>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 
 namespace diffrt {
 

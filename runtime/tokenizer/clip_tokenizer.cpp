@@ -26,8 +26,8 @@
 #include <mutex>
 #include <unordered_map>
 
-#include "kernels/common/error.h"
-#include "runtime/tokenizer/utf8.h"
+#include "base/error.h"
+#include "base/utf8.h"
 
 namespace diffrt {
 

@@ -1,9 +1,9 @@
 #include "tests/fuzz/fuzz_targets.h"
 
-#include "kernels/common/error.h"
-#include "runtime/format/json_fields.h"
-#include "runtime/format/model_file.h"
-#include "runtime/npy.h"
+#include "base/error.h"
+#include "base/json_fields.h"
+#include "model/model_file.h"
+#include "base/npy.h"
 #include "runtime/plan.h"
 #include "runtime/schedule.h"
 #include "weights_converter/safetensors.h"

@@ -27,9 +27,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "runtime/api/diffrt.h"
-#include "runtime/api/diffrt.hpp"
-#include "runtime/npy.h"
+#include "api/diffrt.h"
+#include "api/diffrt.hpp"
+#include "base/npy.h"
 #include "tests/gpu/gpu_test_util.h"
 #include "tests/test_util.h"
 #include "weights_converter/converter.h"

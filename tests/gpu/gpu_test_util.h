@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "kernels/common/cuda_check.h"
-#include "kernels/common/dtype.h"
+#include "base/dtype.h"
 
 namespace diffrt::test {
 

@@ -12,7 +12,7 @@
 #include <string>
 
 #include "kernels/scheduler_step/scheduler_step.h"
-#include "runtime/cuda/scheduler_step_cuda.h"
+#include "kernels/scheduler_step/scheduler_step_cuda.h"
 #include "runtime/schedule.h"
 #include "tests/gpu/gpu_test_util.h"
 

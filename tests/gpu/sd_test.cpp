@@ -28,14 +28,14 @@
 #include <set>
 
 #include "kernels/attention/attention.h"
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "runtime/cpu_executor.h"
 #include "runtime/cuda/cuda_executor.h"
 #include "runtime/cuda/cuda_latent.h"
 #include "runtime/cuda/cuda_sampler.h"
 #include "runtime/latent_pipeline.h"
-#include "runtime/layout.h"
-#include "runtime/npy.h"
+#include "base/layout.h"
+#include "base/npy.h"
 #include "runtime/sampler.h"
 #include "runtime/schedule.h"
 #include "tests/gpu/gpu_test_util.h"

@@ -17,13 +17,13 @@
 #include <map>
 #include <set>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "runtime/cuda/cuda_executor.h"
 #include "runtime/cuda/cuda_latent.h"
 #include "runtime/cuda/cuda_text.h"
 #include "runtime/latent_pipeline.h"
-#include "runtime/layout.h"
-#include "runtime/npy.h"
+#include "base/layout.h"
+#include "base/npy.h"
 #include "runtime/text_encoder.h"
 #include "tests/gpu/gpu_test_util.h"
 #include "tests/sd_text_fixture.h"

@@ -1,0 +1,263 @@
+// The CUDA backend of an API session (builds with DIFFRT_HAVE_CUDA; otherwise make_cuda_backend reports that
+// the build has none). Per session: its own CudaContext (non-blocking stream, cuDNN and cuBLASLt handles and
+// workspaces) and its executors' arenas (made per sampling call by run_sampler_cuda; cached per shape for eval).
+// Per model and device: one CudaWeights, uploaded by the first session on that device and shared (ModelAccess).
+//
+// Memory: preflight() compares the request's estimate (request.cpp: cuda_memory_report's peak minus the shared
+// weights, plus the sampler's tables) with cudaMemGetInfo's free bytes (after dropping this session's own cached
+// eval arenas if that makes the difference) and refuses up front with Error(OutOfMemory) giving both figures.
+// While running, any allocation failure (cudaMalloc via DeviceBuffer, or any CUDA/cuBLAS/cuDNN allocation status,
+// which DIFFRT_CUDA_CHECK maps to ErrorCode::OutOfMemory) is re-thrown as Error(OutOfMemory) with the estimate and
+// the free memory at the start of the call. After any failed call (but a cancellation) the session drops its
+// context and cached executors and makes a fresh context on its next call, so no half-grown workspace or stale
+// cuDNN plan survives a failure. Cancellation drains the stream first (run_sampler_cuda) and keeps the context.
+// Tested by tests/gpu/api_test.cpp (skipped without a device).
+#include <list>
+#include <new>
+#include <tuple>
+
+#include "api/api_internal.h"
+
+#ifdef DIFFRT_HAVE_CUDA
+#include <cuda_runtime_api.h>
+
+#include "kernels/common/cuda_check.h"
+#include "runtime/cuda/cuda_executor.h"
+#include "runtime/cuda/cuda_latent.h"
+#include "runtime/cuda/cuda_sampler.h"
+#endif
+
+namespace diffrt {
+namespace api {
+
+#ifndef DIFFRT_HAVE_CUDA
+
+int cuda_device_count(std::string* why) {
+  if (why) *why = "this build of diffrt has no CUDA backend (built without a CUDA compiler or with -DDIFFRT_CUDA=OFF)";
+  return 0;
+}
+
+std::unique_ptr<Backend> make_cuda_backend(std::shared_ptr<const Model>, const SessionOptions&) {
+  std::string why;
+  cuda_device_count(&why);
+  fail(ErrorCode::Unsupported, "device cuda: " + why + "; use the cpu device");
+}
+
+#else  // DIFFRT_HAVE_CUDA
+
+namespace {
+
+std::string cuda_error(cudaError_t e) { return std::string(cudaGetErrorName(e)) + " (" + cudaGetErrorString(e) + ")"; }
+
+// Makes `device` current on the calling thread for one API call and restores the caller's device after, so the
+// library never changes the current device of an application thread.
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device) {
+    if (cudaGetDevice(&prev_) != cudaSuccess) {
+      (void)cudaGetLastError();
+      prev_ = -1;
+    }
+    if (prev_ != device) DIFFRT_CUDA_CHECK(cudaSetDevice(device));
+    set_ = prev_ != device;
+  }
+  ~DeviceScope() {
+    if (set_ && prev_ >= 0) (void)cudaSetDevice(prev_);
+  }
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  int prev_ = -1;
+  bool set_ = false;
+};
+
+// Free and total bytes of the current device; {0, 0} when the query fails (messages only).
+std::pair<uint64_t, uint64_t> device_memory() {
+  size_t free = 0, total = 0;
+  if (cudaMemGetInfo(&free, &total) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return {0, 0};
+  }
+  return {free, total};
+}
+
+// One CudaWeights per (model, device), made by the first session on the device and shared by the rest.
+std::shared_ptr<const CudaWeights> cuda_weights(const Model& m, int device) {
+  auto& impl = ModelAccess::impl(m);
+  std::lock_guard<std::mutex> lock(impl.mu);
+  auto it = impl.cuda.find(device);
+  if (it != impl.cuda.end()) return it->second;
+  std::shared_ptr<const CudaWeights> w;
+  try {
+    w = std::make_shared<const CudaWeights>(impl.file, device);
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::OutOfMemory) throw;
+    const auto [free, total] = device_memory();
+    fail(ErrorCode::OutOfMemory, "out of device memory uploading the model's weights (" + bytes_str(impl.file.data.size()) +
+                                     ") to CUDA device " + std::to_string(device) + ": " + bytes_str(free) + " of " +
+                                     bytes_str(total) + " free (" + e.what() + ")");
+  }
+  impl.cuda.emplace(device, w);
+  return w;
+}
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(std::shared_ptr<const Model> model, const SessionOptions& o) : model_(std::move(model)), device_(o.device_ordinal) {
+    ctx_opt_.device = device_;
+    ctx_opt_.exhaustive_conv_search = !o.deterministic;
+    DeviceScope scope(device_);
+    weights_ = cuda_weights(*model_, device_);
+    ensure_context();
+  }
+  ~CudaBackend() override {
+    try {
+      DeviceScope scope(device_);  // the handles and streams go on their own device
+      executors_.clear();
+      ctx_.reset();
+    } catch (...) {
+      executors_.clear();
+      ctx_.reset();
+    }
+  }
+  CudaBackend(const CudaBackend&) = delete;
+  CudaBackend& operator=(const CudaBackend&) = delete;
+
+  Device device() const override { return Device::Cuda; }
+  std::string name() const override { return "CUDA device " + std::to_string(device_); }
+  uint64_t estimate(const Prepared& p) const override { return estimate_cuda_bytes(file(), p); }
+
+  void preflight(uint64_t bytes) override {
+    DeviceScope scope(device_);
+    size_t free = 0, total = 0;
+    DIFFRT_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+    if (bytes > free && !executors_.empty()) {  // this session's own cached eval arenas may be in the way
+      executors_.clear();
+      DIFFRT_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+    }
+    if (bytes > free)
+      fail(ErrorCode::OutOfMemory, "out of device memory: the request needs about " + bytes_str(bytes) +
+                                       " of working memory on " + name() + ", which has " + bytes_str(free) + " free of " +
+                                       bytes_str(total) + " (use a smaller batch or size)");
+  }
+
+  std::vector<float> run(const Prepared& p, const std::vector<float>& context, const ProgressFn& progress) override {
+    return on_device("sampling", p.estimated_bytes, [&] {
+      const ModelFile& mf = file();
+      const SampleRequest& r = p.req;
+      if (!p.text) return run_sampler_cuda(mf, *weights_, *ctx_, p.sched, r, progress);
+      std::vector<float> lat = sample_latents_cuda(mf, *weights_, *ctx_, p.sched, r, context, p.context_len, progress);
+      if (!p.decode) return lat;
+      return decode_latents_cuda(mf, *weights_, *ctx_, lat, r.batch, r.height, r.width);
+    });
+  }
+
+  void eval(const float* x, int n, int h, int w, const float* t, const int32_t* labels, float* y) override {
+    on_device("eval", 0, [&] {
+      executor(n, h, w).run(x, t, labels, y);
+      return 0;
+    });
+  }
+
+  void release_cache() override {
+    DeviceScope scope(device_);
+    executors_.clear();
+  }
+  size_t cached_executors() const override { return executors_.size(); }
+
+ private:
+  const ModelFile& file() const { return ModelAccess::impl(*model_).file; }
+
+  void ensure_context() {
+    if (ctx_) return;
+    try {
+      ctx_ = std::make_unique<CudaContext>(ctx_opt_);
+    } catch (const Error& e) {
+      const std::string hint = faulted_ ? " (an earlier failure on this device may have left the process's CUDA "
+                                          "context unusable; if this persists, restart the process)"
+                                        : "";
+      throw Error(e.code(), "creating the session's CUDA context on " + name() + ": " + e.what() + hint);
+    }
+  }
+
+  // Runs f on the session's device and context. Any failure but a cancellation drops the context and the
+  // cached executors (rebuilt by the next call); an allocation failure becomes Error(OutOfMemory) with figures.
+  template <class F>
+  auto on_device(const char* what, uint64_t need, F&& f) -> decltype(f()) {
+    DeviceScope scope(device_);
+    const uint64_t free_before = device_memory().first;
+    try {
+      ensure_context();
+      return f();
+    } catch (const Error& e) {
+      if (e.code() == ErrorCode::Cancelled) throw;
+      reset();
+      if (e.code() != ErrorCode::OutOfMemory) throw;
+      fail(ErrorCode::OutOfMemory,
+           "out of device memory on " + name() + " while " + what + ": " + e.what() +
+               (need ? ". The request needs about " + bytes_str(need) + " of working memory" : std::string()) + "; " +
+               bytes_str(free_before) + " were free when it started. The session stays usable (use a smaller batch or size)");
+    } catch (...) {
+      reset();
+      throw;
+    }
+  }
+
+  void reset() noexcept {
+    faulted_ = true;
+    executors_.clear();
+    ctx_.reset();  // synchronises its stream (errors ignored) and frees its handles and workspaces
+    (void)cudaGetLastError();
+  }
+
+  CudaExecutor& executor(int n, int h, int w) {
+    const auto key = std::make_tuple(n, h, w);
+    for (auto it = executors_.begin(); it != executors_.end(); ++it)
+      if (it->first == key) {
+        executors_.splice(executors_.begin(), executors_, it);
+        return *executors_.front().second;
+      }
+    while (executors_.size() >= kMaxCachedExecutors) executors_.pop_back();
+    executors_.emplace_front(key, std::make_unique<CudaExecutor>(file(), *weights_, *ctx_, n, h, w));
+    return *executors_.front().second;
+  }
+
+  std::shared_ptr<const Model> model_;
+  int device_ = 0;
+  CudaContext::Options ctx_opt_;
+  std::shared_ptr<const CudaWeights> weights_;
+  std::unique_ptr<CudaContext> ctx_;
+  bool faulted_ = false;
+  // Eval executors (they reference ctx_: cleared before it goes), most recently used first.
+  std::list<std::pair<std::tuple<int, int, int>, std::unique_ptr<CudaExecutor>>> executors_;
+};
+
+}  // namespace
+
+int cuda_device_count(std::string* why) {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    if (why) *why = "no usable CUDA device (cudaGetDeviceCount: " + cuda_error(e) + ")";
+    return 0;
+  }
+  if (n == 0 && why) *why = "no CUDA device";
+  return n;
+}
+
+std::unique_ptr<Backend> make_cuda_backend(std::shared_ptr<const Model> model, const SessionOptions& o) {
+  std::string why;
+  const int n = cuda_device_count(&why);
+  if (n == 0) fail(ErrorCode::Unsupported, "device cuda: " + why + "; use the cpu device");
+  if (o.device_ordinal < 0 || o.device_ordinal >= n)
+    bad("device_ordinal = " + std::to_string(o.device_ordinal) + ": this machine has " + std::to_string(n) +
+        " CUDA device(s), [0, " + std::to_string(n - 1) + "]");
+  return std::make_unique<CudaBackend>(std::move(model), o);
+}
+
+#endif  // DIFFRT_HAVE_CUDA
+
+}  // namespace api
+}  // namespace diffrt

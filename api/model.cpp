@@ -1,0 +1,103 @@
+// diffrt C++ API (diffrt.hpp): version, Model (the parsed file and its info; backend weights made lazily by
+// the first session that needs them, shared by all), device counts.
+// Tested by tests/api_test.cpp (through the C API), tests/concurrency_test.cpp and tests/gpu/api_test.cpp.
+#include <algorithm>
+#include <new>
+
+#include "api/api_internal.h"
+#include "runtime/cpu_executor.h"
+#include "model/model_file.h"
+#include "runtime/latent_pipeline.h"
+
+namespace diffrt {
+
+// ---- version -----------------------------------------------------------------------------------
+
+const char* version_string() { return DIFFRT_VERSION_STRING; }
+
+void version(int* major, int* minor, int* patch) {
+  int parts[3] = {0, 0, 0};
+  const char* s = DIFFRT_VERSION_STRING;
+  for (int i = 0; i < 3 && *s; ++i) {
+    while (*s >= '0' && *s <= '9') parts[i] = parts[i] * 10 + (*s++ - '0');
+    if (*s == '.') ++s;
+  }
+  if (major) *major = parts[0];
+  if (minor) *minor = parts[1];
+  if (patch) *patch = parts[2];
+}
+
+int device_count(Device device, std::string* why) {
+  if (why) why->clear();
+  switch (device) {
+    case Device::Cpu: return 1;
+    case Device::Cuda: {
+      std::string reason;
+      const int n = api::cuda_device_count(&reason);
+      if (why) *why = reason;
+      return n;
+    }
+  }
+  api::bad("device: unknown value " + std::to_string(int(device)));
+}
+
+// ---- Model -------------------------------------------------------------------------------------
+
+Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Model::~Model() = default;
+const ModelInfo& Model::info() const { return impl_->info; }
+
+std::shared_ptr<const Model> Model::load(const std::string& path) {
+  auto impl = std::make_unique<Impl>();
+  try {
+    impl->file = read_model_file(path);
+  } catch (const std::bad_alloc&) {
+    fail(ErrorCode::OutOfMemory, path + ": out of host memory while loading the model");
+  }
+  const ModelFile& mf = impl->file;
+  ModelInfo& in = impl->info;
+  in.in_channels = mf.graph.in_channels;
+  in.out_channels = mf.graph.out_channels;
+  const auto ss = mf.config.find("sample_size");
+  if (ss != mf.config.end() && ss->is_number_integer() && ss->get<int64_t>() > 0 && ss->get<int64_t>() <= 8192)
+    in.sample_size = ss->get<int>();
+  in.downsample_factor = std::max(1, mf.graph.downsample_factor);
+  in.num_classes = mf.conditioning.num_classes;
+  in.null_class = mf.conditioning.null_class;
+  const nlohmann::json sj = mf.scheduler.is_object() ? mf.scheduler : nlohmann::json::object();
+  try {
+    in.num_train_timesteps = scheduler_config_from_json(sj, path + " (scheduler)").num_train_timesteps;
+  } catch (const Error&) {
+    in.num_train_timesteps = 0;  // reported when sampling without an override that fixes it
+  }
+  in.context_dim = mf.graph.context >= 0 ? mf.graph.context_dim : 0;
+  in.has_vae = mf.vae.present();
+  in.vae_scale_factor = in.has_vae ? vae_scale_factor(mf) : 1;
+  in.vae_scaling_factor = in.has_vae ? mf.vae.scaling_factor : 0.0f;
+  in.image_channels = in.has_vae ? mf.vae.graph.out_channels : in.in_channels;
+  in.image_size = in.sample_size * in.vae_scale_factor;
+  // As `diffrt sample`: DDPMScheduler configs (and pixel models without a scheduler class) sample with DDPM;
+  // DDIM and the other Stable Diffusion schedulers (PNDM, ...) with DDIM.
+  const nlohmann::json cls = sj.value("_class_name", nlohmann::json(""));
+  in.default_sampler = cls == "DDPMScheduler" || (cls == "" && in.context_dim == 0) ? "ddpm" : "ddim";
+  return std::shared_ptr<const Model>(new Model(std::move(impl)));
+}
+
+namespace api {
+
+std::shared_ptr<const CpuWeights> cpu_weights(const Model& m) {
+  auto& impl = ModelAccess::impl(m);
+  std::lock_guard<std::mutex> lock(impl.mu);
+  if (!impl.cpu) {
+    try {
+      impl.cpu = std::make_shared<const CpuWeights>(impl.file);
+    } catch (const std::bad_alloc&) {
+      fail(ErrorCode::OutOfMemory, "out of host memory widening the model's " + std::to_string(impl.file.data.size()) +
+                                       " bytes of weights to fp32 for the CPU backend");
+    }
+  }
+  return impl.cpu;
+}
+
+}  // namespace api
+}  // namespace diffrt

@@ -1,0 +1,118 @@
+// The diffrt model file (.drt):
+//   bytes 0..7   magic "DIFFRT\0\1"
+//   bytes 8..11  u32 LE format version (kFormatVersion)
+//   bytes 12..15 u32 LE reserved, must be 0
+//   bytes 16..23 u64 LE header length H (<= kMaxHeaderBytes)
+//   bytes 24..   H bytes of UTF-8 JSON (the header), then zero padding to kDataAlignment
+//   data section: tensors at offsets relative to the data start, each kDataAlignment-aligned;
+//   the file ends exactly at the end of the data section (header field "data_size").
+// Header JSON: {"format":"diffrt","version":1,"family":"unet2d"|"unet2d_condition","config":{...},
+//   "graph":{...},"tensors":[{"name","dtype","shape","offset","nbytes"}...],
+//   "scheduler":{...diffusers scheduler config...},"conditioning":{...},"provenance":{...},
+//   optional "vae":{"config":{...},"scaling_factor":f,"graph":{...}},
+//   optional "text_encoder":{"config":{...},"graph":{...}}, optional "tokenizer":{...},"data_size":N}
+// "graph" is the denoiser; "vae" is the VAE decoder of a latent-diffusion model (its tensors are
+// named "vae.<diffusers name>" in the same table); "text_encoder" is a CLIP text model (input_ids ->
+// last_hidden_state, tensors "text_encoder.<transformers name>") and "tokenizer" its BPE tokenizer
+// (model/tokenizer_json.h). The two come together, with a text-conditioned denoiser whose
+// context_dim is the text encoder's width.
+// The reader treats the file as hostile: every field is type-checked, offsets and sizes are
+// overflow-checked and must lie inside the data section without overlapping.
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/dtype.h"
+#include "model/graph.h"
+#include "model/tokenizer_spec.h"
+
+namespace diffrt {
+
+constexpr char kMagic[8] = {'D', 'I', 'F', 'F', 'R', 'T', '\0', '\1'};
+constexpr uint32_t kFormatVersion = 1;
+constexpr uint64_t kDataAlignment = 256;
+constexpr uint64_t kMaxHeaderBytes = 64ull << 20;
+constexpr int kMaxRank = 8;
+
+struct TensorInfo {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  uint64_t offset = 0;  // from the start of the data section
+  uint64_t nbytes = 0;
+  uint64_t numel() const;
+};
+
+// Conditioning metadata: class-conditional models record the class count and the null class used
+// for classifier-free guidance (-1 when the model has none).
+struct Conditioning {
+  int num_classes = 0;
+  int null_class = -1;
+};
+
+// The VAE decoder of a latent-diffusion model: latents [N,h,w,latent_channels] -> image
+// [N,f*h,f*w,3] in about [-1, 1]. Its graph starts by dividing by scaling_factor (diffusers'
+// `latents / vae.config.scaling_factor`) and has no timestep input.
+struct VaeDecoder {
+  nlohmann::json config;  // the diffusers AutoencoderKL config, as converted
+  float scaling_factor = 0;  // fp32, as diffusers divides an fp32 tensor by it
+  Graph graph;            // empty (no nodes) when the model file has no VAE
+  bool present() const { return !graph.nodes.empty(); }
+};
+
+// The text encoder of a latent-diffusion pipeline (transformers' CLIPTextModel): input_ids [N, L] int32 ->
+// last_hidden_state [N, L, hidden], what StableDiffusionPipeline feeds the UNet as encoder_hidden_states.
+struct TextEncoder {
+  nlohmann::json config;  // the transformers CLIPTextConfig, as converted
+  Graph graph;            // empty (no nodes) when the model file has no text encoder
+  bool present() const { return !graph.nodes.empty(); }
+};
+
+struct ModelFile {
+  std::string family;            // "unet2d" (UNet2DModel) or "unet2d_condition" (UNet2DConditionModel)
+  nlohmann::json config;         // the diffusers model config, as converted
+  Graph graph;
+  std::vector<TensorInfo> tensors;
+  nlohmann::json scheduler;      // diffusers scheduler config (object; may be empty)
+  Conditioning conditioning;
+  nlohmann::json provenance;     // converter version, source files, dtype, date
+  VaeDecoder vae;                // latent-diffusion models only
+  TextEncoder text_encoder;      // latent-diffusion models converted with their text encoder
+  bool has_tokenizer = false;
+  ClipTokenizerSpec tokenizer;   // valid when has_tokenizer (always together with text_encoder)
+  std::vector<uint8_t> data;     // the data section (tensor bytes)
+
+  const TensorInfo* find(const std::string& name) const;
+  const uint8_t* tensor_data(const TensorInfo& t) const { return data.data() + t.offset; }
+};
+
+// What the writer needs for one tensor: bytes already in `dtype`.
+struct TensorBlob {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> bytes;
+};
+
+// Reads and validates a model file. Throws Error(InvalidModel) naming the file and the field.
+ModelFile read_model_file(const std::string& path);
+// Parses from memory (used by the reader, tests and the fuzzer). `origin` names the source in errors.
+ModelFile parse_model_file(const uint8_t* bytes, size_t size, const std::string& origin);
+// Serialises to bytes (tensor offsets are assigned here, in the given order).
+std::vector<uint8_t> serialize_model_file(const std::string& family, const nlohmann::json& config,
+                                          const Graph& graph, const std::vector<TensorBlob>& tensors,
+                                          const nlohmann::json& scheduler, const Conditioning& cond,
+                                          const nlohmann::json& provenance, const VaeDecoder* vae = nullptr,
+                                          const TextEncoder* text_encoder = nullptr,
+                                          const ClipTokenizerSpec* tokenizer = nullptr);
+
+// Graph <-> JSON; graph_from_json validates op names, attribute types/ranges and value references.
+nlohmann::json graph_to_json(const Graph& g);
+// `path` names the graph in errors ("graph", "vae.graph").
+Graph graph_from_json(const nlohmann::json& j, const std::string& origin, const std::string& path = "graph");
+
+}  // namespace diffrt
