@@ -29,7 +29,9 @@
 
 namespace diffrt {
 
-enum class SamplerKind : uint8_t { Ddpm, Ddim };
+// The scheduler classes diffrt implements (diffusers 0.27.2 names in model/scheduler_config.h). This fused
+// DDPM/DDIM step handles Ddpm and Ddim only; every class runs through kernels/sampler_step/.
+enum class SamplerKind : uint8_t { Ddpm, Ddim, Pndm, DpmSolverMultistep, EulerDiscrete, EulerAncestral, Heun, UniPC, Lcm };
 enum class PredictionType : uint8_t { Epsilon, Sample, VPrediction };
 enum class VarianceType : uint8_t { FixedSmall, FixedSmallLog, FixedLarge, Learned, LearnedRange };
 enum class NoiseSource : uint8_t { None, Buffer, Philox };

@@ -41,6 +41,7 @@ float quantile_linear(float* values, int64_t n, float q) {
 }
 
 void scheduler_step_validate(const SchedulerStepParams& p) {
+  if (p.kind != SamplerKind::Ddpm && p.kind != SamplerKind::Ddim) bad("kind must be ddpm or ddim");
   if (!p.model_out) bad("model_out is null");
   if (!p.x) bad("x is null");
   if (p.b <= 0 || p.h <= 0 || p.w <= 0 || p.c <= 0)
