@@ -41,6 +41,17 @@ std::vector<float> cosine_betas(int T) {
   return b;
 }
 
+// betas_for_alpha_bar(T, alpha_transform_type="exp") (Heun only): alpha_bar(t) = exp(-12 t), Python double.
+std::vector<float> exp_betas(int T) {
+  auto alpha_bar = [](double t) { return std::exp(t * -12.0); };
+  std::vector<float> b(T);
+  for (int i = 0; i < T; ++i) {
+    double t1 = double(i) / T, t2 = double(i + 1) / T;
+    b[i] = float(std::min(1.0 - alpha_bar(t2) / alpha_bar(t1), 0.999));
+  }
+  return b;
+}
+
 // diffusers rescale_zero_terminal_snr (Lin et al. 2023, Alg. 1), float32 tensor maths.
 std::vector<float> rescale_zero_snr(const std::vector<float>& betas) {
   const size_t T = betas.size();
@@ -102,6 +113,7 @@ ScheduleTables compute_schedule(const SchedulerConfig& c) {
         for (float& b : s.betas) b = b * b;
         break;
       case BetaSchedule::SquaredCosCapV2: s.betas = cosine_betas(T); break;
+      case BetaSchedule::Exp: s.betas = exp_betas(T); break;
       case BetaSchedule::Sigmoid: {
         std::vector<float> x = torch_linspace_f32(-6.0, 6.0, T);
         const float range = float(c.beta_end - c.beta_start), lo = float(c.beta_start);
@@ -114,10 +126,16 @@ ScheduleTables compute_schedule(const SchedulerConfig& c) {
       }
     }
   }
-  if (c.rescale_betas_zero_snr) s.betas = rescale_zero_snr(s.betas);
+  if (c.rescale_betas_zero_snr && scheduler_class_takes(c.klass, "rescale_betas_zero_snr"))
+    s.betas = rescale_zero_snr(s.betas);
   std::vector<float> alphas(T);
   for (int i = 0; i < T; ++i) alphas[i] = 1.0f - s.betas[i];
   s.alphas_cumprod = cumprod_f32(alphas);
+  // DPM-Solver, Euler and Euler a keep the zero-SNR end just above 0 (fp16's smallest subnormal), so that
+  // sigma_max is finite; DDPM, DDIM and LCM keep alphas_cumprod[T-1] = 0.
+  const bool patch = c.klass == SchedulerClass::DpmSolverMultistep || c.klass == SchedulerClass::EulerDiscrete ||
+                     c.klass == SchedulerClass::EulerAncestral;
+  if (c.rescale_betas_zero_snr && patch) s.alphas_cumprod[size_t(T - 1)] = 0x1p-24f;
   s.final_alpha_cumprod = c.set_alpha_to_one ? 1.0f : s.alphas_cumprod[0];
   return s;
 }
