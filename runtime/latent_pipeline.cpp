@@ -49,7 +49,7 @@ int vae_scale_factor(const ModelFile& mf) {
 
 std::vector<float> sample_latents_cpu(const ModelFile& mf, const CpuWeights& weights, const SchedulerConfig& cfg,
                                       const SampleRequest& req, const std::vector<float>& context, int len,
-                                      const ProgressFn& progress) {
+                                      const ProgressFn& progress, const SamplerInputs& inputs) {
   const int bm = model_batch(req);
   if (context.size() != size_t(bm) * size_t(len) * size_t(mf.graph.context_dim))
     fail(ErrorCode::Internal, "text context does not match the model batch");
@@ -60,7 +60,7 @@ std::vector<float> sample_latents_cpu(const ModelFile& mf, const CpuWeights& wei
     in.sample = x; in.timesteps = t; in.context = context.data();
     ex.run(in, out);
   };
-  return run_sampler(cfg, req, mf.graph.out_channels, unet, progress);
+  return run_sampler(cfg, req, mf.graph.out_channels, unet, progress, inputs);
 }
 
 std::vector<float> decode_latents_cpu(const ModelFile& mf, const CpuWeights& weights, const std::vector<float>& latents,

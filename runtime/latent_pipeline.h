@@ -32,9 +32,10 @@ int vae_scale_factor(const ModelFile& mf);
 
 // Denoising loop on the CPU backend for a text-conditioned UNet: returns final latents [B,h,w,C]
 // NHWC. `context` is model_context()'s result with len tokens per row.
+// `inputs`: image latents / mask / extra model-input channels / explicit noise for img2img, inpainting and tests.
 std::vector<float> sample_latents_cpu(const ModelFile& mf, const CpuWeights& weights, const SchedulerConfig& cfg,
                                       const SampleRequest& req, const std::vector<float>& context, int len,
-                                      const ProgressFn& progress);
+                                      const ProgressFn& progress, const SamplerInputs& inputs = {});
 
 // VAE decode on the CPU backend: latents [n,h,w,C] NHWC (not yet divided by the scaling factor) ->
 // images [n, f*h, f*w, 3] NHWC in about [-1, 1] (map with to_image_01).

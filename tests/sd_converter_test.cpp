@@ -9,6 +9,7 @@
 #include <functional>
 
 #include "base/error.h"
+#include "model/scheduler_config.h"
 #include "base/atomic_file.h"
 #include "model/model_file.h"
 #include "runtime/plan.h"
@@ -102,7 +103,8 @@ TEST(SdConverter, ConvertsBothFixturePipelines) {
     for (const TensorInfo& t : mf.tensors) vae_tensors += t.name.rfind("vae.", 0) == 0;
     EXPECT_GT(vae_tensors, 10u);
     EXPECT_EQ(mf.provenance["source_vae_weights"], "vae/diffusion_pytorch_model.safetensors");
-    EXPECT_EQ(mf.scheduler["_class_name"], "DDIMScheduler");
+    // The model's own scheduler is kept (sd1_tiny: PNDMScheduler; sd2_tiny: DDIMScheduler).
+    EXPECT_EQ(mf.scheduler, load_json(fixture(name) + "/scheduler/scheduler_config.json"));
 
     // Both graphs plan at the fixture's latent size with a 77-token context.
     const int s = unet_cfg["sample_size"].get<int>();
@@ -159,17 +161,34 @@ TEST(SdConverter, Fp16AndBf16) {
   }
 }
 
-TEST(SdConverter, PndmSchedulerBecomesDdimWithAWarning) {
+TEST(SdConverter, PndmSchedulerIsKeptAsDiffusersLoadsIt) {
   const std::string out = test::temp_dir("sdconv_pndm") + "/m.drt";
   ConvertReport r = convert(fixture("sd1_tiny"), out);  // sd1_tiny ships the SD PNDMScheduler config
   json src = load_json(fixture("sd1_tiny") + "/scheduler/scheduler_config.json");
   ASSERT_EQ(src["_class_name"], "PNDMScheduler");
-  EXPECT_TRUE(has_warning(r, "PNDMScheduler"));
+  EXPECT_FALSE(has_warning(r, "PNDMScheduler"));
   ModelFile mf = read_model_file(out);
-  EXPECT_EQ(mf.scheduler["_class_name"], "DDIMScheduler");
-  EXPECT_EQ(mf.scheduler["steps_offset"], src["steps_offset"]);
-  EXPECT_EQ(mf.scheduler["set_alpha_to_one"], src["set_alpha_to_one"]);
+  EXPECT_EQ(mf.scheduler, src);  // unchanged: the sampler reads it as PNDMScheduler.from_config(file)
   EXPECT_EQ(mf.provenance["source_scheduler_class"], "PNDMScheduler");
+  const SchedulerConfig c = scheduler_config_from_json(mf.scheduler, "m.drt");
+  EXPECT_EQ(c.klass, SchedulerClass::Pndm);
+  EXPECT_TRUE(c.skip_prk_steps);
+}
+
+TEST(SdConverter, UnimplementedSchedulerIsStoredAsDdimFromConfig) {
+  std::string dir = copy_fixture("sd1_tiny");
+  json j = load_json(dir + "/scheduler/scheduler_config.json");
+  j["_class_name"] = "LMSDiscreteScheduler";
+  save_json(dir + "/scheduler/scheduler_config.json", j);
+  json index = load_json(dir + "/model_index.json");
+  index["scheduler"] = json::array({"diffusers", "LMSDiscreteScheduler"});
+  save_json(dir + "/model_index.json", index);
+  ConvertReport r = convert(dir, dir + "/../m.drt");
+  EXPECT_TRUE(has_warning(r, "LMSDiscreteScheduler is not implemented"));
+  ModelFile mf = read_model_file(dir + "/../m.drt");
+  EXPECT_EQ(mf.scheduler["_class_name"], "DDIMScheduler");
+  EXPECT_EQ(mf.scheduler["steps_offset"], j["steps_offset"]);
+  EXPECT_EQ(mf.provenance["source_scheduler_class"], "LMSDiscreteScheduler");
 }
 
 // model_index.json names no text encoder ([null, null], as these fixtures are saved): a text_encoder/ folder
@@ -454,6 +473,6 @@ TEST(SdConverter, ModelIndexSchedulerClassWinsAsInDiffusers) {
   EXPECT_TRUE(has_warning(r, "model_index.json names scheduler class PNDMScheduler"));
   ModelFile mf = read_model_file(dir + "/../m.drt");
   EXPECT_EQ(mf.provenance["source_scheduler_class"], "PNDMScheduler");
-  EXPECT_EQ(mf.scheduler["_class_name"], "DDIMScheduler");
+  EXPECT_EQ(mf.scheduler["_class_name"], "PNDMScheduler");
   EXPECT_EQ(mf.scheduler["prediction_type"], "v_prediction");
 }

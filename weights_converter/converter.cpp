@@ -11,6 +11,7 @@
 #include "weights_converter/tokenizer_import.h"
 #include "weights_converter/clip_text_builder.h"
 #include "weights_converter/safetensors.h"
+#include "model/scheduler_config.h"
 #include "weights_converter/scheduler_import.h"
 #include "weights_converter/unet2d_builder.h"
 #include "weights_converter/unet2d_condition_builder.h"
@@ -295,7 +296,8 @@ ConvertReport convert_diffusers(const ConvertOptions& opt) {
   ImportedScheduler sched;
   sched.config = json::object();
   if (fs::exists(sched_file)) {
-    json sj = read_json_file(sched_file);
+    // diffusers writes lambda_min_clipped = -inf as -Infinity: the scheduler file is Python's JSON.
+    json sj = parse_scheduler_config_text(read_file_bytes(sched_file.string(), kMaxConfigBytes), sched_file.string());
     // diffusers instantiates the scheduler class model_index.json names, with this file's fields.
     auto named = index.find("scheduler");
     if (pipeline && opt.scheduler_config.empty() && named != index.end() && named->second.present && sj.is_object() &&

@@ -1,15 +1,13 @@
-// The scheduler defaults a converted model file carries. diffrt samples with DDPM or DDIM; both
-// read the diffusers scheduler_config.json fields that define the noise schedule (betas, T,
-// prediction type, timestep spacing, steps offset, clipping, ...), see runtime/schedule.h.
-//  * DDPMScheduler / DDIMScheduler configs (or configs without a _class_name) are validated and
-//    kept unchanged.
-//  * Other diffusers schedulers built on the same discrete beta schedule (PNDM -- what Stable
-//    Diffusion folders name -- Euler, LMS, Heun, DPM-Solver, UniPC, DEIS, KDPM2) are reduced to the
-//    fields DDIM/DDPM share with them and stored as a DDIMScheduler config (DDIM with eta = 0 is
-//    the closest deterministic sampler we have), with a warning naming what was dropped. Missing
-//    shared fields then take DDIMScheduler's defaults, exactly as diffusers'
-//    DDIMScheduler.from_config(other.config) does.
-//  * Anything else is refused naming the class.
+// The scheduler a converted model file carries: the model's own scheduler_config.json, kept as diffusers would
+// load it (model/scheduler_config.h: the class named by _class_name, with from_config semantics, so that
+// `--sampler NAME` later builds NAME.from_config(this config) exactly as diffusers users do).
+//  * The nine classes diffrt implements (DDPM, DDIM, PNDM -- what Stable Diffusion 1.x folders name --,
+//    DPMSolverMultistep, EulerDiscrete, EulerAncestralDiscrete, HeunDiscrete, UniPCMultistep, LCM) and configs
+//    without a _class_name are validated by the strict parser and stored unchanged.
+//  * Other diffusers schedulers built on the same discrete beta schedule (LMS, DPMSolverSinglestep, DEIS, KDPM2,
+//    KDPM2Ancestral, DPMSolverSDE) are stored as DDIMScheduler.from_config(file) (the same keys under
+//    _class_name DDIMScheduler; keys DDIM does not take stay as hidden keys), with a warning naming the class.
+//  * Anything else is refused naming the class and the supported ones.
 #pragma once
 #include <nlohmann/json.hpp>
 
@@ -21,6 +19,7 @@ namespace diffrt {
 struct ImportedScheduler {
   nlohmann::json config;     // what the model file stores
   std::string source_class;  // the file's _class_name ("" when absent)
+  std::string description;   // describe_scheduler() of the stored config, for the conversion report
   std::vector<std::string> warnings;
 };
 

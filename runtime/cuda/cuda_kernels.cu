@@ -103,4 +103,16 @@ void broadcast_model_in(const float* x, void* model_in, DType dtype, int b, int 
   DIFFRT_CUDA_CHECK_LAUNCH();
 }
 
+void preload() {
+  cudaFuncAttributes attr;
+  DIFFRT_CUDA_CHECK(cudaFuncGetAttributes(&attr, fill_timesteps_kernel));
+  DIFFRT_CUDA_CHECK(cudaFuncGetAttributes(&attr, copy_slice_kernel<uint4>));
+  DIFFRT_CUDA_CHECK(cudaFuncGetAttributes(&attr, copy_slice_kernel<uint16_t>));
+  DIFFRT_CUDA_CHECK(cudaFuncGetAttributes(&attr, increment_kernel));
+  DIFFRT_CUDA_CHECK(cudaFuncGetAttributes(&attr, initial_noise_kernel));
+  DIFFRT_CUDA_CHECK(cudaFuncGetAttributes(&attr, broadcast_kernel<float>));
+  DIFFRT_CUDA_CHECK(cudaFuncGetAttributes(&attr, broadcast_kernel<__half>));
+  DIFFRT_CUDA_CHECK(cudaFuncGetAttributes(&attr, broadcast_kernel<__nv_bfloat16>));
+}
+
 }  // namespace diffrt::cuda_rt

@@ -25,4 +25,7 @@ void philox_initial_noise(float* x, uint64_t seed, uint32_t sample_base, int b, 
 void broadcast_model_in(const float* x, void* model_in, DType dtype, int b, int bm, int64_t n_per,
                         cudaStream_t stream);
 
+// Loads this file's kernels (cudaFuncGetAttributes), so that a graph capture never triggers a lazy module load.
+void preload();
+
 }  // namespace diffrt::cuda_rt
