@@ -175,7 +175,7 @@ __global__ void __launch_bounds__(kSelectThreads) quantile_kernel(StepArgs a) {
   if (threadIdx.x == 0) {
     const float w = f_sub(rank, float(below));
     const float d = f_sub(hi, lo);
-    float s = w < 0.5f ? f_add(lo, f_mul(w, d)) : f_sub(hi, f_mul(d, f_sub(1.0f, w)));  // torch.lerp
+    float s = fabsf(w) < 0.5f ? __fmaf_rn(w, d, lo) : __fmaf_rn(-d, f_sub(1.0f, w), hi);  // torch.lerp (FMA)
     s = ref_min(ref_max(s, 1.0f), a.sample_max_value);
     a.thresh_scale[n] = s;
   }

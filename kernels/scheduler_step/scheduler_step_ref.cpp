@@ -19,10 +19,11 @@ namespace {
   fail(ErrorCode::InvalidArgument, "scheduler_step: " + msg);
 }
 
-// torch.lerp for float: weight < 0.5 ? a + w*(b-a) : b - (b-a)*(1-w).
+// torch.lerp for float as torch 1.13's AVX2 CPU kernel computes it: |w| < 0.5 ? fma(w, b-a, a) :
+// fma(-(b-a), 1-w, b) (the build contracts the lerp into FMAs; tests/fixtures/samplers/README.md §D0.12).
 float lerp_torch(float a, float b, float w) {
   float d = b - a;
-  return w < 0.5f ? a + w * d : b - d * (1.0f - w);
+  return std::fabs(w) < 0.5f ? std::fma(w, d, a) : std::fma(-d, 1.0f - w, b);
 }
 
 }  // namespace
