@@ -70,10 +70,15 @@ Workload make_workload(const ModelFile& mf, const WorkloadOptions& o) {
     const nlohmann::json cls = w.scheduler_json.value("_class_name", nlohmann::json(""));
     sampler = cls == "DDPMScheduler" || (cls == "" && !w.text_model) ? "ddpm" : "ddim";
   }
-  if (sampler != "ddpm" && sampler != "ddim") fail(ErrorCode::InvalidArgument, "--sampler must be ddpm or ddim");
   w.sampler = sampler;
   SampleRequest& r = w.req;
-  r.sampler = sampler == "ddim" ? SamplerKind::Ddim : SamplerKind::Ddpm;
+  if (sampler == "ddpm" || sampler == "ddim") {
+    r.sampler = sampler == "ddim" ? SamplerKind::Ddim : SamplerKind::Ddpm;
+  } else {
+    // Any other sampler name: NAME.from_config(the model's scheduler config), as `diffrt sample --sampler NAME`.
+    w.sched = select_sampler(w.sched, sampler, false, "--sampler " + sampler);
+    r.sampler = w.sched.klass;
+  }
   r.steps = o.steps;
   r.eta = float(o.eta);
   r.seed = o.seed;
@@ -133,8 +138,8 @@ Workload make_workload(const ModelFile& mf, const WorkloadOptions& o) {
 
   w.unet_in = PlanInputs{w.model_batch, r.height, r.width, w.text_model ? w.context_len : 0};
   w.unet_sample = normal(size_t(w.model_batch) * size_t(r.height) * size_t(r.width) * size_t(r.channels), rng);
-  const SamplingPlan plan = make_sampling_plan(w.sched, r.sampler, r.steps, r.eta);
-  w.unet_timesteps.assign(size_t(w.model_batch), plan.timesteps.empty() ? 0.0f : float(plan.timesteps.front()));
+  const SamplerPlan plan = plan_for_request(w.sched, r, mf.graph.out_channels);
+  w.unet_timesteps.assign(size_t(w.model_batch), plan.model_timesteps.empty() ? 0.0f : plan.model_timesteps.front());
   w.unet_labels = model_labels(r);
   if (w.latent_model) {
     w.vae_in = PlanInputs{r.batch, r.height, r.width, 0};

@@ -74,7 +74,9 @@ TEST(SamplerPipelines, MatchStableDiffusionPipeline) {
       EXPECT_EQ(std::string(scheduler_class_name(cfg.klass)), ce.at("class").get<std::string>());
       const json ours = scheduler_config_to_json(cfg);
       for (auto it = ce.at("config").begin(); it != ce.at("config").end(); ++it)
-        if (it.key()[0] != '_') EXPECT_EQ(ours.value(it.key(), json()), it.value()) << "config key " << it.key();
+        if (it.key()[0] != '_') {
+          EXPECT_EQ(ours.value(it.key(), json()), it.value()) << "config key " << it.key();
+        }
     }
     const int B = e.at("batch");
     const bool cfg_on = e.at("do_cfg");

@@ -48,7 +48,9 @@ void expect_effective(const SchedulerConfig& c, const json& want, const std::str
     EXPECT_EQ(ours[it.key()], it.value()) << "key " << it.key();
   }
   for (auto it = ours.begin(); it != ours.end(); ++it)
-    if (it.key()[0] != '_') EXPECT_TRUE(want.contains(it.key())) << "extra key " << it.key();
+    if (it.key()[0] != '_') {
+      EXPECT_TRUE(want.contains(it.key())) << "extra key " << it.key();
+    }
 }
 
 }  // namespace
