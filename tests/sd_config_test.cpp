@@ -263,17 +263,25 @@ json sd_pndm() {
 }
 }  // namespace
 
-TEST(SdScheduler, PndmKeepsTheScheduleAndBecomesDdim) {
+TEST(SdScheduler, PndmIsKeptAsDiffusersLoadsIt) {
   ImportedScheduler s = import_scheduler_config(sd_pndm(), "scheduler/scheduler_config.json");
   EXPECT_EQ(s.source_class, "PNDMScheduler");
+  EXPECT_EQ(s.config, sd_pndm());  // the model's own scheduler, unchanged
+  EXPECT_TRUE(s.warnings.empty());
+  EXPECT_EQ(s.description.rfind("PNDMScheduler (pndm): skip_prk_steps=true", 0), 0u) << s.description;
+}
+
+TEST(SdScheduler, UnimplementedKarrasFamilyBecomesDdimFromConfig) {
+  json j = sd_pndm();
+  j["_class_name"] = "KDPM2DiscreteScheduler";
+  ImportedScheduler s = import_scheduler_config(j, "scheduler/scheduler_config.json");
+  EXPECT_EQ(s.source_class, "KDPM2DiscreteScheduler");
   EXPECT_EQ(s.config["_class_name"], "DDIMScheduler");
   for (const char* k : {"beta_end", "beta_schedule", "beta_start", "clip_sample", "num_train_timesteps",
                         "set_alpha_to_one", "steps_offset", "trained_betas"})
-    EXPECT_EQ(s.config[k], sd_pndm()[k]) << k;
-  EXPECT_FALSE(s.config.contains("skip_prk_steps"));
+    EXPECT_EQ(s.config[k], j[k]) << k;
   ASSERT_EQ(s.warnings.size(), 1u);
-  EXPECT_NE(s.warnings[0].find("PNDMScheduler"), std::string::npos) << s.warnings[0];
-  EXPECT_NE(s.warnings[0].find("skip_prk_steps"), std::string::npos) << s.warnings[0];
+  EXPECT_NE(s.warnings[0].find("KDPM2DiscreteScheduler"), std::string::npos) << s.warnings[0];
   EXPECT_NE(s.warnings[0].find("DDIM"), std::string::npos) << s.warnings[0];
 }
 
@@ -312,10 +320,14 @@ TEST(SdScheduler, RefusesUnknownClasses) {
   }
 }
 
-TEST(SdScheduler, RefusesContinuousEulerTimesteps) {
+TEST(SdScheduler, KeepsContinuousEulerTimesteps) {
+  // Euler's continuous timesteps (0.25 log sigma fed to the model, v-prediction) run as diffusers runs them.
   json j = sd_pndm();
   j["_class_name"] = "EulerDiscreteScheduler";
   j["timestep_type"] = "continuous";
+  j["prediction_type"] = "v_prediction";
+  EXPECT_EQ(import_scheduler_config(j, "s").config, j);
+  j["timestep_type"] = "fractional";
   EXPECT_THROW(import_scheduler_config(j, "s"), Error);
 }
 
