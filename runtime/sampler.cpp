@@ -125,6 +125,22 @@ SamplerPlan plan_for_request(const SchedulerConfig& cfg_in, const SampleRequest&
   return make_sampler_plan(cfg, pr);
 }
 
+uint64_t sampler_state_bytes(const SamplerPlan& plan, const SampleRequest& r, uint64_t max_torch_noise_bytes) {
+  const uint64_t per = uint64_t(r.batch) * uint64_t(r.height) * uint64_t(r.width) * uint64_t(r.channels) * 4;
+  uint64_t bytes = per * uint64_t(plan.num_slots) + per;  // slots + initial noise
+  if (plan.reads_image) bytes += per;
+  if (plan.reads_mask) bytes += uint64_t(r.batch) * uint64_t(r.height) * uint64_t(r.width) * 4;
+  bool thresh = false;
+  uint64_t read_draws = 0;
+  for (const StepRow& row : plan.rows) {
+    thresh = thresh || row.thresh_at >= 0;
+    read_draws += row.noise == StepNoise::Step ? 1 : 0;
+  }
+  if (thresh) bytes += per + uint64_t(r.batch) * 4 + 512;
+  if (r.rng == RngKind::Torch && read_draws) bytes += per * read_draws <= max_torch_noise_bytes ? per * read_draws : per;
+  return bytes;
+}
+
 std::vector<float> run_sampler(const SchedulerConfig& cfg, const SampleRequest& r, int cm, const UNetFn& unet,
                                const ProgressFn& progress, const SamplerInputs& in) {
   const SamplerPlan plan = plan_for_request(cfg, r, cm);

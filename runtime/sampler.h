@@ -98,6 +98,13 @@ void validate_sample_request(const SchedulerConfig& cfg, const SampleRequest& re
 // Checks the request and builds the plan it runs (the config converted to req.sampler's class).
 SamplerPlan plan_for_request(const SchedulerConfig& cfg, const SampleRequest& req, int out_channels_of_model);
 
+// Memory the sampler itself holds beyond the model (host for run_sampler, device for run_sampler_cuda): the
+// persistent slots (x and the scheduler history), the initial noise, image latents and mask when the plan reads
+// them, the dynamic-thresholding scratch, and -- torch RNG -- the step draws uploaded up front (capped at
+// max_torch_noise_bytes, else one streamed draw). For memory preflights.
+uint64_t sampler_state_bytes(const SamplerPlan& plan, const SampleRequest& req,
+                             uint64_t max_torch_noise_bytes = uint64_t(2) << 30);
+
 // Runs the whole loop; returns the final x [B, H, W, C] NHWC fp32 (not yet mapped to [0, 1]).
 // The UNet receives model_in [Bm, H, W, model_in_channels].
 std::vector<float> run_sampler(const SchedulerConfig& cfg, const SampleRequest& req,
