@@ -63,7 +63,13 @@ float np_logf(float x) {
   return std::fma(e, 0.693147180559945309f, f32(n / d));
 }
 
-int64_t np_round(double x) { return int64_t(std::nearbyint(x)); }
+int64_t np_round(double x) {
+  // Non-finite or huge values (degenerate trained betas) become a value every range check rejects, without the
+  // undefined float -> int conversion.
+  const double r = std::nearbyint(x);
+  if (!(r > -9.0e18 && r < 9.0e18)) return std::numeric_limits<int64_t>::min();
+  return int64_t(r);
+}
 
 std::vector<double> np_linspace(double a, double b, int64_t n) {
   std::vector<double> y;
@@ -121,17 +127,30 @@ double np_interp_grid(double x, const std::vector<float>& fp) {
   return r;
 }
 
-double sigma_to_t(double sigma, const std::vector<float>& log_sigmas) {
+double sigma_to_t(double sigma, const std::vector<float>& log_sigmas, bool sorted) {
   const int64_t T = int64_t(log_sigmas.size());
   if (T < 2) fail(ErrorCode::InvalidArgument, "_sigma_to_t needs at least 2 training timesteps");
   // log_sigma: float64 scalar; against the float32 array numpy 1.24 rounds it to float32 first.
   const float l = float(std::log(std::max(sigma, 1e-10)));
   // low_idx = argmax(cumsum(dists >= 0)): the first index where the running count reaches its maximum.
-  int64_t count = 0, best = -1, low = 0;
-  for (int64_t i = 0; i < T; ++i) {
-    const float d = f32(l - log_sigmas[size_t(i)]);
-    if (d >= 0.0f) ++count;
-    if (count > best) { best = count; low = i; }
+  int64_t low = 0;
+  if (sorted) {
+    // Non-decreasing log_sigmas (every beta schedule): dists >= 0 holds on a prefix (float rounding is monotone),
+    // so the count of that prefix is found by bisection and low = count - 1 (0 when the prefix is empty).
+    int64_t lo = 0, hi = T;  // first index with dists < 0
+    while (lo < hi) {
+      const int64_t mid = (lo + hi) / 2;
+      if (f32(l - log_sigmas[size_t(mid)]) >= 0.0f) lo = mid + 1;
+      else hi = mid;
+    }
+    low = std::max<int64_t>(lo - 1, 0);
+  } else {
+    int64_t count = 0, best = -1;
+    for (int64_t i = 0; i < T; ++i) {
+      const float d = f32(l - log_sigmas[size_t(i)]);
+      if (d >= 0.0f) ++count;
+      if (count > best) { best = count; low = i; }
+    }
   }
   low = std::min(low, T - 2);
   const int64_t high = low + 1;

@@ -30,8 +30,10 @@ std::vector<double> np_linspace(double a, double b, int64_t n);
 std::vector<double> np_arange_down(double start, double step);
 // np.interp(x, arange(len(fp)), fp) with fp float32 values (as doubles).
 double np_interp_grid(double x, const std::vector<float>& fp);
-// diffusers' _sigma_to_t(sigma, log_sigmas) under numpy value-based casting (log_sigmas float32, ascending).
-double sigma_to_t(double sigma, const std::vector<float>& log_sigmas);
+// diffusers' _sigma_to_t(sigma, log_sigmas) under numpy value-based casting (log_sigmas float32). `sorted`:
+// log_sigmas is non-decreasing (std::is_sorted), which allows an O(log T) search with the same result; trained betas
+// that make it unsorted take diffusers' literal O(T) scan.
+double sigma_to_t(double sigma, const std::vector<float>& log_sigmas, bool sorted);
 // diffusers' _convert_to_karras: (smax^(1/7) + ramp_i (smin^(1/7) - smax^(1/7)))^7, ramp = linspace(0, 1, n).
 std::vector<double> karras_sigmas(double sigma_min, double sigma_max, int64_t n);
 

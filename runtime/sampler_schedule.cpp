@@ -146,7 +146,8 @@ void euler_family(const SchedulerConfig& c, const ScheduleTables& t, int N, Clas
     sigma = smath::karras_sigmas(smin, smax, N);
     const std::vector<float> logs = log_table(sig);
     tsd.clear();
-    for (double v : sigma) tsd.push_back(smath::sigma_to_t(v, logs));
+    const bool sorted = std::is_sorted(logs.begin(), logs.end());
+    for (double v : sigma) tsd.push_back(smath::sigma_to_t(v, logs, sorted));
   }
   std::vector<float> sigf;
   for (double v : sigma) sigf.push_back(float(v));
@@ -207,17 +208,19 @@ void vp_family(const SchedulerConfig& c, const ScheduleTables& t, int N, ClassSc
     const double smax = karras_end(c, "sigma_max", double(sig.back()));
     sigma = smath::karras_sigmas(smin, smax, N);
     ts.clear();
-    for (double v : sigma) ts.push_back(double(np_round(smath::sigma_to_t(v, logs))));
+    const bool sorted = std::is_sorted(logs.begin(), logs.end());
+    for (double v : sigma) ts.push_back(double(np_round(smath::sigma_to_t(v, logs, sorted))));
   } else if (dpm && c.use_lu_lambdas) {
     const std::vector<float> logs = log_table(sig);
     const double lmin = double(logs.front()), lmax = double(logs.back());  // flip(log_sigmas)[-1], [0]
     const std::vector<double> ramp = smath::np_linspace(0.0, 1.0, N);
+    const bool sorted = std::is_sorted(logs.begin(), logs.end());
     ts.clear();
     for (double r : ramp) {
       volatile double p = r * (lmin - lmax);
       const double lam = lmax + p;
       sigma.push_back(std::exp(lam));
-      ts.push_back(double(np_round(smath::sigma_to_t(sigma.back(), logs))));
+      ts.push_back(double(np_round(smath::sigma_to_t(sigma.back(), logs, sorted))));
     }
   } else {
     check_range(ts, N, c);
