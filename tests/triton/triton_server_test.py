@@ -304,6 +304,7 @@ def run(args, exe, tmp):
     test_concurrent(server, ref)
     test_bad_requests(server, http, grpc, ref, sd_embeds)
     test_raw_http(server, ref)
+    test_example_client(server, ref, os.path.join(src, "serving/triton/examples/client.py"), tmp)
     test_healthy_after(server, http, grpc, ref)
     return server
 
@@ -572,6 +573,27 @@ def test_raw_http(server, ref):
         print(f"     -> {data[:160].decode(errors='replace')}")
         assert server.proc.poll() is None
     t2()
+
+
+def test_example_client(server, ref, client_py, tmp):
+    def pgm(path):
+        data = open(path, "rb").read()
+        assert data.startswith(b"P5\n16 16\n255\n"), data[:20]
+        return np.frombuffer(data[len(b"P5\n16 16\n255\n"):], np.uint8).reshape(1, 16, 16, 1)
+
+    for label, flags in (("grpc", ["--url", server.grpc_url, "--model", "digits"]),
+                         ("http", ["--http", "--url", server.http_url, "--model", "digits"]),
+                         ("grpc stream", ["--url", server.grpc_url, "--model", "digits_stream", "--stream"])):
+        @check(f"serving/triton/examples/client.py ({label}) saves the `diffrt sample` image")
+        def t():
+            out = os.path.join(tmp, "client.pgm")
+            r = subprocess.run([sys.executable, client_py, *flags, "--class-label", "3", "--seed", "7", "--steps",
+                                "10", "--sampler", "ddim", "-o", out], capture_output=True, text=True, timeout=120)
+            assert r.returncode == 0, r.stderr[-2000:]
+            assert np.array_equal(pgm(out), ref["d1"])
+            if "--stream" in flags:
+                assert "step 10/10" in r.stdout, r.stdout[-300:]
+        t()
 
 
 def test_healthy_after(server, http, grpc, ref):
