@@ -40,6 +40,7 @@ from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 FAILURES = []
 PASSED = []
+SERVERS = []  # started servers, stopped by main() whatever happens
 
 
 def check(name):
@@ -219,11 +220,15 @@ def main():
     import pytriton
     exe = os.path.join(os.path.dirname(pytriton.__file__), "tritonserver", "bin", "tritonserver")
     tmp = tempfile.mkdtemp(prefix="diffrt_triton_")
-    server = None
     try:
-        server = run(args, exe, tmp)
+        run(args, exe, tmp)
+    except Exception as e:  # noqa: BLE001 - a setup step failed: report it, then stop the server
+        FAILURES.append("setup")
+        print(f"FAIL setup: {type(e).__name__}: {e}", flush=True)
+        for s in SERVERS:
+            print(s.tail(), flush=True)
     finally:
-        if server is not None:
+        for server in SERVERS:
             try:
                 rc = server.stop()
                 print(f"tritonserver exited with {rc}", flush=True)
@@ -271,6 +276,7 @@ def run(args, exe, tmp):
 
     # References from `diffrt sample` (PNG bytes), while the server starts.
     server = Server(exe, repo, args.backends, os.path.join(tmp, "tritonserver.log"))
+    SERVERS.append(server)
     ref = {}
     ref["d1"] = png_images(sample_cli(args, os.path.join(tmp, "d1.png"), "-m", digits, "--class", "3", "--seed", "7",
                                       "--sampler", "ddim", "--steps", "10"), 1, 16, 16)
@@ -306,6 +312,8 @@ def run(args, exe, tmp):
     test_raw_http(server, ref)
     test_example_client(server, ref, os.path.join(src, "serving/triton/examples/client.py"), tmp)
     test_healthy_after(server, http, grpc, ref)
+    http.close()  # an open keep-alive connection would hold the server's shutdown for its exit timeout
+    grpc.close()
     return server
 
 
@@ -518,6 +526,9 @@ def test_bad_requests(server, http, grpc, ref, sd_embeds):
                                                  scalar(1.0, np.float32)}, "context_dim", 400),
         ("NaN in the embeddings", "sd", {"PROMPT_EMBEDS": np.full_like(pos, np.nan), "GUIDANCE_SCALE":
                                          scalar(1.0, np.float32)}, "NaN or infinity", 400),
+        ("absurd size (the default CPU memory limit)", "digits", digits_req(1, 3, NUM_IMAGES=scalar(16, np.int32),
+                                                 HEIGHT=scalar(8192, np.int32), WIDTH=scalar(8192, np.int32)),
+         "bytes", 503),
         ("over the memory limit", "digits_tight", digits_req(1, 3, NUM_IMAGES=scalar(16, np.int32),
                                                              HEIGHT=scalar(256, np.int32), WIDTH=scalar(256, np.int32)),
          "bytes", 503),

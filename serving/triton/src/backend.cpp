@@ -17,6 +17,8 @@
 #include <thread>
 #include <vector>
 
+#include <unistd.h>
+
 #include "diffrt.h"
 #include "model_config.h"
 #include "request_inputs.h"
@@ -82,7 +84,9 @@ Error model_initialize(TRITONBACKEND_Model* model) {
 
   auto state = std::make_unique<ModelState>();
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
-  DIFFRT_TRITON_TRY(parse_model_config(config_json, location, version, cores, &state->cfg));
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  const uint64_t host_memory = pages > 0 && page > 0 ? uint64_t(pages) * uint64_t(page) : 0;
+  DIFFRT_TRITON_TRY(parse_model_config(config_json, location, version, cores, host_memory, &state->cfg));
   if (state->cfg.name.empty()) state->cfg.name = name;
 
   if (diffrt_status st = diffrt_model_load(state->cfg.model_file.c_str(), &state->model))
@@ -129,7 +133,9 @@ Error instance_initialize(TRITONBACKEND_ModelInstance* instance) {
   if (kind == TRITONSERVER_INSTANCEGROUPKIND_CPU) {
     o.device = DIFFRT_DEVICE_CPU;
     o.threads = ms->cfg.threads;
-    state->device = "CPU, " + std::to_string(o.threads) + " threads";
+    o.memory_limit_bytes = ms->cfg.cpu_memory_limit_bytes;
+    state->device = "CPU, " + std::to_string(o.threads) + " threads, memory limit " +
+                    std::to_string(o.memory_limit_bytes >> 20) + " MiB";
   } else if (kind == TRITONSERVER_INSTANCEGROUPKIND_GPU) {
     o.device = DIFFRT_DEVICE_CUDA;
     o.device_ordinal = device_id;
@@ -193,6 +199,12 @@ bool serve(InstanceState& inst, TRITONBACKEND_Request* request, uint64_t* comput
     err = internal_error("image size mismatch: diffrt writes " + std::to_string(floats) + " floats for " +
                          std::to_string(shape.n) + "x" + std::to_string(shape.h) + "x" + std::to_string(shape.w) +
                          "x" + std::to_string(shape.c));
+  // Memory before allocating anything: with no output buffer diffrt_sample only checks the request's
+  // estimated working memory (out of memory: the bytes needed) and otherwise refuses the missing buffer.
+  if (!err) {
+    diffrt_status st = diffrt_sample(inst.session, &params, nullptr, 0, nullptr);
+    if (st != DIFFRT_E_INVALID_ARGUMENT) err = diffrt_error(st == DIFFRT_OK ? DIFFRT_E_INTERNAL : st, "");
+  }
   std::vector<float> images;
   int total = 0;
   if (!err) {

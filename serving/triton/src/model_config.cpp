@@ -26,7 +26,7 @@ Error parse_uint(const std::string& key, const std::string& s, uint64_t max, uin
 }  // namespace
 
 Error parse_model_config(const std::string& json, const std::string& repository, uint64_t version, unsigned cores,
-                         ModelConfig* out) {
+                         uint64_t host_memory_bytes, ModelConfig* out) {
   nlohmann::json j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) return internal_error("the model configuration from the server is not a JSON object");
   ModelConfig c;
@@ -56,6 +56,7 @@ Error parse_model_config(const std::string& json, const std::string& repository,
 
   std::string model_file = "model.drt";
   uint64_t threads = 0;
+  bool memory_limit_set = false;
   if (j.contains("parameters") && j["parameters"].is_object()) {
     for (const auto& [key, val] : j["parameters"].items()) {
       if (!val.is_object() || !val.contains("string_value") || !val["string_value"].is_string())
@@ -69,6 +70,7 @@ Error parse_model_config(const std::string& json, const std::string& repository,
         DIFFRT_TRITON_TRY(parse_uint(key, s, 1024, &threads));
       } else if (key == "memory_limit_bytes") {
         DIFFRT_TRITON_TRY(parse_uint(key, s, UINT64_MAX, &c.memory_limit_bytes));
+        memory_limit_set = true;
       } else if (key == "max_num_images") {
         DIFFRT_TRITON_TRY(parse_uint(key, s, kMaxImages, &v));
         if (v < 1) return invalid_arg("parameter 'max_num_images' must be in [1, 4096]");
@@ -89,6 +91,8 @@ Error parse_model_config(const std::string& json, const std::string& repository,
   c.model_file = model_file[0] == '/' ? model_file : repository + "/" + std::to_string(version) + "/" + model_file;
   const unsigned per = c.cpu_instances > 0 ? cores / unsigned(c.cpu_instances) : cores;
   c.threads = threads ? int(threads) : int(std::max(1u, per));
+  c.cpu_memory_limit_bytes =
+      memory_limit_set ? c.memory_limit_bytes : host_memory_bytes / 2 / uint64_t(std::max(1, c.cpu_instances));
   *out = std::move(c);
   return nullptr;
 }

@@ -7,7 +7,10 @@
 //   threads             CPU instances: OpenMP threads per session; 0 (default): the machine's cores
 //                       divided by the model's CPU instance count (at least 1)
 //   memory_limit_bytes  per session: a request whose estimated working memory exceeds it is refused
-//                       (UNAVAILABLE, with the bytes needed); 0 (default): no limit beyond the device
+//                       (UNAVAILABLE, with the bytes needed) before anything is allocated. Default for
+//                       CPU instances: half the machine's memory divided by the CPU instance count (so
+//                       no request can push the server into the OOM killer); for GPU instances none
+//                       (diffrt checks the device's free memory). "0": no limit
 //   max_num_images      images one request may ask for (NUM_IMAGES or the batch of its embeddings);
 //                       default 16, at most 4096
 //   deterministic       GPU instances: "1" (default) picks cuDNN algorithms by heuristic so every
@@ -27,7 +30,8 @@ struct ModelConfig {
   std::string model_file;  // resolved path
   bool decoupled = false;
   int threads = 0;         // resolved (>= 1) for CPU sessions
-  uint64_t memory_limit_bytes = 0;
+  uint64_t memory_limit_bytes = 0;  // GPU sessions (and CPU ones when set explicitly)
+  uint64_t cpu_memory_limit_bytes = 0;  // CPU sessions
   int max_num_images = 16;
   bool deterministic = true;
   int rng = 0;             // diffrt_rng
@@ -35,8 +39,8 @@ struct ModelConfig {
 };
 
 // Parses `json` (TRITONBACKEND_ModelConfig serialised) for the model at `repository` (the model's
-// folder) and `version`. `cores` is the machine's hardware concurrency (for the threads default).
+// folder) and `version`. `cores` and `host_memory_bytes` are the machine's (for the defaults).
 Error parse_model_config(const std::string& json, const std::string& repository, uint64_t version, unsigned cores,
-                         ModelConfig* out);
+                         uint64_t host_memory_bytes, ModelConfig* out);
 
 }  // namespace diffrt_triton
