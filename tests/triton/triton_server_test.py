@@ -501,13 +501,13 @@ def expect_error(client, model, values, want, http_status=None):
 def test_bad_requests(server, http, grpc, ref, sd_embeds):
     pos, neg = sd_embeds
     cases = [
-        ("wrong datatype (SEED as INT32)", "digits", {"SEED": np.array([1], np.int32)}, "SEED", None),
-        ("wrong shape (STEPS [2])", "digits", digits_req(1, 3, STEPS=np.array([5, 6], np.int32)), "STEPS", None),
-        ("wrong rank (PROMPT_EMBEDS [L, D])", "sd", {"PROMPT_EMBEDS": pos[0]}, "PROMPT_EMBEDS", None),
+        ("wrong datatype (SEED as INT32)", "digits", {"SEED": np.array([1], np.int32)}, "SEED", 400),
+        ("wrong shape (STEPS [2])", "digits", digits_req(1, 3, STEPS=np.array([5, 6], np.int32)), "STEPS", 400),
+        ("wrong rank (PROMPT_EMBEDS [L, D])", "sd", {"PROMPT_EMBEDS": pos[0]}, "PROMPT_EMBEDS", 400),
         ("negative steps", "digits", digits_req(1, 3, steps=-5), "STEPS = -5 must be >= 1", 400),
         ("zero images", "digits", digits_req(1, 3, NUM_IMAGES=scalar(0, np.int32)), "NUM_IMAGES = 0", 400),
         ("unknown sampler", "digits", digits_req(1, 3, sampler="warp9"), "unknown sampler 'warp9'", 400),
-        ("sampler not in this build", "digits", digits_req(1, 3, sampler="euler"), "not supported yet", None),
+        ("sampler not in this build", "digits", digits_req(1, 3, sampler="euler"), "not supported yet", 501),
         ("NaN guidance", "digits", digits_req(1, 3, GUIDANCE_SCALE=scalar(float("nan"), np.float32)),
          "guidance_scale = nan", 400),
         ("huge batch", "digits", digits_req(1, 3, NUM_IMAGES=scalar(100000, np.int32)),
@@ -519,7 +519,7 @@ def test_bad_requests(server, http, grpc, ref, sd_embeds):
         ("embeddings for a class model", "digits", digits_req(1, 3, PROMPT_EMBEDS=pos), "not text-conditioned", 400),
         ("prompt for a class model", "digits", digits_req(1, 3, PROMPT=text("a cat")), "not text-conditioned", 400),
         ("prompt text (not in the C API yet)", "sd", {"PROMPT": text("a cat")}, "not supported yet by this build",
-         None),
+         501),
         ("text model without embeddings", "sd", {"SEED": scalar(1, np.uint64)}, "give prompt_embeds", 400),
         ("guidance without negative embeddings", "sd", {"PROMPT_EMBEDS": pos}, "needs negative_prompt_embeds", 400),
         ("embeddings of the wrong width", "sd", {"PROMPT_EMBEDS": pos[:, :, :7].copy(), "GUIDANCE_SCALE":
