@@ -6,7 +6,7 @@ starts and stops. Bounded: each configuration stops after --requests requests or
 Run with the Triton venv's python (scripts/setup_triton.sh) after building:
     .venv-triton/bin/python scripts/triton_load_test.py
 writes bench/results/triton_load_cpu_<UTC date>.json (schema diffrt.triton_load.v1: machine facts, command,
-versions, one row per instance count) and prints the markdown table; --table FILE re-renders a results file,
+versions, one row per instance count) and prints the markdown table; --table FILE... re-renders results files,
 and --readme PATH writes the table into PATH between <!-- TRITON_LOAD_TABLE_BEGIN --> and
 <!-- TRITON_LOAD_TABLE_END --> (the table is generated, never typed).
 
@@ -17,6 +17,7 @@ and a seed that change per request.
 """
 import argparse
 import datetime
+import importlib.metadata
 import json
 import os
 import platform
@@ -67,7 +68,8 @@ def free_ports(n):
 def render_table(res):
     env, p = res["env"], res["params"]
     lines = [f"digits (16x16, 1 image per request, {p['sampler']} {p['steps']} steps), {p['protocol']}, "
-             f"{env['cpu']} ({env['cores']} cores), {env['date_utc'][:10]}:", "",
+             f"{env['cpu']} ({env['cores']} cores, load average {env['load_average_before'][0]} before), "
+             f"{env['date_utc'][:16].replace('T', ' ')} UTC:", "",
              "| CPU instances | threads each | clients | requests | req/s | p50 ms | p90 ms | p99 ms | errors |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in res["results"]:
@@ -150,12 +152,12 @@ def main():
     ap.add_argument("--sampler", default="ddim")
     ap.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
     ap.add_argument("--out", help="results JSON (default bench/results/triton_load_cpu_<date>.json)")
-    ap.add_argument("--table", help="only print the table of this results file")
+    ap.add_argument("--table", nargs="+", metavar="FILE", help="only print the tables of these results files")
     ap.add_argument("--readme", help="also write the table into this file between the markers")
     args = ap.parse_args()
 
     if args.table:
-        table = render_table(json.load(open(args.table)))
+        table = "\n".join(render_table(json.load(open(f))) for f in args.table)
         sys.stdout.write(table)
         if args.readme:
             write_readme(args.readme, table)
@@ -167,7 +169,6 @@ def main():
     if not all(1 <= n <= 64 for n in counts):
         ap.error("--instances: counts in [1, 64]")
     import pytriton
-    import tritonclient
     import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
     exe = os.path.join(os.path.dirname(pytriton.__file__), "tritonserver", "bin", "tritonserver")
@@ -233,7 +234,7 @@ def main():
                        "load_average_before": [round(x, 2) for x in load_before],
                        "load_average_after": [round(x, 2) for x in os.getloadavg()],
                        "diffrt": version, "tritonserver": server_meta.get("version"),
-                       "tritonclient": getattr(tritonclient, "__version__", "?"), "python": platform.python_version()},
+                       "tritonclient": importlib.metadata.version("tritonclient"), "python": platform.python_version()},
                "command": " ".join([os.path.relpath(sys.executable, REPO) if sys.executable.startswith(REPO)
                                     else sys.executable, os.path.relpath(os.path.abspath(__file__), REPO)]
                                    + sys.argv[1:]),
