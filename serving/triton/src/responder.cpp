@@ -1,15 +1,8 @@
 #include "responder.h"
 
-#include <cmath>
 #include <cstring>
 
 namespace diffrt_triton {
-
-uint8_t to_u8(float v) {
-  if (!(v >= 0.0f)) v = 0.0f;
-  if (v > 1.0f) v = 1.0f;
-  return static_cast<uint8_t>(std::nearbyint(v * 255.0f));
-}
 
 namespace {
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "image_bytes.h"
 #include "request_inputs.h"
 #include "sample_request.h"
 #include "triton_util.h"
@@ -41,9 +42,5 @@ class Responder {
   RequestedOutputs outputs_;
   bool final_sent_ = false;
 };
-
-// diffrt's float -> byte mapping for images (runtime/image_png.cpp, to_u8): clamp to [0, 1] (NaN -> 0),
-// then nearbyint(v * 255) in float, round half to even (as numpy's round in diffusers' numpy_to_pil).
-uint8_t to_u8(float v);
 
 }  // namespace diffrt_triton
