@@ -572,6 +572,22 @@ def test_raw_http(server, ref):
         assert np.array_equal(img, ref["d1"])
     t1()
 
+    @check("http generate and generate_stream (SSE progress) with JSON scalars, as the README's curl")
+    def t3():
+        body = json.dumps({"CLASS_LABELS": 3, "SEED": 7, "STEPS": 10, "SAMPLER": "ddim"}).encode()
+        status, data = post(f"http://{server.http_url}/v2/models/digits/generate", body,
+                            {"Content-Type": "application/json"})
+        assert status == 200, (status, data[:300])
+        img = np.array(json.loads(data)["IMAGES"], np.uint8)
+        assert np.array_equal(img, ref["d1"].reshape(-1))
+        status, data = post(f"http://{server.http_url}/v2/models/digits_stream/generate_stream", body,
+                            {"Content-Type": "application/json"})
+        assert status == 200, (status, data[:300])
+        events = [json.loads(line[len("data: "):]) for line in data.decode().splitlines() if line.startswith("data: ")]
+        assert [(e["STEP"], e["TOTAL"]) for e in events[:-1]] == [(s, 10) for s in range(1, 11)], events[:-1]
+        assert np.array_equal(np.array(events[-1]["IMAGES"], np.uint8), ref["d1"].reshape(-1))
+    t3()
+
     @check("http binary: a BYTES element whose length prefix lies is refused; the server stays up")
     def t2():
         raw = struct.pack("<I", 1000) + b"ddim"  # says 1000 bytes, carries 4
