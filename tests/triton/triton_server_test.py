@@ -154,7 +154,8 @@ class Server:
         cmd = [exe, "--model-repository", repo, "--backend-directory", backends,
                "--http-address=127.0.0.1", f"--http-port={self.ports[0]}",
                "--grpc-address=127.0.0.1", f"--grpc-port={self.ports[1]}",
-               "--allow-metrics=false", "--strict-readiness=true", "--exit-timeout-secs=20"]
+               "--allow-metrics=false", "--exit-on-error=false", "--strict-readiness=false",
+               "--exit-timeout-secs=20"]
         env = dict(os.environ, OMP_WAIT_POLICY="passive")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True)
@@ -272,6 +273,14 @@ def run(args, exe, tmp):
     subprocess.run(mk + [digits, "--name", "digits_tight", "--threads", "1", "--memory-limit-bytes", "4000000"],
                    check=True, stdout=subprocess.DEVNULL)
     subprocess.run(mk + [sd, "--name", "sd", "--threads", "1", "--copy"], check=True, stdout=subprocess.DEVNULL)
+    # Models that must fail to load, each with a message naming the problem (the others still serve).
+    garbage = os.path.join(tmp, "garbage.drt")
+    with open(garbage, "wb") as f:
+        f.write(b"DRT\x00not a model file" * 10)
+    subprocess.run(mk + [garbage, "--name", "broken_file"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(mk + [digits, "--name", "broken_param"], check=True, stdout=subprocess.DEVNULL)
+    with open(os.path.join(repo, "broken_param", "config.pbtxt"), "a") as f:
+        f.write('parameters { key: "thread" value: { string_value: "2" } }\n')
     check_examples(src, mk)
 
     # References from `diffrt sample` (PNG bytes), while the server starts.
@@ -303,6 +312,7 @@ def run(args, exe, tmp):
                                             connection_timeout=300)
     grpc = grpcclient.InferenceServerClient(server.grpc_url)
 
+    test_load_errors(http)
     test_images(http, grpc, ref, sd_embeds)
     test_streaming(server, ref)
     test_cancel_stream(server, ref)
@@ -326,6 +336,19 @@ def check_examples(src, mk):
                                   check=True, capture_output=True, text=True).stdout
             have = open(os.path.join(src, f"serving/triton/examples/{name}/config.pbtxt")).read()
             assert have == want, f"serving/triton/examples/{name}/config.pbtxt differs from the script's output"
+    t()
+
+
+def test_load_errors(http):
+    @check("models that cannot load are UNAVAILABLE with the reason; the good ones are ready")
+    def t():
+        index = {m["name"]: m for m in http.get_model_repository_index()}
+        for m in ("digits", "digits_stream", "digits_tight", "sd"):
+            assert index[m].get("state") == "READY", index[m]
+        for m, want in (("broken_file", "not a diffrt model file"), ("broken_param", "unknown parameter 'thread'")):
+            assert index[m].get("state") == "UNAVAILABLE", index[m]
+            assert want in index[m].get("reason", ""), index[m]
+            print(f"     -> {m}: {index[m]['reason'][:160]}")
     t()
 
 
