@@ -435,6 +435,13 @@ def test_streaming(server, ref):
         assert np.array_equal(img, ref["d1"]), "streamed images differ from `diffrt sample`"
     t()
 
+    @check("grpc stream: a bad request on the decoupled model ends its stream with the error")
+    def t2():
+        res = stream_collect(server.grpc_url, "digits_stream", digits_req(7, 3, steps=-5))
+        assert len(res) == 1 and res[0][1] is not None, res
+        assert "STEPS = -5 must be >= 1" in str(res[0][1]), str(res[0][1])
+    t2()
+
 
 def test_cancel_stream(server, ref):
     @check("grpc stream: cancelling a long request stops sampling early; the next request runs at once")

@@ -215,6 +215,8 @@ bool serve(InstanceState& inst, TRITONBACKEND_Request* request, uint64_t* comput
                        "out of host memory for the output (" + std::to_string(floats * sizeof(float)) + " bytes)");
     }
   }
+  if (!err && responder.cancelled())  // cancelled while it waited in the queue
+    err = make_error(TRITONSERVER_ERROR_CANCELLED, "request cancelled by the client before sampling started");
   if (!err) {
     Progress progress{&responder};
     params.progress = &Progress::callback;

@@ -122,6 +122,8 @@ Error read_one(TRITONBACKEND_Input* input, RequestInputs* r) {
   if (const size_t es = dtype_size(dtype); es && (count > byte_size / es || count * es != byte_size))
     return invalid_arg(std::string(name) + ": " + std::to_string(byte_size) + " bytes for shape " + shp + " of " +
                        TRITONSERVER_DataTypeString(dtype));
+  if (spec->kind == Kind::Text && byte_size > kMaxTextBytes + 4)
+    return invalid_arg(std::string(name) + ": longer than 1 MiB");
   std::vector<char> raw;
   try {
     DIFFRT_TRITON_TRY(gather(input, name, buffer_count, byte_size, &raw));
