@@ -55,9 +55,13 @@ const Converted& converted(const std::string& model) {
   return cache.emplace(model, Converted{opt.output, read_model_file(opt.output)}).first->second;
 }
 
+// Some run metadata hold Python's -Infinity / Infinity / NaN (e.g. sigmas), which JSON has not: read them as null.
 json meta_of(const fs::path& d) {
   std::ifstream f(d / "meta.json");
-  return json::parse(f);
+  std::string t((std::istreambuf_iterator<char>(f)), {});
+  for (const char* w : {"-Infinity", "Infinity", "NaN"})
+    for (size_t p = t.find(w); p != std::string::npos; p = t.find(w, p)) t.replace(p, std::strlen(w), "null");
+  return json::parse(t);
 }
 
 std::vector<float> npy_f32(const fs::path& p) { return read_npy(p.string()).as_f32(); }
@@ -351,6 +355,53 @@ TEST(VaeEncoderParity, TorchGeneratorSampleMatchesDiffusers) {
     EXPECT_EQ(sh.width, f.lw);
     EXPECT_TRUE(sh.latents);
   }
+}
+
+// Every img2img and inpaint run's encodes: the moments of the preprocessed image (and of inpainting's masked image),
+// and the img2img init_latents from the run's generator (the posterior is the first draw: README section 5).
+TEST(VaeEncoderParity, PipelineRunsEncodeAsDiffusers) {
+  int moments = 0, latents = 0;
+  auto moments_of = [&](const std::string& model, const fs::path& image_nchw) {
+    NpyArray x = read_npy(image_nchw.string());
+    const int n = int(x.shape[0]), h = int(x.shape[2]), w = int(x.shape[3]);
+    Session s(Model::load(converted(model).path));
+    return s.encode_moments(nchw_to_nhwc(x.as_f32(), n, 3, h, w).data(), n, h, w);
+  };
+  const fs::path root = test::source_path("tests/fixtures/img2img");
+  for (const char* cfg : {"sd1", "sd2"})
+    for (const auto& e : fs::directory_iterator(root / "img2img" / cfg)) {
+      const fs::path d = e.path();
+      const std::string model = std::string(cfg) + "_tiny";
+      expect_close(moments_of(model, d / "preprocessed.npy"), npy_f32(d / "moments.npy"), 3e-6, 3e-5,
+                   d.filename().string() + " moments");
+      ++moments;
+      NpyArray x = read_npy((d / "preprocessed.npy").string());
+      const int n = int(x.shape[0]), h = int(x.shape[2]), w = int(x.shape[3]);
+      Session s(Model::load(converted(model).path));
+      EncodeOptions o;
+      o.rng = Rng::Torch;
+      o.seed = meta_of(d)["seed"].get<uint64_t>();
+      const std::vector<float> z = s.encode(nchw_to_nhwc(x.as_f32(), n, 3, h, w).data(), n, h, w, o);
+      const std::vector<float> want = npy_f32(d / "init_latents.npy");  // tiled to the batch: compare the first rows
+      ASSERT_GE(want.size(), z.size()) << d;
+      expect_close(z, std::vector<float>(want.begin(), want.begin() + long(z.size())), 3e-6, 3e-5,
+                   d.filename().string() + " init_latents");
+      ++latents;
+    }
+  for (const auto& e : fs::directory_iterator(root / "inpaint")) {
+    const fs::path d = e.path();
+    const std::string model = d.filename().string().rfind("sd2_", 0) == 0 ? "sd2_tiny" : "sd1_tiny";
+    if (fs::exists(d / "image_moments.npy")) {
+      expect_close(moments_of(model, d / "init_image.npy"), npy_f32(d / "image_moments.npy"), 3e-6, 3e-5,
+                   d.filename().string() + " image moments");
+      ++moments;
+    }
+    expect_close(moments_of(model, d / "masked_image.npy"), npy_f32(d / "masked_image_moments.npy"), 3e-6, 3e-5,
+                 d.filename().string() + " masked image moments");
+    ++moments;
+  }
+  EXPECT_EQ(latents, 14);
+  EXPECT_GE(moments, 14 + 9 + 5);
 }
 
 TEST(VaeEncoderParity, GaussianClampMatchesDiffusers) {
