@@ -23,7 +23,8 @@ struct ImageInput {
 // scale factor; height/width 0: the image's own (each floored to vsf).
 ImageInput load_image_input(const std::string& path, const std::string& flag, int channels, int vsf, int height,
                             int width);
-// The inpainting mask: white (>= 0.5) = repaint. PNG: greyscale or RGB (converted to L after the resize, as
+// The inpainting mask (for `diffrt sample --mask`; no command uses it yet, so only its parts -- base/image_png and
+// base/image_preprocess, bit-exact against the inpaint runs' masks -- are tested): white (>= 0.5) = repaint. PNG: greyscale or RGB (converted to L after the resize, as
 // diffusers' mask processor); .npy: float32 [B,H,W,1], [B,H,W], [H,W,1] or [H,W] in [0, 1].
 ImageInput load_mask_input(const std::string& path, const std::string& flag, int vsf, int height, int width);
 
