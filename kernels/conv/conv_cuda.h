@@ -37,6 +37,9 @@ class CudnnConv {
   void forward(const Conv2dParams& p, cudaStream_t stream);
 
   const Options& options() const { return opt_; }
+  // Device bytes held beyond the plans: the workspace (<= max_workspace_bytes) and the padding scratch (one batch
+  // chunk of the largest asymmetrically padded input). runtime/cuda_plan.cpp counts both.
+  size_t scratch_bytes() const { return workspace_.bytes() + padded_.bytes(); }
   struct Plan;  // defined in conv_cudnn.cu
 
  private:
