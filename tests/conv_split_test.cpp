@@ -41,15 +41,21 @@ void check_chunks(const Conv2dParams& p, int64_t limit, size_t want_chunks) {
     EXPECT_EQ(c[i].first, next);
     EXPECT_GE(c[i].count, 1);
     EXPECT_LE(largest_tensor(p, c[i].count), limit) << "chunk " << i;
-    if (i > 0) EXPECT_LE(c[i].count, c[i - 1].count) << "larger chunks first";
+    if (i > 0) {
+      EXPECT_LE(c[i].count, c[i - 1].count) << "larger chunks first";
+    }
     sizes.insert(c[i].count);
     next += c[i].count;
   }
   EXPECT_EQ(next, p.n) << "chunks must cover the batch exactly";
   EXPECT_LE(sizes.size(), 2u) << "sizes differ by at most one: at most two cuDNN plans";
-  if (sizes.size() == 2) EXPECT_EQ(*sizes.rbegin() - *sizes.begin(), 1);
+  if (sizes.size() == 2) {
+    EXPECT_EQ(*sizes.rbegin() - *sizes.begin(), 1);
+  }
   // The fewest chunks: one chunk fewer would need a chunk above the limit.
-  if (c.size() > 1) EXPECT_GT(largest_tensor(p, (p.n + int(c.size()) - 2) / int(c.size() - 1)), limit);
+  if (c.size() > 1) {
+    EXPECT_GT(largest_tensor(p, (p.n + int(c.size()) - 2) / int(c.size() - 1)), limit);
+  }
 }
 
 }  // namespace

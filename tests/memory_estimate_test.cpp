@@ -41,8 +41,6 @@ json load(const std::string& rel) {
   return json::parse(f);
 }
 
-uint64_t al(uint64_t b) { return (b + 255) / 256 * 256; }
-
 // openai/clip-vit-large-patch14's text config (Stable Diffusion 1.x's text encoder).
 json clip_vit_l14_text() {
   return {{"vocab_size", 49408}, {"hidden_size", 768}, {"intermediate_size", 3072}, {"num_hidden_layers", 12},
