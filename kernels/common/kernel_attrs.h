@@ -5,6 +5,8 @@
 // below remembers the largest limit it set per (kernel, device) and calls the driver only when a launch needs
 // more. The cache mirrors driver state (it carries no session state), is guarded by a mutex, and is safe
 // from any number of threads and sessions.
+// Users: timestep_embedding.cu. attention.cu still calls cudaFuncSetAttribute on every launch of its large-tile
+// kernels; it moves here with the attention work of issue 16 item 2 (tile choice from the opt-in limit).
 #pragma once
 #include <cstddef>
 
