@@ -242,6 +242,14 @@ TEST(MixedPrecision, CpuComponentsEqualTheSameComponentInItsOwnDtype) {
   const std::vector<float> dm = sm.decode(x.data(), n, h, w);
   EXPECT_EQ(dm, s32.decode(x.data(), n, h, w)) << "VAE: fp32 in both (force_upcast)";
   EXPECT_NE(dm, s16.decode(x.data(), n, h, w)) << "the fp16 model's VAE is fp16";
+  // A bf16 VAE beside the fp16 UNet (--vae-dtype bf16): within bf16's tolerance of the fp32 decode.
+  auto vb = Model::load(converted("vae_bf16", {DType::F16, DType::BF16, {}}));
+  Session sb(vb, so);
+  const double rb = rel_l2(sb.decode(x.data(), n, h, w), dm);
+  std::printf("[mixed cpu] vae bf16 vs fp32 rel_l2 %.3g\n", rb);
+  EXPECT_LT(rb, 1e-2) << "bf16 VAE vs fp32";  // measured 2.4e-3
+  EXPECT_GT(rb, 0.0);
+  EXPECT_EQ(sb.eval(x.data(), n, h, w, t, nullptr, ctx), um) << "its UNet is the same fp16 UNet";
 }
 
 // Prompt -> image on the CPU: the mixed model against the fp32 model, within the fp16 tolerance; one set of host
