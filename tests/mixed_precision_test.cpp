@@ -111,6 +111,8 @@ TEST(MixedPrecision, ConverterStoresEachComponentInItsDtype) {
     EXPECT_EQ(m.version, kFormatVersion);
     expect_graph_tensors_in(m, m.graph, c.unet, "unet");
     expect_graph_tensors_in(m, m.vae.graph, c.vae, "vae");
+    ASSERT_TRUE(m.vae_encoder.present());
+    expect_graph_tensors_in(m, m.vae_encoder.graph, c.vae, "vae encoder");  // the same VAE: the same dtype
     expect_graph_tensors_in(m, m.text_encoder.graph, c.text, "text encoder");
     EXPECT_EQ(m.provenance["dtype"], dtype_name(c.unet));
     EXPECT_EQ(m.provenance["vae_dtype"], dtype_name(c.vae));
@@ -242,6 +244,12 @@ TEST(MixedPrecision, CpuComponentsEqualTheSameComponentInItsOwnDtype) {
   const std::vector<float> dm = sm.decode(x.data(), n, h, w);
   EXPECT_EQ(dm, s32.decode(x.data(), n, h, w)) << "VAE: fp32 in both (force_upcast)";
   EXPECT_NE(dm, s16.decode(x.data(), n, h, w)) << "the fp16 model's VAE is fp16";
+  // The VAE's encoder (image-to-image) is the same fp32 VAE.
+  const int ih = 16, iw = 16;
+  std::vector<float> img(size_t(n) * ih * iw * 3);
+  for (size_t i = 0; i < img.size(); ++i) img[i] = std::sin(0.11f * float(i));
+  EXPECT_EQ(sm.encode_moments(img.data(), n, ih, iw), s32.encode_moments(img.data(), n, ih, iw))
+      << "VAE encoder: fp32 in both";
   // A bf16 VAE beside the fp16 UNet (--vae-dtype bf16): within bf16's tolerance of the fp32 decode.
   auto vb = Model::load(converted("vae_bf16", {DType::F16, DType::BF16, {}}));
   Session sb(vb, so);
