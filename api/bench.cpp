@@ -121,7 +121,7 @@ json model_json(const ModelFile& mf, const Identity& id) {
     bytes += t.nbytes;
   }
   return {{"path", id.model_path}, {"name", id.name.empty() ? file_stem(id.model_path) : id.name},
-          {"family", mf.family}, {"dtype", mf.tensors.empty() ? "?" : dtype_name(mf.tensors.front().dtype)},
+          {"family", mf.family}, {"dtype", dtype_name(mf.graph.dtype)},
           {"parameters", params}, {"tensor_bytes", bytes}, {"unet_nodes", mf.graph.nodes.size()},
           {"vae_nodes", mf.vae.present() ? mf.vae.graph.nodes.size() : 0}};
 }
@@ -145,13 +145,15 @@ json run_bench(Session& s, const BenchOptions& o) {
   const ModelFile& mf = ModelAccess::file(s.model());
   const std::string device = device_name(s);
   const diffrt::Workload w = build_workload(s, o.workload);
-  const size_t es = mf.tensors.empty() ? 4 : dtype_size(mf.tensors.front().dtype);
-  const size_t cost_es = device == "cpu" ? sizeof(float) : es;  // the CPU computes in fp32
+  // Activation bytes per element: each graph's own dtype on CUDA (mixed precision per component); the CPU
+  // computes in fp32.
+  auto cost_es = [&](const Graph& g) { return device == "cpu" ? sizeof(float) : dtype_size(g.dtype); };
   const TensorBytes tb = tensor_bytes(mf);
   const TensorBytes* stored = device == "cpu" ? nullptr : &tb;  // the CPU widens the weights to fp32
-  const GraphCost unet_cost = graph_cost(mf.graph, plan_memory(mf.graph, w.unet_in), cost_es, stored);
+  const GraphCost unet_cost = graph_cost(mf.graph, plan_memory(mf.graph, w.unet_in), cost_es(mf.graph), stored);
   GraphCost vae_cost;
-  if (w.latent_model) vae_cost = graph_cost(mf.vae.graph, plan_memory(mf.vae.graph, w.vae_in), cost_es, stored);
+  if (w.latent_model)
+    vae_cost = graph_cost(mf.vae.graph, plan_memory(mf.vae.graph, w.vae_in), cost_es(mf.vae.graph), stored);
 
   diffrt::BenchOptions bo;
   bo.warmup = o.warmup;

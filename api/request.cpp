@@ -280,7 +280,11 @@ Prepared prepare(const Model& model, const SampleOptions& o) {
   d.guidance_scale = r.guidance_scale;
   d.scheduler_config = sj.dump();
 
-  if (job.text && !o.prompts.empty()) job.context_len = mf.tokenizer.max_length;  // what encoding will give
+  if (job.text && !o.prompts.empty()) {
+    job.context_len = mf.tokenizer.max_length;  // what encoding will give
+    // encode_prompts runs every prompt, and with guidance every negative prompt, in one batch.
+    job.text_rows = int(o.prompts.size()) * (guidance_on(r) ? 2 : 1);
+  }
   return p;
 }
 

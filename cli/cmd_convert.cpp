@@ -9,6 +9,8 @@ namespace diffrt::cli {
 void add_convert_command(CLI::App& app) {
   auto opt = std::make_shared<ConvertOptions>();
   auto dtype = std::make_shared<std::string>("fp32");
+  auto vae_dtype = std::make_shared<std::string>("auto");
+  auto text_dtype = std::make_shared<std::string>();
   auto null_class = std::make_shared<std::string>("auto");
   auto quiet = std::make_shared<bool>(false);
   CLI::App* c = app.add_subcommand("convert", "Convert a diffusers UNet2DModel folder, or a pipeline folder (DDPM/DDIM or Stable Diffusion "
@@ -19,7 +21,17 @@ void add_convert_command(CLI::App& app) {
                                      "when model_index.json names them: sample --prompt then works)")
       ->required();
   c->add_option("-o,--output", opt->output, "output model file (.drt), written atomically")->required();
-  c->add_option("--dtype", *dtype, "weight storage dtype")->check(CLI::IsMember({"fp32", "fp16", "bf16"}))->capture_default_str();
+  c->add_option("--dtype", *dtype, "storage (and CUDA compute) dtype of the denoiser, and the default of the other "
+                                   "components")
+      ->check(CLI::IsMember({"fp32", "fp16", "bf16"}))
+      ->capture_default_str();
+  c->add_option("--vae-dtype", *vae_dtype,
+                "Stable Diffusion: dtype of the VAE decoder. auto: fp32 when --dtype is fp16 and the VAE config sets "
+                "force_upcast (diffusers upcasts it: the SD VAE overflows fp16), else --dtype")
+      ->check(CLI::IsMember({"auto", "fp32", "fp16", "bf16"}))
+      ->capture_default_str();
+  c->add_option("--text-encoder-dtype", *text_dtype, "Stable Diffusion: dtype of the text encoder (default: --dtype)")
+      ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
   c->add_option("--scheduler", opt->scheduler_config,
                 "diffusers scheduler_config.json to store as the default (default: the folder's own, if any)");
   c->add_flag("--strict", opt->strict, "treat tensors the config does not use as errors (default: warn)");
@@ -37,6 +49,17 @@ void add_convert_command(CLI::App& app) {
   c->add_flag("-q,--quiet", *quiet, "print nothing on success");
   c->callback([=]() {
     if (!parse_dtype(*dtype, &opt->dtype)) fail(ErrorCode::InvalidArgument, "--dtype: " + *dtype);
+    DType d = DType::F32;
+    opt->vae_dtype.reset();
+    if (*vae_dtype != "auto") {
+      if (!parse_dtype(*vae_dtype, &d)) fail(ErrorCode::InvalidArgument, "--vae-dtype: " + *vae_dtype);
+      opt->vae_dtype = d;
+    }
+    opt->text_encoder_dtype.reset();
+    if (!text_dtype->empty()) {
+      if (!parse_dtype(*text_dtype, &d)) fail(ErrorCode::InvalidArgument, "--text-encoder-dtype: " + *text_dtype);
+      opt->text_encoder_dtype = d;
+    }
     if (*null_class == "auto") opt->null_class = -2;
     else if (*null_class == "none") opt->null_class = -1;
     else {
@@ -55,12 +78,15 @@ void add_convert_command(CLI::App& app) {
       std::printf("wrote %s (%s): %zu tensors (%s), %zu graph nodes, %.1f MiB\n  weights: %s\n  scheduler: %s\n",
                   opt->output.c_str(), r.family.c_str(), r.tensors, dtype->c_str(), r.nodes, double(r.bytes) / (1 << 20),
                   r.weights_source.c_str(), r.scheduler_source.empty() ? "(none: diffusers DDPMScheduler defaults)" : r.scheduler_source.c_str());
-      if (!r.vae_source.empty()) std::printf("  vae decoder: %s (%zu graph nodes)\n", r.vae_source.c_str(), r.vae_nodes);
+      if (!r.vae_source.empty())
+        std::printf("  vae decoder: %s (%zu graph nodes, %s)\n", r.vae_source.c_str(), r.vae_nodes,
+                    dtype_name(r.vae_dtype));
       if (r.vae_encoder_nodes)
-        std::printf("  vae encoder: %s (%zu graph nodes)\n", r.vae_source.c_str(), r.vae_encoder_nodes);
+        std::printf("  vae encoder: %s (%zu graph nodes, %s)\n", r.vae_source.c_str(), r.vae_encoder_nodes,
+                    dtype_name(r.vae_dtype));
       if (!r.text_encoder_source.empty())
-        std::printf("  text encoder: %s (%zu graph nodes) + tokenizer\n", r.text_encoder_source.c_str(),
-                    r.text_encoder_nodes);
+        std::printf("  text encoder: %s (%zu graph nodes, %s) + tokenizer\n", r.text_encoder_source.c_str(),
+                    r.text_encoder_nodes, dtype_name(r.text_encoder_dtype));
     }
   });
 }

@@ -8,6 +8,7 @@
 #include <variant>
 #include <vector>
 
+#include "base/dtype.h"
 #include "kernels/activation/activation.h"
 #include "kernels/group_norm/group_norm.h"
 
@@ -90,6 +91,11 @@ struct Graph {
   int in_channels = 0, out_channels = 0;
   int context_dim = 0;        // channels of encoder_hidden_states when context >= 0
   int downsample_factor = 1;  // H and W must be multiples of this
+  // The dtype this graph's weights are stored in and its activations run in on the CUDA backend (fp32
+  // accumulation always). Components of one model file may differ (mixed precision per component: e.g. an fp16
+  // UNet with an fp32 VAE, as diffusers' force_upcast). Model files from format version 3 record it per graph;
+  // version 1 and 2 files get it from the graph's tensors when read (model_file.cpp).
+  DType dtype = DType::F32;
 
   int value_id(const std::string& name) const;  // -1 if absent
 };

@@ -242,6 +242,7 @@ json graph_to_json(const Graph& g) {
   json out = {{"values", g.values}, {"inputs", inputs}, {"output", g.output}, {"in_channels", g.in_channels},
               {"out_channels", g.out_channels}, {"downsample_factor", g.downsample_factor}, {"nodes", nodes}};
   if (g.context >= 0) out["context_dim"] = g.context_dim;
+  out["dtype"] = dtype_name(g.dtype);
   return out;
 }
 
@@ -249,8 +250,14 @@ Graph graph_from_json(const json& j, const std::string& origin, const std::strin
   const JsonCheck c(origin);
   c.object(j, gp);
   c.only_keys(j, gp, {"values", "inputs", "output", "in_channels", "out_channels", "context_dim",
-                      "downsample_factor", "nodes"});
+                      "downsample_factor", "nodes", "dtype"});
   Graph g;
+  // Optional here (format version 1 has no graph dtype); the model-file reader requires it from version 2 on.
+  if (j.contains("dtype")) {
+    const std::string dt = c.string_at(j, gp, "dtype");
+    if (!parse_dtype(dt, &g.dtype))
+      c.fail(json_path(gp, "dtype"), "unsupported dtype " + quote_for_error(dt) + " (fp32, fp16, bf16)");
+  }
 
   const std::string vp = json_path(gp, "values");
   const json& values = c.array(c.member(j, gp, "values"), vp);

@@ -107,15 +107,38 @@ std::vector<TensorInfo> parse_tensor_table(const json& arr, uint64_t data_size, 
   return out;
 }
 
-// Cross-checks between a graph and the tensor table. `gp` is the graph's path in errors.
+// Version 1 and 2 files record no graph dtype: the dtype every tensor of the graph shares. A v1 graph whose tensors
+// disagree (never written by the converter) gets fp32: the CPU backend widens any tensor, and the CUDA backend
+// refuses a tensor whose dtype differs from its graph's (CudaWeights).
+DType v1_graph_dtype(const Graph& g, const std::map<std::string, const TensorInfo*>& by_name) {
+  bool any = false;
+  DType dt = DType::F32;
+  for (const Node& n : g.nodes)
+    for (const auto& w : n.weights) {
+      auto it = by_name.find(w.second);
+      if (it == by_name.end()) continue;  // reported by check_weight_refs
+      if (any && it->second->dtype != dt) return DType::F32;
+      dt = it->second->dtype;
+      any = true;
+    }
+  return dt;
+}
+
+// Cross-checks between a graph and the tensor table. `gp` is the graph's path in errors. From version 3 on,
+// every tensor a graph reads is stored in the graph's dtype (the executors read them as such).
 void check_weight_refs(const Graph& g, const std::map<std::string, const TensorInfo*>& by_name,
-                       const std::string& gp, const JsonCheck& c) {
+                       const std::string& gp, uint32_t version, const JsonCheck& c) {
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const Node& n = g.nodes[i];
     const std::string p = gp + ".nodes[" + std::to_string(i) + "]";
     for (const auto& w : n.weights) {
-      if (!by_name.count(w.second))
+      auto t = by_name.find(w.second);
+      if (t == by_name.end())
         c.fail(json_path(p, "weights." + w.first), "tensor " + quote_for_error(w.second) + " is not in the tensor table");
+      if (version >= 3 && t->second->dtype != g.dtype)
+        c.fail(json_path(p, "weights." + w.first), "tensor " + quote_for_error(w.second) + " is " +
+                                                       dtype_name(t->second->dtype) + " but " + gp + ".dtype is " +
+                                                       dtype_name(g.dtype));
     }
     // Weight sizes the attributes fix (the executors index the tensors with them).
     auto want_numel = [&](const char* role, uint64_t numel) {
@@ -149,11 +172,19 @@ void check_weight_refs(const Graph& g, const std::map<std::string, const TensorI
   }
 }
 
-// Cross-checks between the graphs, the tensor table and the conditioning.
-void check_graph_refs(const ModelFile& m, const JsonCheck& c) {
+// Cross-checks between the graphs, the tensor table and the conditioning; sets each graph's dtype from its
+// tensors for version 1 and 2 files.
+void check_graph_refs(ModelFile& m, const JsonCheck& c) {
   std::map<std::string, const TensorInfo*> by_name;
   for (const TensorInfo& t : m.tensors) by_name[t.name] = &t;
-  check_weight_refs(m.graph, by_name, "graph", c);
+  const uint32_t v = m.version;
+  if (v < 3) {
+    m.graph.dtype = v1_graph_dtype(m.graph, by_name);
+    m.vae.graph.dtype = v1_graph_dtype(m.vae.graph, by_name);
+    m.vae_encoder.graph.dtype = v1_graph_dtype(m.vae_encoder.graph, by_name);
+    m.text_encoder.graph.dtype = v1_graph_dtype(m.text_encoder.graph, by_name);
+  }
+  check_weight_refs(m.graph, by_name, "graph", v, c);
   if (m.graph.timestep < 0) c.fail("graph.inputs", "the denoiser graph needs a timestep input");
   if (m.graph.sample < 0) c.fail("graph.inputs", "the denoiser graph needs a sample input");
   const bool class_input = m.graph.class_labels >= 0;
@@ -161,7 +192,7 @@ void check_graph_refs(const ModelFile& m, const JsonCheck& c) {
     c.fail("conditioning.num_classes", std::to_string(m.conditioning.num_classes) + " but the graph " +
                                            (class_input ? "has" : "has no") + " class_labels input");
   if (m.vae.present()) {
-    check_weight_refs(m.vae.graph, by_name, "vae.graph", c);
+    check_weight_refs(m.vae.graph, by_name, "vae.graph", v, c);
     const Graph& v = m.vae.graph;
     if (v.timestep >= 0 || v.class_labels >= 0 || v.context >= 0)
       c.fail("vae.graph.inputs", "a VAE decoder takes the latents only");
@@ -172,7 +203,7 @@ void check_graph_refs(const ModelFile& m, const JsonCheck& c) {
   }
   if (m.vae_encoder.present()) {
     const Graph& e = m.vae_encoder.graph;
-    check_weight_refs(e, by_name, "vae_encoder.graph", c);
+    check_weight_refs(e, by_name, "vae_encoder.graph", v, c);
     if (!m.vae.present()) c.fail("vae_encoder", "a VAE encoder needs the VAE (the vae section) for its config and scaling factor");
     if (e.sample < 0) c.fail("vae_encoder.graph.inputs", "a VAE encoder takes the images as its sample");
     if (e.timestep >= 0 || e.class_labels >= 0 || e.context >= 0 || e.input_ids >= 0)
@@ -186,7 +217,7 @@ void check_graph_refs(const ModelFile& m, const JsonCheck& c) {
     c.fail(m.has_tokenizer ? "tokenizer" : "text_encoder", "a text encoder and its tokenizer come together");
   if (m.text_encoder.present()) {
     const Graph& t = m.text_encoder.graph;
-    check_weight_refs(t, by_name, "text_encoder.graph", c);
+    check_weight_refs(t, by_name, "text_encoder.graph", v, c);
     if (t.input_ids < 0) c.fail("text_encoder.graph.inputs", "a text encoder takes input_ids");
     if (m.graph.context < 0)
       c.fail("text_encoder", "the denoiser takes no encoder_hidden_states: a text encoder has nothing to condition");
@@ -207,8 +238,18 @@ void check_graph_refs(const ModelFile& m, const JsonCheck& c) {
   }
 }
 
+// A graph's JSON from a file of `version`: from version 3 on, every graph records its dtype.
+Graph read_graph(const json& j, const std::string& path, uint32_t version, const JsonCheck& c) {
+  if (version >= 3 && j.is_object() && !j.contains("dtype"))
+    c.fail(json_path(path, "dtype"), "missing (format version " + std::to_string(version) +
+                                         " records each graph's dtype)");
+  if (version < 3 && j.is_object() && j.contains("dtype"))
+    c.fail(json_path(path, "dtype"), "not part of format version " + std::to_string(version));
+  return graph_from_json(j, c.origin(), path);
+}
+
 // Validates the header JSON (everything but the data bytes) of a file of `file_size` bytes whose
-// data section starts at `data_start`.
+// data section starts at `data_start`; `version` is the preamble's.
 ModelFile parse_header(std::string_view text, uint64_t file_size, uint64_t data_start, uint32_t version,
                        const JsonCheck& c) {
   json h = c.parse_strict(text, "header");
@@ -229,7 +270,7 @@ ModelFile parse_header(std::string_view text, uint64_t file_size, uint64_t data_
     c.fail("data_size", std::to_string(data_size) + " bytes of data after offset " + std::to_string(data_start) +
                             " does not match the file size " + std::to_string(file_size));
   m.tensors = parse_tensor_table(c.member(h, "", "tensors"), data_size, c);
-  m.graph = graph_from_json(c.member(h, "", "graph"), c.origin());
+  m.graph = read_graph(c.member(h, "", "graph"), "graph", version, c);
   m.scheduler = c.object(c.member(h, "", "scheduler"), "scheduler");
   const json& cj = c.object(c.member(h, "", "conditioning"), "conditioning");
   c.only_keys(cj, "conditioning", {"num_classes", "null_class"});
@@ -245,21 +286,21 @@ ModelFile parse_header(std::string_view text, uint64_t file_size, uint64_t data_
     m.vae.scaling_factor = c.f32_at(vj, "vae", "scaling_factor");
     if (!(m.vae.scaling_factor > 0.0f && m.vae.scaling_factor < 1e6f))
       c.fail("vae.scaling_factor", "must be in (0, 1e6)");
-    m.vae.graph = graph_from_json(c.member(vj, "vae", "graph"), c.origin(), "vae.graph");
+    m.vae.graph = read_graph(c.member(vj, "vae", "graph"), "vae.graph", version, c);
     if (!m.vae.present()) c.fail("vae.graph.nodes", "empty");
   }
   if (h.contains("vae_encoder")) {
     if (version < 2) c.fail("vae_encoder", "needs format version 2 or later (the file says " + std::to_string(version) + ")");
     const json& ej = c.object(h["vae_encoder"], "vae_encoder");
     c.only_keys(ej, "vae_encoder", {"graph"});
-    m.vae_encoder.graph = graph_from_json(c.member(ej, "vae_encoder", "graph"), c.origin(), "vae_encoder.graph");
+    m.vae_encoder.graph = read_graph(c.member(ej, "vae_encoder", "graph"), "vae_encoder.graph", version, c);
     if (!m.vae_encoder.present()) c.fail("vae_encoder.graph.nodes", "empty");
   }
   if (h.contains("text_encoder")) {
     const json& tj = c.object(h["text_encoder"], "text_encoder");
     c.only_keys(tj, "text_encoder", {"config", "graph"});
     m.text_encoder.config = c.object(c.member(tj, "text_encoder", "config"), "text_encoder.config");
-    m.text_encoder.graph = graph_from_json(c.member(tj, "text_encoder", "graph"), c.origin(), "text_encoder.graph");
+    m.text_encoder.graph = read_graph(c.member(tj, "text_encoder", "graph"), "text_encoder.graph", version, c);
     if (!m.text_encoder.present()) c.fail("text_encoder.graph.nodes", "empty");
   }
   if (h.contains("tokenizer")) {
@@ -303,6 +344,14 @@ uint64_t TensorInfo::numel() const {
   uint64_t n = 1;
   for (int64_t d : shape) n *= uint64_t(d);  // validated when read
   return n;
+}
+
+std::vector<std::pair<std::string, const Graph*>> model_graphs(const ModelFile& mf) {
+  std::vector<std::pair<std::string, const Graph*>> out{{"graph", &mf.graph}};
+  if (mf.vae.present()) out.emplace_back("vae.graph", &mf.vae.graph);
+  if (mf.vae_encoder.present()) out.emplace_back("vae_encoder.graph", &mf.vae_encoder.graph);
+  if (mf.text_encoder.present()) out.emplace_back("text_encoder.graph", &mf.text_encoder.graph);
+  return out;
 }
 
 const TensorInfo* ModelFile::find(const std::string& name) const {

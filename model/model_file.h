@@ -6,7 +6,7 @@
 //   bytes 24..   H bytes of UTF-8 JSON (the header), then zero padding to kDataAlignment
 //   data section: tensors at offsets relative to the data start, each kDataAlignment-aligned;
 //   the file ends exactly at the end of the data section (header field "data_size").
-// Header JSON: {"format":"diffrt","version":1|2,"family":"unet2d"|"unet2d_condition","config":{...},
+// Header JSON: {"format":"diffrt","version":1|2|3,"family":"unet2d"|"unet2d_condition","config":{...},
 //   "graph":{...},"tensors":[{"name","dtype","shape","offset","nbytes"}...],
 //   "scheduler":{...diffusers scheduler config...},"conditioning":{...},"provenance":{...},
 //   optional "vae":{"config":{...},"scaling_factor":f,"graph":{...}},
@@ -19,6 +19,9 @@
 // context_dim is the text encoder's width. "vae_encoder" (format version 2 and later) is the VAE's encoder
 // + quant_conv (images -> the posterior's moments, tensors "vae.encoder.*", "vae.quant_conv.*"); it needs
 // "vae". Version 1 files (no encoder) are read unchanged.
+// Every graph records its dtype ("dtype": the dtype its weights are stored in and its activations run in;
+// version 3): components of one file may differ, e.g. an fp16 UNet beside an fp32 VAE (diffusers' force_upcast).
+// Version 1 and 2 files (no graph dtype) stay readable: each graph's dtype is taken from its tensors.
 // The reader treats the file as hostile: every field is type-checked, offsets and sizes are
 // overflow-checked and must lie inside the data section without overlapping.
 #pragma once
@@ -27,6 +30,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/dtype.h"
@@ -36,9 +40,10 @@
 namespace diffrt {
 
 constexpr char kMagic[8] = {'D', 'I', 'F', 'F', 'R', 'T', '\0', '\1'};
-// The version this build writes, and the oldest it reads. 2 added the optional "vae_encoder" section; a
-// version 1 file is a version 2 file without it.
-constexpr uint32_t kFormatVersion = 2;
+// The version this build writes, and the oldest it reads. 2 added the optional "vae_encoder" section; 3 records
+// each graph's dtype (mixed precision per component). A version 1 file is a version 2 file without the encoder; a
+// version 2 file a version 3 file whose graphs take their dtype from their tensors.
+constexpr uint32_t kFormatVersion = 3;
 constexpr uint32_t kMinFormatVersion = 1;
 constexpr uint64_t kDataAlignment = 256;
 constexpr uint64_t kMaxHeaderBytes = 64ull << 20;
@@ -106,6 +111,10 @@ struct ModelFile {
   const TensorInfo* find(const std::string& name) const;
   const uint8_t* tensor_data(const TensorInfo& t) const { return data.data() + t.offset; }
 };
+
+// The file's graphs with their header paths: ("graph", denoiser), then ("vae.graph", VAE decoder),
+// ("vae_encoder.graph", VAE encoder) and ("text_encoder.graph", text encoder) when present.
+std::vector<std::pair<std::string, const Graph*>> model_graphs(const ModelFile& mf);
 
 // What the writer needs for one tensor: bytes already in `dtype`.
 struct TensorBlob {

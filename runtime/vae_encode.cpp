@@ -60,8 +60,8 @@ void check_moments_finite(const float* moments, size_t count, DType dtype) {
       fail(ErrorCode::Unsupported,
            std::string("VAE encoder produced NaN/Inf in ") + dtype_name(dtype) +
                (dtype == DType::F16 ? ": the Stable Diffusion VAE overflows fp16 (diffusers upcasts it to fp32, "
-                                      "force_upcast); convert the model with --dtype bf16 or fp32, or encode with "
-                                      "--device cpu"
+                                      "force_upcast); re-convert the model with --vae-dtype fp32 (the default with "
+                                      "--dtype fp16) or bf16, or encode with --device cpu"
                                     : ": the image or the VAE weights are out of range"));
 }
 

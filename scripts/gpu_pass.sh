@@ -156,7 +156,7 @@ echo "CUDNN_ROOT=${CUDNN_ROOT:-} LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}" >>"$LOGS/
 
 # ---- build (sm_90 only) --------------------------------------------------------------------------------------
 run_step configure 90 cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_CUDA_ARCHITECTURES=90 -DDIFFRT_CUDA=ON -DDIFFRT_TESTS=ON -DDIFFRT_TRITON=OFF \
+  -DDIFFRT_CUDA_ARCH=90 -DDIFFRT_CUDA=ON -DDIFFRT_TESTS=ON -DDIFFRT_TRITON=OFF \
   "-DCMAKE_PREFIX_PATH=$PREFIX_PATH" "-DCMAKE_CXX_FLAGS=$INC_FLAGS" "-DCMAKE_CUDA_FLAGS=$INC_FLAGS" "${CMAKE_EXTRA[@]}"
 run_step build 300 cmake --build "$BUILD" -j "$JOBS"
 
@@ -174,11 +174,14 @@ if [[ -n "$SAN" ]]; then
     [[ "$name" == gpu_executor_test ]] && continue  # whole models: too slow under the sanitizer
     run_step "memcheck_$name" 45 "$SAN" --tool memcheck --error-exitcode 3 --leak-check full "$t" "--gtest_filter=$FILTER"
   done
-  for name in gpu_group_norm_test gpu_layer_norm_test gpu_attention_test gpu_scheduler_step_test gpu_timestep_embedding_test; do
+  for name in gpu_group_norm_test gpu_layer_norm_test gpu_attention_test gpu_scheduler_step_test gpu_timestep_embedding_test gpu_block_sum_test; do
     t="$BUILD/tests/$name"
     [[ -x "$t" ]] || continue
     run_step "racecheck_$name" 40 "$SAN" --tool racecheck --error-exitcode 3 "$t" "--gtest_filter=$FILTER"
   done
+  # block_sum's shuffles and barriers in partial warps (kernels/common/cuda_types.cuh).
+  [[ -x "$BUILD/tests/gpu_block_sum_test" ]] &&
+    run_step "synccheck_gpu_block_sum_test" 30 "$SAN" --tool synccheck --error-exitcode 3 "$BUILD/tests/gpu_block_sum_test"
 else
   STEP_RESULTS+=("| compute-sanitizer | not found | 0 |")
 fi
@@ -259,7 +262,7 @@ fi
   echo
   echo "## sanitizer verdicts"
   echo '```'
-  grep -H -E "ERROR SUMMARY|RACECHECK SUMMARY|LEAK SUMMARY" "$LOGS"/memcheck_*.log "$LOGS"/racecheck_*.log 2>/dev/null
+  grep -H -E "ERROR SUMMARY|RACECHECK SUMMARY|LEAK SUMMARY" "$LOGS"/memcheck_*.log "$LOGS"/racecheck_*.log "$LOGS"/synccheck_*.log 2>/dev/null
   echo '```'
   echo
   echo "## numbers printed by the tests"

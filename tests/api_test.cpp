@@ -18,6 +18,7 @@
 #include "api/diffrt.h"
 #include "api/diffrt.hpp"
 #include "base/npy.h"
+#include "tests/sd_text_fixture.h"
 #include "tests/test_util.h"
 #include "weights_converter/converter.h"
 
@@ -622,6 +623,43 @@ TEST_F(Api, CppSessionThrowsTypedErrorsAndSurvives) {
       EXPECT_EQ(e.code(), diffrt::ErrorCode::Unsupported);
     }
   }
+}
+
+// One set of backend weights per loaded model (issue 16 item 8), counted through the API: two CPU sessions, each
+// running a prompted request (text encoder, loop, VAE decode) and eval / decode / encode_prompts, share the one
+// fp32 host copy. The model is mixed precision (fp16 UNet and text encoder, fp32 VAE). CUDA: tests/gpu/api_test.cpp.
+TEST(ApiWeights, OneHostCopyForEveryPhaseAndSession) {
+  diffrt::ConvertOptions opt;
+  opt.input = diffrt::test::assemble_text_pipeline("sd1", "api_uploads");
+  opt.output = diffrt::test::temp_dir("api_uploads_m") + "/m.drt";
+  opt.dtype = diffrt::DType::F16;
+  diffrt::convert_diffusers(opt);
+  auto m = diffrt::Model::load(opt.output);
+  EXPECT_EQ(m->weight_uploads(), 0) << "loading makes no backend copy";
+  diffrt::SessionOptions so;
+  so.threads = 2;
+  int phases = 0;
+  {
+    diffrt::Session a(m, so), b(m, so);
+    diffrt::SampleOptions o;
+    o.prompts = {"a photo of a cat", "a dog"};
+    o.guidance_scale = 7.5f;
+    o.steps = 2;
+    for (diffrt::Session* s : {&a, &b}) {
+      EXPECT_EQ(s->sample(o).size(), s->output_shape(o).numel());  // text encoder + loop + decode
+      int len = 0, dim = 0;
+      const std::vector<float> e = s->encode_prompts(o.prompts, &len, &dim);
+      std::vector<float> z(size_t(2) * 4 * 8 * 8, 0.1f);
+      const float t[2] = {10.0f, 500.0f};
+      s->eval(z.data(), 2, 8, 8, t, nullptr, diffrt::TextEmbeddings{e.data(), 2, len, dim});
+      s->decode(z.data(), 2, 8, 8);
+      phases += 5;
+    }
+    EXPECT_EQ(m->weight_uploads(), 1);
+  }
+  diffrt::Session again(m, so);
+  EXPECT_EQ(m->weight_uploads(), 1) << "the host copy outlives the sessions (the model holds it)";
+  EXPECT_EQ(phases, 10);
 }
 
 }  // namespace

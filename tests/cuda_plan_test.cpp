@@ -7,6 +7,7 @@
 
 #include "base/error.h"
 #include "runtime/cuda_plan.h"
+#include "tests/sd_text_fixture.h"
 #include "tests/test_util.h"
 #include "weights_converter/converter.h"
 
@@ -134,4 +135,44 @@ TEST(CudaPlan, TextModelAndVaeDecoder) {
   CudaMemoryReport rp = cuda_memory_report(px, DType::F32, 1, 16, 16, false, 50);
   EXPECT_EQ(rp.vae_total_bytes, 0u);
   EXPECT_EQ(rp.peak_bytes, rp.total_bytes);
+}
+
+// Each graph in its stored dtype (mixed precision per component) and the text encoder as a phase of its own.
+TEST(CudaPlan, StoredDtypesAndTextEncoderPhase) {
+  ConvertOptions opt;
+  opt.input = test::assemble_text_pipeline("sd1", "cuda_plan_text");
+  opt.output = test::temp_dir("cuda_plan_text_m") + "/m.drt";
+  opt.dtype = DType::F16;  // UNet and text encoder fp16, the VAE fp32 (force_upcast)
+  convert_diffusers(opt);
+  const ModelFile mf = read_model_file(opt.output);
+  CudaMemoryQuery q;
+  q.batch = 2; q.h = q.w = 8; q.cfg = true; q.steps = 10; q.context_len = 77;
+  const CudaMemoryReport none = cuda_memory_report(mf, q);
+  EXPECT_EQ(none.dtype, DType::F16);
+  EXPECT_EQ(none.vae_dtype, DType::F32);
+  EXPECT_EQ(none.text_dtype, DType::F16);
+  uint64_t stored = 0;
+  for (const TensorInfo& t : mf.tensors) stored += (t.nbytes + 255) / 256 * 256;
+  EXPECT_EQ(none.weight_bytes, stored) << "weights as stored, each tensor in its own dtype";
+  EXPECT_GE(none.weight_bytes, mf.data.size());
+  EXPECT_EQ(none.text_total_bytes, 0u);
+  // The VAE phase is sized in fp32: its arena equals an fp32 plan's.
+  const MemoryPlan vp = plan_memory(mf.vae.graph, PlanInputs{2, 8, 8, 0});
+  EXPECT_EQ(none.vae_arena_bytes, std::max<uint64_t>(plan_device_arena(mf.vae.graph, vp, DType::F32).bytes, 256));
+  q.text_rows = 4;
+  const CudaMemoryReport text = cuda_memory_report(mf, q);
+  EXPECT_GT(text.text_arena_bytes, 0u);
+  EXPECT_EQ(text.text_input_bytes, ((4 * 77 * 4 + 255) / 256) * 256u);  // token ids, int32 (no GroupNorm)
+  EXPECT_EQ(text.text_total_bytes, text.weight_bytes + text.conv_workspace_bytes + text.gemm_workspace_bytes +
+                                       text.text_arena_bytes + text.text_input_bytes);
+  EXPECT_EQ(text.peak_bytes, std::max({text.total_bytes, text.vae_total_bytes, text.text_total_bytes}));
+  EXPECT_EQ(text.total_bytes, none.total_bytes) << "the loop does not change";
+  q.decode = false;
+  EXPECT_EQ(cuda_memory_report(mf, q).vae_total_bytes, 0u);
+  // A file without a text encoder cannot run one.
+  ModelFile px = convert("cifar_like", DType::F32);
+  CudaMemoryQuery qp;
+  qp.h = qp.w = 16;
+  qp.text_rows = 1;
+  EXPECT_THROW(cuda_memory_report(px, qp), Error);
 }

@@ -73,11 +73,15 @@ TensorBlob blob(const std::string& name, DType dt, std::vector<int64_t> shape, u
   return b;
 }
 
-std::vector<TensorBlob> small_tensors() {
-  return {blob("temb.table", DType::F32, {10, 8}, 1),       blob("conv_in.weight", DType::F16, {16, 3, 3, 3}, 2),
-          blob("conv_in.bias", DType::F32, {16}, 3),        blob("norm.weight", DType::BF16, {16}, 4),
-          blob("norm.bias", DType::BF16, {16}, 5),          blob("to_qkv.weight", DType::F16, {48, 16}, 6),
-          blob("conv_out.weight", DType::F32, {3, 3, 3, 32}, 7), blob("empty", DType::F32, {0, 4}, 8)};
+// The graph's tensors are in its dtype (fp32, small_graph's default); the table also holds tensors no graph reads,
+// in every dtype.
+std::vector<TensorBlob> small_tensors(DType graph_dtype = DType::F32) {
+  const DType g = graph_dtype;
+  return {blob("temb.table", g, {10, 8}, 1),       blob("conv_in.weight", g, {16, 3, 3, 3}, 2),
+          blob("conv_in.bias", g, {16}, 3),        blob("norm.weight", g, {16}, 4),
+          blob("norm.bias", g, {16}, 5),           blob("to_qkv.weight", g, {48, 16}, 6),
+          blob("conv_out.weight", g, {3, 3, 3, 32}, 7), blob("empty", DType::F32, {0, 4}, 8),
+          blob("extra.fp16", DType::F16, {5}, 9),  blob("extra.bf16", DType::BF16, {3, 2}, 10)};
 }
 
 std::vector<uint8_t> valid_file() {
@@ -104,10 +108,11 @@ Parts split(const std::vector<uint8_t>& f) {
   return p;
 }
 // A file with this exact header text and data section (preamble and padding made consistent).
-std::vector<uint8_t> assemble(const std::string& text, const std::vector<uint8_t>& data) {
+std::vector<uint8_t> assemble(const std::string& text, const std::vector<uint8_t>& data,
+                              uint32_t version = kFormatVersion) {
   std::vector<uint8_t> f(kMagic, kMagic + 8);
   auto put = [&](uint64_t v, int n) { for (int i = 0; i < n; ++i) f.push_back(uint8_t(v >> (8 * i))); };
-  put(kFormatVersion, 4);
+  put(version, 4);
   put(0, 4);
   put(text.size(), 8);
   f.insert(f.end(), text.begin(), text.end());
@@ -188,6 +193,102 @@ TEST(ModelFile, RoundTripThroughDisk) {
   EXPECT_EQ(graph_to_json(m2.graph), graph_to_json(m.graph));
 }
 
+// ---- per-graph dtype (format version 3) and version 1 and 2 files ----------------------------------------
+
+TEST(ModelFile, GraphDtypeIsWrittenAndRead) {
+  for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
+    Graph g = small_graph();
+    g.dtype = dt;
+    const auto bytes = serialize_model_file("unet2d", json::object(), g, small_tensors(dt), json::object(),
+                                            Conditioning{10, 10}, json::object());
+    EXPECT_EQ(split(bytes).header["graph"]["dtype"], dtype_name(dt));
+    EXPECT_EQ(split(bytes).header["version"], 3);
+    ModelFile m = parse_model_file(bytes.data(), bytes.size(), kOrigin);
+    EXPECT_EQ(m.version, 3u);
+    EXPECT_EQ(m.graph.dtype, dt);
+    EXPECT_EQ(m.find("extra.bf16")->dtype, DType::BF16);  // tensors no graph reads keep any dtype
+    EXPECT_EQ(m.find("empty")->dtype, DType::F32);
+    ASSERT_EQ(model_graphs(m).size(), 1u);
+    EXPECT_EQ(model_graphs(m)[0].first, "graph");
+  }
+}
+TEST(ModelFile, WriterRefusesTensorInAnotherDtypeThanItsGraph) {
+  auto t = small_tensors();
+  t[1] = blob("conv_in.weight", DType::F16, {16, 3, 3, 3}, 2);
+  try {
+    serialize_model_file("unet2d", json::object(), small_graph(), t, json::object(), Conditioning{10, 10}, json::object());
+    FAIL() << "wrote a graph whose tensor is in another dtype";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::InvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("\"conv_in.weight\" is fp16 but graph.dtype is fp32"), std::string::npos)
+        << e.what();
+  }
+}
+TEST(ModelFileReject, GraphDtypeMissing) {
+  expect_header_rejected([](json& h) { h["graph"].erase("dtype"); }, "graph.dtype",
+                         "missing (format version 3 records each graph's dtype)");
+}
+TEST(ModelFileReject, GraphDtypeUnknown) {
+  expect_header_rejected([](json& h) { h["graph"]["dtype"] = "fp8"; }, "graph.dtype", "unsupported dtype \"fp8\"");
+  expect_header_rejected([](json& h) { h["graph"]["dtype"] = 16; }, "graph.dtype", "expected a string");
+}
+TEST(ModelFileReject, TensorDtypeDiffersFromItsGraph) {
+  expect_header_rejected(
+      [](json& h) {
+        tensor(h, 1)["dtype"] = "bf16";
+        tensor(h, 1)["nbytes"] = 16 * 27 * 2;
+      },
+      "graph.nodes[1].weights.weight", "tensor \"conv_in.weight\" is bf16 but graph.dtype is fp32");
+  expect_header_rejected([](json& h) { h["graph"]["dtype"] = "fp16"; }, "graph.nodes[0].weights.table",
+                         "is fp32 but graph.dtype is fp16");
+}
+
+// Files written before graphs recorded their dtype (versions 1 and 2) read, each graph's dtype taken from its
+// tensors.
+std::vector<uint8_t> as_version(const std::vector<uint8_t>& v3, uint32_t version) {
+  Parts p = split(v3);
+  p.header["version"] = version;
+  p.header["graph"].erase("dtype");
+  return assemble(p.header.dump(), p.data, version);
+}
+TEST(ModelFile, ReadsVersion1And2Files) {
+  for (uint32_t version : {1u, 2u})
+    for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
+      Graph g = small_graph();
+      g.dtype = dt;
+      const auto old = as_version(serialize_model_file("unet2d", json::object(), g, small_tensors(dt), json::object(),
+                                                       Conditioning{10, 10}, json::object()),
+                                  version);
+      ModelFile m = parse_model_file(old.data(), old.size(), kOrigin);
+      EXPECT_EQ(m.version, version);
+      EXPECT_EQ(m.graph.dtype, dt) << "inferred from the graph's tensors";
+    }
+  // Versions 1 and 2 allowed any mix of dtypes inside a graph (the CPU backend widens them; CUDA refuses such a
+  // file): still readable, the graph's dtype is then fp32.
+  Parts p = split(valid_file());
+  p.header["version"] = 2;
+  p.header["graph"].erase("dtype");
+  p.header["tensors"][1]["dtype"] = "fp16";
+  p.header["tensors"][1]["nbytes"] = 16 * 27 * 2;
+  const auto mixed = assemble(p.header.dump(), p.data, 2);
+  ModelFile m = parse_model_file(mixed.data(), mixed.size(), kOrigin);
+  EXPECT_EQ(m.graph.dtype, DType::F32);
+  EXPECT_EQ(m.find("conv_in.weight")->dtype, DType::F16);
+}
+TEST(ModelFileReject, OlderVersionGraphWithDtype) {
+  for (uint32_t version : {1u, 2u}) {
+    Parts p = split(valid_file());
+    p.header["version"] = version;
+    expect_rejected(assemble(p.header.dump(), p.data, version), "graph.dtype",
+                    "not part of format version " + std::to_string(version));
+  }
+}
+TEST(ModelFileReject, HeaderVersionDiffersFromPreamble) {
+  Parts p = split(valid_file());
+  p.header["version"] = 2;
+  expect_rejected(assemble(p.header.dump(), p.data, 3), "version", "header version differs from the preamble");
+}
+
 TEST(ModelFile, WriterRefusesGraphWithDanglingWeight) {
   Graph g = small_graph();
   g.nodes[1].weights["weight"] = "no_such_tensor";
@@ -238,8 +339,8 @@ TEST(ModelFileReject, BadMagic) {
 }
 TEST(ModelFileReject, UnsupportedVersion) {
   auto f = valid_file();
-  f[8] = 3;  // this build reads 1 and 2 (tests/vae_encoder_test.cpp reads a version 1 file)
-  expect_rejected(f, "version", "unsupported format version 3");
+  f[8] = 4;  // this build reads 1 to 3 (tests/vae_encoder_test.cpp reads a version 1 file)
+  expect_rejected(f, "version", "unsupported format version 4 (this build reads 1 to 3)");
   f[8] = 0;
   expect_rejected(f, "version", "unsupported format version 0");
 }

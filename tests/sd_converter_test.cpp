@@ -158,9 +158,23 @@ TEST(SdConverter, Fp16AndBf16) {
     const std::string out = test::temp_dir("sdconv_half") + "/m.drt";
     ConvertReport r = convert(fixture("sd2_tiny"), out, opt);
     ModelFile mf = read_model_file(out);
-    for (const TensorInfo& t : mf.tensors) EXPECT_EQ(t.dtype, dt) << t.name;
-    EXPECT_EQ(has_warning(r, "force_upcast"), dt == DType::F16);
+    // fp16: the VAE (force_upcast in its config) stays fp32, as diffusers decodes it; bf16 needs no upcast.
+    for (const TensorInfo& t : mf.tensors) {
+      const bool vae = t.name.rfind("vae.", 0) == 0;
+      EXPECT_EQ(t.dtype, vae && dt == DType::F16 ? DType::F32 : dt) << t.name;
+    }
+    EXPECT_EQ(mf.graph.dtype, dt);
+    EXPECT_EQ(mf.vae.graph.dtype, dt == DType::F16 ? DType::F32 : dt);
+    EXPECT_FALSE(has_warning(r, "force_upcast"));
   }
+  // An fp16 VAE on request: stored, with the warning.
+  ConvertOptions opt;
+  opt.dtype = DType::F16;
+  opt.vae_dtype = DType::F16;
+  const std::string out = test::temp_dir("sdconv_half") + "/m16.drt";
+  ConvertReport r = convert(fixture("sd2_tiny"), out, opt);
+  EXPECT_TRUE(has_warning(r, "force_upcast"));
+  for (const TensorInfo& t : read_model_file(out).tensors) EXPECT_EQ(t.dtype, DType::F16) << t.name;
 }
 
 TEST(SdConverter, PndmSchedulerIsKeptAsDiffusersLoadsIt) {

@@ -197,6 +197,7 @@ BuiltModel finish_model(GraphBuilder& b, const std::map<std::string, SafeTensor>
   for (const auto& e : extra) m.warnings.push_back("ignoring unexpected tensor " + e);
 
   m.graph = std::move(b.graph);
+  m.graph.dtype = dtype;  // the graph runs in the dtype its tensors are stored in
   for (const auto& [name, plan] : b.plans) m.tensors.push_back(make_blob(name, plan, weights, dtype));
   return m;
 }

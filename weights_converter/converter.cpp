@@ -160,23 +160,32 @@ VaePart read_vae_config(const fs::path& vae_dir, int unet_out_channels) {
   return v;
 }
 
+// The VAE's storage dtype (ConvertOptions): as asked, else diffusers' force_upcast rule.
+DType vae_dtype_for(const AutoencoderKLConfig& cfg, const ConvertOptions& opt) {
+  if (opt.vae_dtype) return *opt.vae_dtype;
+  return opt.dtype == DType::F16 && cfg.force_upcast ? DType::F32 : opt.dtype;
+}
+
 void convert_vae(VaePart& v, const ConvertOptions& opt) {
   auto weights = load_weights(v.dir, &v.weights_path);
   rename_legacy_attention(weights, v.weights_path);  // older SD VAEs store query/key/value/proj_attn
-  v.built = build_vae_decoder(v.cfg, weights, opt.dtype, opt.strict, v.weights_path);
+  const DType dt = vae_dtype_for(v.cfg, opt);
+  v.built = build_vae_decoder(v.cfg, weights, dt, opt.strict, v.weights_path);
   v.decoder.scaling_factor = v.cfg.scaling_factor;
   v.decoder.graph = std::move(v.built.graph);
+  if (v.cfg.force_upcast && dt == DType::F16)
+    v.built.warnings.push_back(v.config_path + ": force_upcast is set (this VAE overflows in fp16); its decoder and "
+                                               "encoder are stored in fp16 as requested -- prefer --vae-dtype fp32 (the "
+                                               "default) or bf16");
   if (opt.no_vae_encoder) return;
   if (!has_vae_encoder_weights(weights)) {
     v.built.warnings.push_back(v.weights_path + " holds no encoder weights (encoder.*): the model file gets the "
                                                 "decoder alone, so image-to-image and inpainting will not work");
     return;
   }
-  v.built_encoder = build_vae_encoder(v.cfg, weights, opt.dtype, opt.strict, v.weights_path);
+  // The encoder is the same VAE: the same dtype (diffusers upcasts the whole VAE).
+  v.built_encoder = build_vae_encoder(v.cfg, weights, dt, opt.strict, v.weights_path);
   v.encoder.graph = std::move(v.built_encoder.graph);
-  if (v.cfg.force_upcast && opt.dtype == DType::F16)
-    v.built.warnings.push_back(v.config_path + ": force_upcast is set (this VAE overflows in fp16); its decoder is "
-                                               "stored in fp16 as requested -- prefer --dtype bf16 or fp32");
 }
 
 // The text_encoder/ and tokenizer/ folders of a latent-diffusion pipeline: configs and vocabulary are read
@@ -251,7 +260,8 @@ void convert_text_encoder(TextPart& t, const ConvertOptions& opt) {
                                        "with save_pretrained(..., safe_serialization=True).");
     fail(ErrorCode::InvalidModel, t.dir.string() + ": no model.safetensors or model.safetensors.index.json");
   }
-  t.built = build_clip_text_encoder(t.cfg, f.tensors, opt.dtype, opt.strict, t.weights_path);
+  t.built = build_clip_text_encoder(t.cfg, f.tensors, opt.text_encoder_dtype.value_or(opt.dtype), opt.strict,
+                                    t.weights_path);
   t.encoder.graph = std::move(t.built.graph);
 }
 
@@ -367,6 +377,17 @@ ConvertReport convert_diffusers(const ConvertOptions& opt) {
     }
   }
 
+  // A component dtype for a component this conversion does not store is a mistake, not a no-op.
+  if (opt.vae_dtype && vae_dir.empty())
+    fail(ErrorCode::InvalidArgument, "--vae-dtype " + std::string(dtype_name(*opt.vae_dtype)) +
+                                         " given, but no VAE is converted (" +
+                                         (opt.no_vae ? "--no-vae" : !conditional ? "a UNet2DModel has none"
+                                                                                 : "no vae/ in this folder") + ")");
+  if (opt.text_encoder_dtype && !with_text)
+    fail(ErrorCode::InvalidArgument, "--text-encoder-dtype " + std::string(dtype_name(*opt.text_encoder_dtype)) +
+                                         " given, but no text encoder is converted (" +
+                                         (opt.no_text_encoder ? "--no-text-encoder" : "this folder has none") + ")");
+
   // ---- weights ----
   auto weights = load_weights(unet_dir, &rep.weights_source);
   BuiltModel m;
@@ -418,12 +439,17 @@ ConvertReport convert_diffusers(const ConvertOptions& opt) {
                {"diffusers_version", dv.is_string() ? dv.get<std::string>() : std::string("unknown")},
                {"dtype", dtype_name(opt.dtype)},
                {"created", utc_now()}};
+  rep.dtype = opt.dtype;
   if (!sched.source_class.empty()) prov["source_scheduler_class"] = sched.source_class;
   if (!rep.vae_source.empty()) {
+    rep.vae_dtype = vae.decoder.graph.dtype;
+    prov["vae_dtype"] = dtype_name(rep.vae_dtype);
     prov["source_vae_config"] = "vae/" + fs::path(vae.config_path).filename().string();
     prov["source_vae_weights"] = "vae/" + fs::path(rep.vae_source).filename().string();
   }
   if (with_text) {
+    rep.text_encoder_dtype = text.encoder.graph.dtype;
+    prov["text_encoder_dtype"] = dtype_name(rep.text_encoder_dtype);
     prov["source_text_encoder_config"] = "text_encoder/config.json";
     prov["source_text_encoder_weights"] = "text_encoder/" + fs::path(rep.text_encoder_source).filename().string();
     prov["source_tokenizer"] = "tokenizer/";

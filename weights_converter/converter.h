@@ -10,6 +10,7 @@
 // Families: "unet2d" (UNet2DModel) and "unet2d_condition" (UNet2DConditionModel). Pickle checkpoints are
 // refused.
 #pragma once
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,10 +18,18 @@
 
 namespace diffrt {
 
+// Mixed precision per component (diffusers' semantics): each graph is stored, and runs, in its own dtype.
+//   denoiser      dtype
+//   VAE decoder   vae_dtype; unset: fp32 when dtype is fp16 and the VAE config's force_upcast is true (diffusers
+//                 upcasts such a VAE to fp32 before decoding: the SD VAE overflows fp16), else dtype
+//   text encoder  text_encoder_dtype; unset: dtype (diffusers runs it in the pipeline's dtype)
+// Setting vae_dtype or text_encoder_dtype when that component is not converted is an error.
 struct ConvertOptions {
   std::string input;             // diffusers model or pipeline folder
   std::string output;            // .drt path (written atomically)
-  DType dtype = DType::F32;
+  DType dtype = DType::F32;      // the denoiser, and the default of the components below
+  std::optional<DType> vae_dtype;
+  std::optional<DType> text_encoder_dtype;
   std::string scheduler_config;  // overrides the folder's scheduler_config.json when set
   bool strict = false;           // unexpected tensors are errors
   int null_class = -2;           // -2: auto (last class of a class-conditional model), -1: none
@@ -35,6 +44,8 @@ struct ConvertReport {
   std::string vae_source;        // the VAE weights file ("" when no VAE was converted)
   std::string text_encoder_source;  // the text encoder weights file ("" when none was converted)
   size_t tensors = 0, nodes = 0, vae_nodes = 0, vae_encoder_nodes = 0, text_encoder_nodes = 0;
+  DType dtype = DType::F32, vae_dtype = DType::F32, text_encoder_dtype = DType::F32;  // as stored (the VAE's
+                                                                                     // encoder: vae_dtype)
   uint64_t bytes = 0;
   std::vector<std::string> warnings;
 };

@@ -92,6 +92,8 @@ __host__ __forceinline__ bool aligned_to(const void* p, size_t bytes) {
 __device__ __forceinline__ float silu_f(float v) { return v / (1.0f + expf(-v)); }
 
 // ---- reductions ------------------------------------------------------------------------------
+// Full-warp reductions: all 32 lanes of the warp must exist and take part (full mask). Every lane gets the
+// result.
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -103,18 +105,39 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
-// Sum over the whole block (blockDim.x * y * z threads, any count up to 1024). `scratch` is 32 floats
-// of shared memory. Every thread gets the total. Contains __syncthreads(): call it from all threads,
-// and do not reuse `scratch` before another barrier.
+// Sum over the whole block (blockDim.x * y * z threads, any count from 1 to 1024). `scratch` is 32 floats
+// of shared memory. Every thread gets the same total (bit for bit). Contains __syncthreads(): call it from
+// all threads, and do not reuse `scratch` before another barrier.
+// Warps: a __shfl_*_sync whose mask names a lane that does not exist (the tail of a partial last warp) is
+// undefined behaviour, so full-mask shuffles are used only when the thread count is a multiple of 32 (the
+// case every launcher here uses: the branch is uniform over the block). Otherwise the last warp reduces
+// under the mask of its existing lanes with bounds-checked shuffle-downs, and the per-warp partials are
+// summed from shared memory in a fixed order.
 __device__ __forceinline__ float block_sum(float v, float* scratch) {
   const int tid = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
   const int nthreads = blockDim.x * blockDim.y * blockDim.z;
   const int lane = tid & 31, warp = tid >> 5, nwarps = (nthreads + 31) >> 5;
-  v = warp_sum(v);
+  if ((nthreads & 31) == 0) {
+    v = warp_sum(v);
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    float t = lane < nwarps ? scratch[lane] : 0.0f;
+    t = warp_sum(t);
+    __syncthreads();
+    return t;
+  }
+  // Partial last warp: lanes [0, active) of this warp exist.
+  const int active = min(32, nthreads - warp * 32);
+  const unsigned mask = active == 32 ? 0xffffffffu : ((1u << active) - 1u);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float other = __shfl_down_sync(mask, v, o);
+    if (lane + o < active) v += other;
+  }
   if (lane == 0) scratch[warp] = v;
   __syncthreads();
-  float t = lane < nwarps ? scratch[lane] : 0.0f;
-  t = warp_sum(t);
+  float t = 0.0f;
+  for (int i = 0; i < nwarps; ++i) t += scratch[i];
   __syncthreads();
   return t;
 }

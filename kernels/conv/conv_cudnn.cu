@@ -6,22 +6,38 @@
 // "pseudo-half" configuration, tensor cores allowed). fp32 uses CUDNN_FMA_MATH (no TF32) unless
 // Options::allow_tf32.
 // Legacy cuDNN API (still in cuDNN 9): per-shape plan = descriptors + the algorithm chosen once by
-// cudnnFindConvolutionForwardAlgorithmEx (timed on the real tensors, into a scratch y) or, under CUDA graph
-// capture or with exhaustive_search off, by cudnnGetConvolutionForwardAlgorithm_v7.
+// cudnnFindConvolutionForwardAlgorithmEx (timed on the real tensors, writing into the real output y, which the
+// epilogue pre-fill overwrites next: no scratch output, so the memory planner has nothing extra to count) or, under
+// CUDA graph capture, with exhaustive_search off, or when y holds the residual (y == residual: the search would
+// destroy it; the executors never alias them), by cudnnGetConvolutionForwardAlgorithm_v7.
 // Padding: cuDNN only pads symmetrically. Asymmetric padding (diffusers' Downsample2D with padding=0
 // pads right/bottom by 1 before a stride-2 3x3 conv) is done explicitly: a small kernel writes the zero-
-// padded input [N, H+pt+pb, W+pl+pr, Cin] into a context-owned buffer and cuDNN runs with pad 0. That
-// costs one extra read+write of the input for the (few, downsampling) convs that need it and keeps every
-// cuDNN algorithm available.
-// Epilogue with y = alpha * conv + beta * y:
-//   residual: copy residual into y (skipped when y == residual), alpha = beta = out_scale;
-//   no residual: alpha = out_scale, beta = 0;
-//   bias: cudnnAddTensor(alpha = out_scale, bias [1, Cout, 1, 1]) onto y.
-// A fused conv+bias+residual epilogue (cuDNN graph API / runtime fusion) is the next step; the extra pass
-// over y costs little next to a 3x3 conv's math.
+// padded input [n, H+pt+pb, W+pl+pr, Cin] of one batch chunk into a context-owned buffer and cuDNN runs with
+// pad 0. That costs one extra read+write of the input for the (few, downsampling) convs that need it and keeps
+// every cuDNN algorithm available.
+// 32-bit descriptors: cuDNN's tensor descriptors take int sizes and strides, so no tensor of one call may reach
+// 2^31 elements. The batch runs in chunks that fit (conv_batch_chunks in conv.h: the fewest near-equal chunks,
+// at most two distinct plan shapes); a single image too large for it is refused with Error(Unsupported).
+// Epilogue, one pass over y and no cudnnAddTensor (deprecated, no documented bf16 NHWC [1,C,1,1] support, and a
+// second full read+write of y):
+//   1. pre-fill y with residual + bias (or bias alone) in one small vectorised kernel; with a residual and no
+//      bias, copy the residual (nothing when y == residual);
+//   2. cudnnConvolutionForward with y = alpha * conv + beta * y, alpha = out_scale and beta = out_scale when
+//      step 1 wrote y (else 0): y = (conv + residual + bias) * out_scale.
+// Traffic beyond the conv itself: the pre-fill reads residual (and the tiny bias) and writes y once; cuDNN's
+// beta read of y replaces the write-then-read-then-write of the AddTensor pass. Rounding: the pre-fill rounds
+// residual + bias to the storage dtype once, as AddTensor's separate pass did.
+// Why not a fused epilogue: cudnnConvolutionBiasActivationForward adds the bias unscaled and, with the identity
+// activation, only runs CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM (cuDNN API reference), which would
+// take the faster algorithms the search finds away; the graph API's conv_fprop -> pointwise add (bias) ->
+// pointwise add (residual) fusion runs through runtime-fusion engines (fp16/bf16 NHWC, tensor cores; fp32 has no
+// such engine) whose speed against the plain conv + beta is unmeasured here (no GPU): it is a candidate for a
+// measured follow-up, behind the same params, and the simple path stays the one used until then.
 //
-// Test: tests/gpu/conv_test.cpp (vs conv2d_ref on CIFAR UNet convs, 1x1, strided, asymmetric padding,
-// residual + scale, all dtypes). Benchmark: bench (TFLOP/s = 2*N*Ho*Wo*Cout*KH*KW*Cin / time).
+// Test: tests/gpu/conv_test.cpp (vs conv2d_ref on CIFAR UNet convs, 1x1, strided, asymmetric padding, bias /
+// residual / both / neither with out_scale, in place, batch split via Options::max_tensor_elems, all dtypes;
+// the pre-fill kernel vs a CPU loop), tests/conv_split_test.cpp (the chunking, CPU). Benchmark: bench
+// (TFLOP/s = 2*N*Ho*Wo*Cout*KH*KW*Cin / time).
 #include <cudnn.h>
 
 #include <algorithm>
@@ -35,7 +51,7 @@
 namespace diffrt {
 
 struct CudnnConv::Plan {
-  cudnnTensorDescriptor_t x = nullptr, y = nullptr, bias = nullptr;
+  cudnnTensorDescriptor_t x = nullptr, y = nullptr;
   cudnnFilterDescriptor_t w = nullptr;
   cudnnConvolutionDescriptor_t conv = nullptr;
   cudnnConvolutionFwdAlgo_t algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
@@ -45,7 +61,6 @@ struct CudnnConv::Plan {
   ~Plan() {
     if (x) cudnnDestroyTensorDescriptor(x);
     if (y) cudnnDestroyTensorDescriptor(y);
-    if (bias) cudnnDestroyTensorDescriptor(bias);
     if (w) cudnnDestroyFilterDescriptor(w);
     if (conv) cudnnDestroyConvolutionDescriptor(conv);
   }
@@ -80,6 +95,46 @@ void launch_pad(const void* x, void* xp, const Conv2dParams& p, int hp, int wp, 
   DIFFRT_CUDA_CHECK_LAUNCH();
 }
 
+// Epilogue pre-fill: y[r, c] = residual[r, c] + bias[c] (either may be null), V elements per thread, math in
+// fp32, one rounding to T. y may equal residual (each element is read before it is written, by the same thread).
+template <class T, int V>
+__global__ void bias_residual_fill_kernel(T* y, const T* residual, const T* __restrict__ bias, long long vecs,
+                                          int cvecs) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < vecs;
+       i += (long long)gridDim.x * blockDim.x) {
+    float acc[V];
+    if (residual) {
+      load_vec<T, V>(residual + i * V, acc);
+    } else {
+#pragma unroll
+      for (int j = 0; j < V; ++j) acc[j] = 0.0f;
+    }
+    if (bias) {
+      float b[V];
+      load_vec_ro<T, V>(bias + (i % cvecs) * V, b);
+#pragma unroll
+      for (int j = 0; j < V; ++j) acc[j] += b[j];
+    }
+    store_vec<T, V>(y + i * V, acc);
+  }
+}
+
+template <class T>
+void launch_fill(void* y, const void* residual, const void* bias, long long rows, int c, cudaStream_t s) {
+  constexpr int kFull = kVecElems<T>;
+  const bool wide = c % kFull == 0 && aligned_to(y, 16) && (!residual || aligned_to(residual, 16)) &&
+                    (!bias || aligned_to(bias, 16));
+  const int v = wide ? kFull : 1;
+  const long long vecs = rows * (c / v);
+  const unsigned grid = unsigned(std::max<long long>(1, std::min<long long>(ceil_div(vecs, 256), 1 << 20)));
+  auto* yt = static_cast<T*>(y);
+  auto* rt = static_cast<const T*>(residual);
+  auto* bt = static_cast<const T*>(bias);
+  if (wide) bias_residual_fill_kernel<T, kFull><<<grid, 256, 0, s>>>(yt, rt, bt, vecs, c / kFull);
+  else bias_residual_fill_kernel<T, 1><<<grid, 256, 0, s>>>(yt, rt, bt, vecs, c);
+  DIFFRT_CUDA_CHECK_LAUNCH();
+}
+
 cudnnDataType_t cudnn_type(DType t) {
   switch (t) {
     case DType::F32: return CUDNN_DATA_FLOAT;
@@ -95,10 +150,40 @@ bool capturing(cudaStream_t stream) {
   return st != cudaStreamCaptureStatusNone;
 }
 
+// The images [c.first, c.first + c.count) of p: pointers advanced, n = c.count.
+Conv2dParams chunk_of(const Conv2dParams& p, const ConvBatchChunk& c) {
+  const size_t es = dtype_size(p.dtype);
+  const int ho = conv_out_dim(p.h, p.kh, p.stride, p.pad_top, p.pad_bottom);
+  const int wo = conv_out_dim(p.w_in, p.kw, p.stride, p.pad_left, p.pad_right);
+  const size_t in_img = size_t(p.h) * size_t(p.w_in) * size_t(p.cin) * es;
+  const size_t out_img = size_t(ho) * size_t(wo) * size_t(p.cout) * es;
+  Conv2dParams q = p;
+  q.n = c.count;
+  q.x = static_cast<const char*>(p.x) + size_t(c.first) * in_img;
+  q.y = static_cast<char*>(p.y) + size_t(c.first) * out_img;
+  if (p.residual) q.residual = static_cast<const char*>(p.residual) + size_t(c.first) * out_img;
+  return q;
+}
+
 }  // namespace
 
+void conv_bias_residual_fill_cuda(void* y, const void* residual, const void* bias, long long rows, int c, DType dtype,
+                                  cudaStream_t stream) {
+  DIFFRT_REQUIRE(y && (residual || bias), ErrorCode::InvalidArgument, "conv fill: null y, or neither residual nor bias");
+  DIFFRT_REQUIRE(rows > 0 && c > 0, ErrorCode::InvalidArgument, "conv fill: bad shape");
+  switch (dtype) {
+    case DType::F32: launch_fill<float>(y, residual, bias, rows, c, stream); break;
+    case DType::F16: launch_fill<__half>(y, residual, bias, rows, c, stream); break;
+    case DType::BF16: launch_fill<__nv_bfloat16>(y, residual, bias, rows, c, stream); break;
+  }
+}
+
 CudnnConv::CudnnConv() : CudnnConv(Options{}) {}
-CudnnConv::CudnnConv(const Options& opt) : opt_(opt) { DIFFRT_CUDA_CHECK(cudnnCreate(&handle_)); }
+CudnnConv::CudnnConv(const Options& opt) : opt_(opt) {
+  DIFFRT_REQUIRE(opt_.max_tensor_elems > 0 && opt_.max_tensor_elems <= kCudnnMaxTensorElems, ErrorCode::InvalidArgument,
+                 "conv: max_tensor_elems must be in [1, 2^31 - 1]");
+  DIFFRT_CUDA_CHECK(cudnnCreate(&handle_));
+}
 CudnnConv::~CudnnConv() {
   plans_.clear();
   if (handle_) cudnnDestroy(handle_);
@@ -125,12 +210,10 @@ CudnnConv::Plan& CudnnConv::plan_for(const Conv2dParams& p, cudaStream_t stream)
   }
   DIFFRT_CUDA_CHECK(cudnnCreateTensorDescriptor(&plan->x));
   DIFFRT_CUDA_CHECK(cudnnCreateTensorDescriptor(&plan->y));
-  DIFFRT_CUDA_CHECK(cudnnCreateTensorDescriptor(&plan->bias));
   DIFFRT_CUDA_CHECK(cudnnCreateFilterDescriptor(&plan->w));
   DIFFRT_CUDA_CHECK(cudnnCreateConvolutionDescriptor(&plan->conv));
   DIFFRT_CUDA_CHECK(cudnnSetTensor4dDescriptor(plan->x, CUDNN_TENSOR_NHWC, dt, p.n, p.cin, in_h, in_w));
   DIFFRT_CUDA_CHECK(cudnnSetTensor4dDescriptor(plan->y, CUDNN_TENSOR_NHWC, dt, p.n, p.cout, ho, wo));
-  DIFFRT_CUDA_CHECK(cudnnSetTensor4dDescriptor(plan->bias, CUDNN_TENSOR_NHWC, dt, 1, p.cout, 1, 1));
   DIFFRT_CUDA_CHECK(cudnnSetFilter4dDescriptor(plan->w, dt, CUDNN_TENSOR_NHWC, p.cout, p.cin, p.kh, p.kw));
   DIFFRT_CUDA_CHECK(cudnnSetConvolution2dDescriptor(plan->conv, pad_h, pad_w, p.stride, p.stride, 1, 1,
                                                     CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
@@ -148,20 +231,22 @@ CudnnConv::Plan& CudnnConv::plan_for(const Conv2dParams& p, cudaStream_t stream)
   cudnnConvolutionFwdAlgoPerf_t perf[kMaxAlgos];
   int returned = 0;
   const size_t es = dtype_size(p.dtype);
-  if (opt_.exhaustive_search && !under_capture) {
-    // Candidates run on the real x and w, writing into a scratch y (y may alias the residual).
+  // The search writes candidates' results into y: never when y holds the residual the epilogue still needs.
+  const bool y_holds_residual = p.residual && p.residual == p.y;
+  if (opt_.exhaustive_search && !under_capture && !y_holds_residual) {
+    // Candidates run on the real x and w and write into the real y, which forward() pre-fills (or cuDNN
+    // overwrites with beta = 0) afterwards: no scratch output, nothing for the memory planner to count.
     DIFFRT_CUDA_CHECK(cudaStreamSynchronize(stream));  // buffers below may be reallocated
     workspace_.reserve(std::min<size_t>(opt_.max_workspace_bytes, size_t(64) << 20));
-    DeviceBuffer y_scratch(size_t(p.n) * ho * wo * p.cout * es);
     const void* x_in = p.x;
     if (plan->pad_explicitly) {
-      padded_.reserve(size_t(p.n) * in_h * in_w * p.cin * es);
+      padded_.reserve(conv_padded_input_elems(p, p.n) * es);
       launch_pad<uint16_t>(p.x, padded_.get(), p, in_h, in_w, (long long)(p.cin * es / 2), stream);
       x_in = padded_.get();
     }
     DIFFRT_CUDA_CHECK(cudnnFindConvolutionForwardAlgorithmEx(handle_, plan->x, x_in, plan->w, p.w, plan->conv,
-                                                             plan->y, y_scratch.get(), kMaxAlgos, &returned,
-                                                             perf, workspace_.get(), workspace_.bytes()));
+                                                             plan->y, p.y, kMaxAlgos, &returned, perf,
+                                                             workspace_.get(), workspace_.bytes()));
     DIFFRT_CUDA_CHECK(cudaStreamSynchronize(stream));
   } else {
     DIFFRT_CUDA_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(handle_, plan->x, plan->w, plan->conv, plan->y,
@@ -183,7 +268,7 @@ CudnnConv::Plan& CudnnConv::plan_for(const Conv2dParams& p, cudaStream_t stream)
   DIFFRT_CUDA_CHECK(cudnnSetConvolutionMathType(plan->conv, chosen_math));
   DIFFRT_CUDA_CHECK(cudnnGetConvolutionForwardWorkspaceSize(handle_, plan->x, plan->w, plan->conv, plan->y,
                                                             plan->algo, &plan->workspace));
-  const size_t pad_bytes = plan->pad_explicitly ? size_t(p.n) * in_h * in_w * p.cin * es : 0;
+  const size_t pad_bytes = conv_padded_input_elems(p, p.n) * es;
   if (workspace_.bytes() < plan->workspace || padded_.bytes() < pad_bytes) {
     DIFFRT_REQUIRE(!under_capture, ErrorCode::InvalidArgument,
                    "conv: buffers must grow during CUDA graph capture; run the shape once first");
@@ -194,21 +279,7 @@ CudnnConv::Plan& CudnnConv::plan_for(const Conv2dParams& p, cudaStream_t stream)
   return *plans_.emplace(key, std::move(plan)).first->second;
 }
 
-void CudnnConv::forward(const Conv2dParams& p, cudaStream_t stream) {
-  DIFFRT_REQUIRE(p.x && p.w && p.y, ErrorCode::InvalidArgument, "conv: null x, w or y");
-  DIFFRT_REQUIRE(p.y != p.x, ErrorCode::InvalidArgument, "conv: y aliases x");
-  DIFFRT_REQUIRE(p.n > 0 && p.h > 0 && p.w_in > 0 && p.cin > 0 && p.cout > 0 && p.kh > 0 && p.kw > 0 &&
-                     p.stride > 0 && p.pad_top >= 0 && p.pad_left >= 0 && p.pad_bottom >= 0 && p.pad_right >= 0,
-                 ErrorCode::InvalidArgument, "conv: bad shape or padding");
-  const int ho = conv_out_dim(p.h, p.kh, p.stride, p.pad_top, p.pad_bottom);
-  const int wo = conv_out_dim(p.w_in, p.kw, p.stride, p.pad_left, p.pad_right);
-  DIFFRT_REQUIRE(p.h + p.pad_top + p.pad_bottom >= p.kh && p.w_in + p.pad_left + p.pad_right >= p.kw && ho > 0 &&
-                     wo > 0,
-                 ErrorCode::InvalidArgument, "conv: kernel larger than the padded input");
-  DIFFRT_REQUIRE(std::isfinite(p.out_scale), ErrorCode::InvalidArgument, "conv: out_scale not finite");
-
-  Plan& plan = plan_for(p, stream);
-  DIFFRT_CUDA_CHECK(cudnnSetStream(handle_, stream));
+void CudnnConv::run_chunk(const Conv2dParams& p, Plan& plan, float alpha, float beta, cudaStream_t stream) {
   const size_t es = dtype_size(p.dtype);
   const void* x_in = p.x;
   if (plan.pad_explicitly) {
@@ -218,16 +289,41 @@ void CudnnConv::forward(const Conv2dParams& p, cudaStream_t stream) {
     else launch_pad<uint16_t>(p.x, padded_.get(), p, plan.hp, plan.wp, (long long)(run / 2), stream);
     x_in = padded_.get();
   }
-  const size_t y_bytes = size_t(p.n) * ho * wo * p.cout * es;
-  if (p.residual && p.residual != p.y)
-    DIFFRT_CUDA_CHECK(cudaMemcpyAsync(p.y, p.residual, y_bytes, cudaMemcpyDeviceToDevice, stream));
-  const float alpha = p.out_scale, beta = p.residual ? p.out_scale : 0.0f;
   DIFFRT_CUDA_CHECK(cudnnConvolutionForward(handle_, &alpha, plan.x, x_in, plan.w, p.w, plan.conv, plan.algo,
                                             workspace_.get(), plan.workspace, &beta, plan.y, p.y));
+}
+
+void CudnnConv::forward(const Conv2dParams& p, cudaStream_t stream) {
+  DIFFRT_REQUIRE(p.x && p.w && p.y, ErrorCode::InvalidArgument, "conv: null x, w or y");
+  DIFFRT_REQUIRE(p.y != p.x, ErrorCode::InvalidArgument, "conv: y aliases x");
+  DIFFRT_REQUIRE(std::isfinite(p.out_scale), ErrorCode::InvalidArgument, "conv: out_scale not finite");
+  // Validates the shape; chunks of at most max_tensor_elems elements per tensor (cuDNN's 32-bit descriptors).
+  const std::vector<ConvBatchChunk> chunks = conv_batch_chunks(p, opt_.max_tensor_elems);
+  const int ho = conv_out_dim(p.h, p.kh, p.stride, p.pad_top, p.pad_bottom);
+  const int wo = conv_out_dim(p.w_in, p.kw, p.stride, p.pad_left, p.pad_right);
+
+  // 1. Every chunk's plan first: a first-time algorithm search writes into y, which step 2 then overwrites.
+  std::vector<Plan*> plans(chunks.size());
+  for (size_t i = 0; i < chunks.size(); ++i) plans[i] = &plan_for(chunk_of(p, chunks[i]), stream);
+  DIFFRT_CUDA_CHECK(cudnnSetStream(handle_, stream));
+
+  // 2. y = residual + bias, bias or residual, over the whole batch in one pass (64-bit indexing: no chunks).
+  const size_t es = dtype_size(p.dtype);
+  const long long rows = (long long)p.n * ho * wo;
+  bool prefilled = false;
   if (p.bias) {
-    const float one = 1.0f;
-    DIFFRT_CUDA_CHECK(cudnnAddTensor(handle_, &alpha, plan.bias, p.bias, &one, plan.y, p.y));
+    conv_bias_residual_fill_cuda(p.y, p.residual, p.bias, rows, p.cout, p.dtype, stream);
+    prefilled = true;
+  } else if (p.residual) {
+    if (p.residual != p.y)
+      DIFFRT_CUDA_CHECK(cudaMemcpyAsync(p.y, p.residual, size_t(rows) * size_t(p.cout) * es,
+                                        cudaMemcpyDeviceToDevice, stream));
+    prefilled = true;
   }
+
+  // 3. y = out_scale * conv + out_scale * y (beta = 0 when nothing was pre-filled), chunk by chunk.
+  const float alpha = p.out_scale, beta = prefilled ? p.out_scale : 0.0f;
+  for (size_t i = 0; i < chunks.size(); ++i) run_chunk(chunk_of(p, chunks[i]), *plans[i], alpha, beta, stream);
 }
 
 }  // namespace diffrt

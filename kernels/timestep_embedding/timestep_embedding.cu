@@ -22,6 +22,7 @@
 
 #include "kernels/common/cuda_check.h"
 #include "kernels/common/cuda_types.cuh"
+#include "kernels/common/kernel_attrs.h"
 #include "kernels/timestep_embedding/timestep_embedding.h"
 #include "kernels/timestep_embedding/timestep_embedding_cuda.h"
 
@@ -115,8 +116,7 @@ void temb_launch(const TembArgs& a, int rows, cudaStream_t stream) {
   const dim3 grid(unsigned(rows), unsigned(ceil_div(a.t_dim, args.rows_per_split)));
   const size_t smem = size_t(a.dim + a.t_dim) * sizeof(float);
   auto kernel = full ? temb_kernel<T, kFull> : temb_kernel<T, 1>;
-  if (smem > 48 * 1024)
-    DIFFRT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  ensure_dynamic_smem(reinterpret_cast<const void*>(kernel), smem);  // once per kernel and device
   kernel<<<grid, 256, smem, stream>>>(args);
   DIFFRT_CUDA_CHECK_LAUNCH();
 }

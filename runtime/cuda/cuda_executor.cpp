@@ -59,11 +59,20 @@ void CudaContext::synchronize() { DIFFRT_CUDA_CHECK(cudaStreamSynchronize(stream
 
 CudaWeights::CudaWeights(const ModelFile& mf, int device) : device_(device) {
   if (mf.tensors.empty()) fail(ErrorCode::InvalidModel, "model file has no tensors");
-  dtype_ = mf.tensors.front().dtype;
+  // Mixed precision per component: each graph reads its tensors in its own dtype (Graph::dtype); the kernels take
+  // one dtype per node, so a tensor stored in another dtype than its graph's cannot run here. Format version 2
+  // files are checked for this when read; a version 1 file with mixed dtypes inside one graph is refused here.
+  for (const auto& [path, g] : model_graphs(mf))
+    for (const Node& n : g->nodes)
+      for (const auto& [role, name] : n.weights) {
+        const TensorInfo* t = mf.find(name);
+        if (t && t->dtype != g->dtype)
+          fail(ErrorCode::Unsupported, "CUDA backend: tensor '" + name + "' is " + dtype_name(t->dtype) + " but " +
+                                           path + " runs in " + dtype_name(g->dtype) +
+                                           " (mixed dtypes inside one graph; re-convert the model)");
+      }
+  dtype_ = mf.graph.dtype;
   for (const TensorInfo& t : mf.tensors) {
-    if (t.dtype != dtype_)
-      fail(ErrorCode::Unsupported, "CUDA backend: tensor '" + t.name + "' is " + dtype_name(t.dtype) +
-                                       " but the model is " + dtype_name(dtype_) + " (mixed dtypes)");
     if (t.offset % kDeviceAlignBytes != 0)
       fail(ErrorCode::InvalidModel, "tensor '" + t.name + "' is not 256-byte aligned in the data section");
     offsets_.emplace_back(t.name, t.offset);
@@ -111,7 +120,7 @@ CudaExecutor::CudaExecutor(const ModelFile& mf, const CudaWeights& weights, Cuda
 
 CudaExecutor::CudaExecutor(const ModelFile& mf, const CudaWeights& weights, CudaContext& ctx, const Graph& graph,
                            const PlanInputs& in)
-    : mf_(mf), g_(graph), weights_(weights), ctx_(ctx), dtype_(weights.dtype()), plan_(plan_memory(graph, in)) {
+    : mf_(mf), g_(graph), weights_(weights), ctx_(ctx), dtype_(graph.dtype), plan_(plan_memory(graph, in)) {
   if (weights.device() != ctx.device())
     fail(ErrorCode::InvalidArgument, "CUDA executor: weights live on device " + std::to_string(weights.device()) +
                                          ", the context on device " + std::to_string(ctx.device()));

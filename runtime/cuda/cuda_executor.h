@@ -4,6 +4,7 @@
 // class labels and encoder_hidden_states), the VAE decoder (mf.vae.graph: sample only) or the text encoder
 // (mf.text_encoder.graph: input_ids only).
 //
+// Dtype: the graph's own (Graph::dtype; "the model dtype" below): each component of a model file may differ.
 // Memory: plan_memory() once, then plan_device_arena() re-places every value in bytes for the model dtype with
 // 256-byte alignment; ONE arena allocation, one group-norm workspace, device inputs for exactly the inputs the
 // graph has (sample and encoder_hidden_states in the model dtype, timesteps fp32, class labels int32). Nothing
@@ -62,12 +63,13 @@ class CudaContext {
 
 // Every tensor of a model file uploaded once, in its stored dtype (the data section is copied as one block: its
 // tensors are already 256-byte aligned). Read-only afterwards: share it among any number of executors/sessions
-// on the same device.
+// on the same device. Components may differ in dtype (an fp16 UNet beside an fp32 VAE); within one graph every
+// tensor must be in the graph's dtype (Graph::dtype), which the executor of that graph runs in.
 class CudaWeights {
  public:
   explicit CudaWeights(const ModelFile& mf, int device = 0);
   const void* get(const std::string& name) const;  // throws naming the tensor if absent
-  DType dtype() const { return dtype_; }           // the model dtype (all tensors share it)
+  DType dtype() const { return dtype_; }           // the denoiser's dtype (mf.graph.dtype); see Graph::dtype
   uint64_t bytes() const { return buf_.bytes(); }
   int device() const { return device_; }
 
@@ -138,6 +140,12 @@ class CudaExecutor {
 
   bool debug = false;  // sync + check after each node
 
+  // Bytes of device memory this executor holds (arena, inputs, GroupNorm workspace): at most what
+  // cuda_executor_bytes() plans for it (runtime/cuda_plan.h; the memory estimate is built from that).
+  uint64_t device_bytes() const {
+    return arena_.bytes() + sample_.bytes() + timesteps_.bytes() + labels_.bytes() + context_.bytes() + ids_.bytes() +
+           gn_ws_.bytes();
+  }
   const MemoryPlan& plan() const { return plan_; }
   const DeviceArenaPlan& arena_plan() const { return arena_plan_; }
   const Graph& graph() const { return g_; }

@@ -41,15 +41,15 @@ std::vector<float> decode_latents_cuda(const ModelFile& mf, const CudaWeights& w
   GraphInputs in;
   in.sample = latents.data();
   ex.run(in, out.data());
-  // An fp16 VAE overflows at real SD sizes (diffusers' force_upcast); report it instead of returning inf/NaN
-  // pixels. (An fp32 or bf16 decode that goes non-finite is reported the same way.)
+  // Safety net: the VAE runs in its own dtype (fp32 by default beside an fp16 UNet), but one stored in fp16 overflows
+  // at real SD sizes (diffusers' force_upcast): report it instead of returning inf/NaN pixels.
   for (float v : out)
     if (!std::isfinite(v))
       fail(ErrorCode::Unsupported,
            std::string("VAE decode produced NaN/Inf in ") + dtype_name(ex.dtype()) +
                (ex.dtype() == DType::F16
-                    ? ": the Stable Diffusion VAE overflows fp16 (diffusers upcasts it to fp32, force_upcast); "
-                      "convert the model with --dtype bf16 or fp32, or decode with --device cpu"
+                    ? ": this VAE overflows fp16 (diffusers upcasts it to fp32, force_upcast); re-convert the model "
+                      "with --vae-dtype fp32 (the default with --dtype fp16) or bf16, or decode with --device cpu"
                     : ": the latents or the VAE weights are out of range"));
   return out;
 }

@@ -3,10 +3,11 @@
 // (runtime/latent_pipeline.h); the loop itself is run_sampler_cuda (CUDA-graph replay, text context uploaded once).
 //
 // fp16 and the VAE: the Stable Diffusion VAE decoder overflows fp16 (activations past 65504 in its mid/up blocks
-// at real sizes; diffusers sets force_upcast and decodes in fp32). CudaWeights holds every tensor in the model
-// dtype, so an F16 model file decodes in fp16 here: decode_latents_cuda checks the output and, if it holds NaN or
-// Inf, throws Error(Unsupported) saying so (never a silent inf image). Until the VAE keeps its own dtype (fp32 or
-// bf16 weights beside an fp16 UNet: a follow-up), convert with --dtype bf16 or fp32, or decode on the CPU.
+// at real sizes; diffusers sets force_upcast and decodes in fp32). Each component runs in its own dtype
+// (Graph::dtype): `diffrt convert --dtype fp16` stores such a VAE in fp32 by default (or bf16 with --vae-dtype), so
+// an fp16 UNet's latents decode in the VAE's dtype here. As a safety net, decode_latents_cuda still checks the
+// output and throws Error(Unsupported) naming the VAE's dtype when it holds NaN or Inf (e.g. a VAE stored in fp16
+// with --vae-dtype fp16, or a version 1 file converted before the VAE had its own dtype): never a silent inf image.
 #pragma once
 #include <vector>
 
@@ -24,8 +25,8 @@ std::vector<float> sample_latents_cuda(const ModelFile& mf, const CudaWeights& w
                                        const std::vector<float>& context, int len, const ProgressFn& progress);
 
 // VAE decode on the GPU: latents [n, h, w, C] NHWC fp32 (not yet divided by the scaling factor) -> images
-// [n, f*h, f*w, 3] NHWC fp32 in about [-1, 1] (map with to_image_01). Throws Error(Unsupported) when an fp16
-// decode overflowed (see above).
+// [n, f*h, f*w, 3] NHWC fp32 in about [-1, 1] (map with to_image_01), computed in the VAE's dtype. Throws
+// Error(Unsupported) when the decode overflowed (see above).
 std::vector<float> decode_latents_cuda(const ModelFile& mf, const CudaWeights& weights, CudaContext& ctx,
                                        const std::vector<float>& latents, int n, int h, int w);
 

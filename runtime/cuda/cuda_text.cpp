@@ -27,8 +27,9 @@ TextEmbeds encode_ids_cuda(const ModelFile& mf, const CudaWeights& weights, Cuda
   for (float v : e.data)
     if (!std::isfinite(v))
       fail(ErrorCode::Unsupported, std::string("text encoder produced NaN/Inf in ") + dtype_name(ex.dtype()) +
-                                       (ex.dtype() == DType::F16 ? ": the activations overflow fp16; convert with --dtype "
-                                                                   "bf16 or fp32, or encode with --device cpu"
+                                       (ex.dtype() == DType::F16 ? ": the activations overflow fp16; re-convert with "
+                                                                   "--text-encoder-dtype fp32 or bf16, or encode with "
+                                                                   "--device cpu"
                                                                  : ""));
   return e;
 }

@@ -66,6 +66,7 @@ struct Job {
   bool text = false;           // text-conditioned denoiser (req.text_cfg)
   int context_len = 0;         // tokens per row of encoder_hidden_states
   std::vector<float> context;  // encoder_hidden_states of every model row [model_batch, len, dim] (text models)
+  int text_rows = 0;           // rows the text encoder will run on (prompts as text: prompts x 2 with guidance), else 0
   bool decode = false;         // the VAE decodes the final latents
   int out_batch = 0, out_h = 0, out_w = 0, out_c = 0;  // what run() returns (NHWC)
   uint64_t estimated_bytes = 0;
@@ -123,7 +124,8 @@ int cuda_device_count(std::string* why);
 
 // Working memory of a job on each backend, beyond the shared weights (bytes, saturating at UINT64_MAX): host fp32
 // buffers of the CPU backend; device buffers of the CUDA backend (cuda_memory_report's peak minus the weights,
-// plus the sampler's own tables).
+// plus the sampler's own tables). Both are upper bounds over the job's phases: the text encoder (job.text_rows),
+// the denoising loop and the VAE decode, each graph in its own dtype (tests/memory_estimate_test.cpp).
 uint64_t estimate_cpu_bytes(const ModelFile& mf, const Job& job);
 uint64_t estimate_cuda_bytes(const ModelFile& mf, const Job& job);
 

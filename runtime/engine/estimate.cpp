@@ -41,6 +41,19 @@ uint64_t estimate_cpu_bytes(const ModelFile& mf, const Job& p) {
   loop = sat_add(loop, sat_mul(per, uint64_t(p.model_batch) * (uint64_t(r.channels) + cm)));
   loop = sat_add(loop, uint64_t(p.model_batch) * uint64_t(p.context_len) * uint64_t(mf.graph.context_dim));
   uint64_t elems = loop;
+  if (p.text_rows > 0 && mf.text_encoder.present()) {
+    // The text encoder (before the loop): its arena + scratch + the ids and its output, then the embeddings
+    // repeated per image (positive and negative: model_batch rows) and the model context built from them.
+    const Graph& tg = mf.text_encoder.graph;
+    PlanInputs tin;
+    tin.n = p.text_rows; tin.h = 1; tin.w = 1; tin.seq_len = p.context_len;
+    const MemoryPlan tplan = plan_memory(tg, tin, lim);
+    uint64_t te = sat_add(tplan.arena_elems, tplan.conv_scratch_elems);
+    te = sat_add(te, tplan.shapes[size_t(tg.output)].numel());
+    te = sat_add(te, uint64_t(p.text_rows) * uint64_t(p.context_len));
+    te = sat_add(te, sat_mul(uint64_t(p.model_batch) * uint64_t(p.context_len), uint64_t(tg.out_channels) * 2));
+    elems = std::max(elems, te);
+  }
   if (p.decode) {
     const Graph& vg = mf.vae.graph;
     const MemoryPlan vplan = plan_memory(vg, PlanInputs{r.batch, r.height, r.width, 0}, lim);
@@ -56,10 +69,15 @@ uint64_t estimate_cpu_bytes(const ModelFile& mf, const Job& p) {
 uint64_t estimate_cuda_bytes(const ModelFile& mf, const Job& p) {
   if (mf.tensors.empty()) fail(ErrorCode::InvalidModel, "model file has no tensors");
   const SampleRequest& r = p.req;
-  const DType dt = mf.tensors.front().dtype;  // CudaWeights keeps the file's dtype
+  const DType dt = mf.graph.dtype;  // the denoiser's (each graph runs in its own dtype: Graph::dtype)
   const int steps = effective_steps(r);
-  const CudaMemoryReport rep = cuda_memory_report(mf, dt, r.batch, r.height, r.width, guidance_on(r), steps,
-                                                  p.text ? p.context_len : 0, estimate_limits());
+  CudaMemoryQuery q;
+  q.batch = r.batch; q.h = r.height; q.w = r.width; q.cfg = guidance_on(r); q.steps = steps;
+  q.context_len = p.text ? p.context_len : 0;
+  q.text_rows = mf.text_encoder.present() ? p.text_rows : 0;
+  q.decode = p.decode;
+  q.limits = estimate_limits();
+  const CudaMemoryReport rep = cuda_memory_report(mf, q);
   // The sampler's tables beyond the report (run_sampler_cuda's CudaSamplerOptions defaults).
   const uint64_t n_per = uint64_t(r.height) * uint64_t(r.width) * uint64_t(r.channels);
   const uint64_t step_noise = sat_mul(sat_mul(uint64_t(r.batch), n_per), sizeof(float));
@@ -78,7 +96,8 @@ uint64_t estimate_cuda_bytes(const ModelFile& mf, const Job& p) {
   if (p.sched.thresholding) extra = sat_add(extra, sat_add(step_noise, uint64_t(r.batch) * 4 + 512));
   const uint64_t loop = sat_add(sat_sub(rep.total_bytes, rep.weight_bytes), extra);
   const uint64_t dec = p.decode ? sat_sub(rep.vae_total_bytes, rep.weight_bytes) : 0;
-  return std::max(loop, dec);
+  const uint64_t text = sat_sub(rep.text_total_bytes, rep.weight_bytes);
+  return std::max({loop, dec, text});
 }
 
 }  // namespace diffrt::engine

@@ -31,6 +31,7 @@
 #include "api/diffrt.hpp"
 #include "base/npy.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/sd_text_fixture.h"
 #include "tests/test_util.h"
 #include "weights_converter/converter.h"
 
@@ -394,4 +395,46 @@ TEST(ApiCuda, CancelledRunThenSessionServesNormally) {
   EXPECT_EQ(diffrt_session_free(s), DIFFRT_OK);
   EXPECT_EQ(diffrt_session_free(fresh), DIFFRT_OK);
   diffrt_model_free(m);
+}
+
+// One upload per model and device (issue 16 item 8), counted through the API: a prompted request on CUDA runs the
+// text encoder, the loop and the VAE decode, on two sessions, plus eval / decode / encode_prompts: the model's
+// weights reach the device once. A CPU session adds the one fp32 host copy. The model is stored mixed (fp16 UNet
+// and text encoder, fp32 VAE) as `convert --dtype fp16` writes it, so one CudaWeights serves graphs of two dtypes.
+TEST(ApiCuda, OneWeightUploadPerDeviceForEveryPhaseAndSession) {
+  DIFFRT_SKIP_WITHOUT_GPU();
+  diffrt::ConvertOptions opt;
+  opt.input = diffrt::test::assemble_text_pipeline("sd1", "gpu_api_uploads");
+  opt.output = diffrt::test::temp_dir("gpu_api_uploads_m") + "/m.drt";
+  opt.dtype = diffrt::DType::F16;
+  diffrt::convert_diffusers(opt);
+  auto m = diffrt::Model::load(opt.output);
+  EXPECT_EQ(m->weight_uploads(), 0);
+  diffrt::SessionOptions so;
+  so.device = diffrt::Device::Cuda;
+  int phases = 0;
+  {
+    diffrt::Session a(m, so), b(m, so);
+    diffrt::SampleOptions o;
+    o.prompts = {"a photo of a cat", "a dog"};
+    o.guidance_scale = 7.5f;
+    o.steps = 3;
+    for (diffrt::Session* s : {&a, &b}) {
+      const std::vector<float> img = s->sample(o);  // text encoder + loop + decode
+      EXPECT_EQ(diffrt::test::count_nonfinite(img), 0u);
+      int len = 0, dim = 0;
+      const std::vector<float> e = s->encode_prompts(o.prompts, &len, &dim);
+      std::vector<float> z(size_t(2) * 4 * 8 * 8, 0.1f);
+      const float t[2] = {10.0f, 500.0f};
+      s->eval(z.data(), 2, 8, 8, t, nullptr, diffrt::TextEmbeddings{e.data(), 2, len, dim});
+      s->decode(z.data(), 2, 8, 8);
+      phases += 5;
+    }
+    EXPECT_EQ(m->weight_uploads(), 1) << "one CudaWeights for device 0, shared by both sessions and every phase";
+    diffrt::SessionOptions cpu;
+    diffrt::Session c(m, cpu);
+    c.sample(o);
+    EXPECT_EQ(m->weight_uploads(), 2) << "plus the one fp32 host copy";
+  }
+  EXPECT_EQ(phases, 10);
 }

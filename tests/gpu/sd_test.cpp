@@ -9,7 +9,9 @@
 //     the executor's exact cross layout (q [B,Lq,C], kv [B,Lkv,2C] = [k | v]) at SD head dims, guard bytes and
 //     poisoned outputs;
 //   * VAE decode: GPU vs CPU and vs diffusers' raw.npy / image.npy; bf16 within bound; an fp16 decode that
-//     overflows is an Error(Unsupported), never inf pixels;
+//     overflows (a VAE stored in fp16 on request) is an Error(Unsupported), never inf pixels;
+//   * mixed precision per component (fp16 UNet, fp32 VAE from one CudaWeights): each graph in its dtype;
+//   * the planner's figures bound the executors' buffers and the cuDNN workspace + scratch;
 //   * the text-conditioned sampling loop: Philox DDIM with guidance vs the CPU loop; CUDA-graph replay == eager
 //     == debug mode, bit for bit, for fp32 and fp16 models; torch RNG reproduces StableDiffusionPipeline's images
 //     (fixtures' pipelines/*: DDIM 1e-3, DDPM 5e-3 max abs on [0, 1], as the CPU test);
@@ -25,7 +27,9 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <optional>
 #include <set>
+#include <tuple>
 
 #include "kernels/attention/attention.h"
 #include "base/error.h"
@@ -52,16 +56,18 @@ const char* kModels[] = {"sd1_tiny", "sd2_tiny"};
 
 fs::path fixture(const std::string& model) { return test::source_path("tests/fixtures/sd/" + model); }
 
-// One conversion per (fixture model, dtype) per test binary.
-const ModelFile& converted(const std::string& model, DType dtype = DType::F32) {
-  static std::map<std::pair<std::string, DType>, ModelFile> cache;
-  const auto key = std::make_pair(model, dtype);
+// One conversion per (fixture model, dtype, VAE dtype) per test binary. The VAE's dtype defaults to the
+// converter's (fp32 beside an fp16 UNet: force_upcast).
+const ModelFile& converted(const std::string& model, DType dtype = DType::F32, std::optional<DType> vae = {}) {
+  static std::map<std::tuple<std::string, DType, int>, ModelFile> cache;
+  const auto key = std::make_tuple(model, dtype, vae ? int(*vae) : -1);
   auto it = cache.find(key);
   if (it != cache.end()) return it->second;
   ConvertOptions opt;
   opt.input = (fixture(model) / "pipeline").string();
   opt.output = test::temp_dir("cuda_sd_" + model) + "/m.drt";
   opt.dtype = dtype;
+  opt.vae_dtype = vae;
   convert_diffusers(opt);
   return cache.emplace(key, read_model_file(opt.output)).first->second;
 }
@@ -358,12 +364,15 @@ TEST(SdCuda, VaeDecodeMatchesCpuAndDiffusers) {
   EXPECT_EQ(cases, 2);
 }
 
-// The SD VAE overflows fp16 at real sizes (diffusers' force_upcast). The tiny fixture does not, so latents far out
-// of range force it: the decode must throw Error(Unsupported) naming the cause, never return inf/NaN pixels.
+// The SD VAE overflows fp16 at real sizes (diffusers' force_upcast), so the converter keeps it in fp32 by default;
+// one stored in fp16 on request (--vae-dtype fp16) is caught by the safety net. The tiny fixture does not
+// overflow, so latents far out of range force it: the decode must throw Error(Unsupported) naming the cause,
+// never return inf/NaN pixels.
 TEST(SdCuda, Fp16VaeOverflowIsAnErrorNotInf) {
   DIFFRT_SKIP_WITHOUT_GPU();
   CudaContext ctx;
-  const ModelFile& mf = converted("sd1_tiny", DType::F16);
+  const ModelFile& mf = converted("sd1_tiny", DType::F16, DType::F16);
+  ASSERT_EQ(mf.vae.graph.dtype, DType::F16);
   CudaWeights w(mf);
   Latents l = load_latents(fixture("sd1_tiny") / "vae_decode" / "latents.npy");
   std::vector<float> ok = decode_latents_cuda(mf, w, ctx, l.z, l.n, l.h, l.w);  // in range: finite, no error
@@ -489,6 +498,82 @@ TEST(SdCuda, PipelinesMatchStableDiffusionPipeline) {
     }
   }
   EXPECT_GE(runs, 6);
+}
+
+// Mixed precision per component: `convert --dtype fp16` stores the UNet in fp16 and the VAE in fp32; on the GPU each
+// graph runs in its own dtype from the one shared CudaWeights. The fp32 VAE decodes within the fp32 bound of the
+// CPU (so it did not run in fp16), the UNet within the fp16 bound, and even latents that overflow an fp16 VAE
+// decode to finite pixels.
+TEST(SdCuda, MixedPrecisionEachGraphRunsInItsDtype) {
+  DIFFRT_SKIP_WITHOUT_GPU();
+  CudaContext ctx;
+  int cases = 0;
+  for (const char* m : kModels) {
+    const ModelFile& mf = converted(m, DType::F16);
+    ASSERT_EQ(mf.graph.dtype, DType::F16) << m;
+    ASSERT_EQ(mf.vae.graph.dtype, DType::F32) << m;
+    CudaWeights w(mf);
+    EXPECT_EQ(w.dtype(), DType::F16);
+    CpuWeights cw(mf);
+    UnetInputs u = load_unet_case(fixture(m) / "unet_case0");
+    CudaExecutor unet(mf, w, ctx, mf.graph, u.plan_inputs());
+    EXPECT_EQ(unet.dtype(), DType::F16);
+    const std::vector<float> ref_u = cpu_unet(converted(m), u);
+    std::vector<float> got_u(ref_u.size());
+    unet.run(u.graph_inputs(), got_u.data());
+    const double rel_u = test::rel_l2(got_u.data(), ref_u.data(), ref_u.size());
+    Latents l = load_latents(fixture(m) / "vae_decode" / "latents.npy");
+    CudaExecutor vae(mf, w, ctx, mf.vae.graph, PlanInputs{l.n, l.h, l.w, 0});
+    EXPECT_EQ(vae.dtype(), DType::F32);
+    const std::vector<float> got_v = decode_latents_cuda(mf, w, ctx, l.z, l.n, l.h, l.w);
+    const std::vector<float> ref_v = decode_latents_cpu(mf, cw, l.z, l.n, l.h, l.w);
+    const double rel_v = test::rel_l2(got_v.data(), ref_v.data(), ref_v.size());
+    std::vector<float> huge = l.z;
+    for (float& v : huge) v *= 1e5f;
+    const std::vector<float> big = decode_latents_cuda(mf, w, ctx, huge, l.n, l.h, l.w);  // fp32: no overflow
+    std::printf("[cuda sd mixed] %-9s unet fp16 rel_l2 %.3g  vae fp32 rel_l2 %.3g\n", m, rel_u, rel_v);
+    EXPECT_LE(rel_u, 1e-2) << m;
+    EXPECT_LE(rel_v, 1e-5) << m << ": the VAE did not run in fp32";
+    EXPECT_EQ(test::count_nonfinite(big), 0u) << m;
+    ++cases;
+  }
+  EXPECT_EQ(cases, 2);
+}
+
+// The memory planner's figures bound what the executors and the context really hold (the API's estimate is built
+// from them: tests/memory_estimate_test.cpp): each executor's buffers, and the cuDNN workspace plus padding
+// scratch after every conv of the UNet and the VAE has run (the algorithm search included: it writes into the
+// real outputs, no scratch).
+TEST(SdCuda, ExecutorsAllocateWithinThePlannedBytes) {
+  DIFFRT_SKIP_WITHOUT_GPU();
+  int cases = 0;
+  for (const char* m : kModels)
+    for (DType dt : {DType::F32, DType::F16}) {
+      CudaContext ctx;
+      const ModelFile& mf = converted(m, dt);
+      CudaWeights w(mf);
+      UnetInputs u = load_unet_case(fixture(m) / "unet_case0");
+      CudaExecutor unet(mf, w, ctx, mf.graph, u.plan_inputs());
+      std::vector<float> out(unet.plan().shapes[size_t(mf.graph.output)].numel());
+      unet.run(u.graph_inputs(), out.data());
+      EXPECT_LE(unet.device_bytes(), cuda_executor_bytes(mf.graph, unet.plan(), mf.graph.dtype).total()) << m;
+      Latents l = load_latents(fixture(m) / "vae_decode" / "latents.npy");
+      CudaExecutor vae(mf, w, ctx, mf.vae.graph, PlanInputs{l.n, l.h, l.w, 0});
+      std::vector<float> img(vae.plan().shapes[size_t(mf.vae.graph.output)].numel());
+      GraphInputs vin;
+      vin.sample = l.z.data();
+      vae.run(vin, img.data());
+      EXPECT_LE(vae.device_bytes(), cuda_executor_bytes(mf.vae.graph, vae.plan(), mf.vae.graph.dtype).total()) << m;
+      CudaMemoryQuery qu, qv;  // the UNet's shape (no decode) and the VAE's
+      qu.batch = u.n; qu.h = u.h; qu.w = u.w; qu.context_len = u.len; qu.decode = false;
+      qv.batch = l.n; qv.h = l.h; qv.w = l.w; qv.context_len = u.len;
+      const CudaMemoryReport ru = cuda_memory_report(mf, qu), rv = cuda_memory_report(mf, qv);
+      EXPECT_LE(ctx.conv().scratch_bytes(), std::max(ru.conv_workspace_bytes, rv.conv_workspace_bytes)) << m;
+      EXPECT_EQ(w.bytes(), mf.data.size());
+      EXPECT_LE(w.bytes(), ru.weight_bytes) << m;
+      ++cases;
+    }
+  EXPECT_EQ(cases, 4);
 }
 
 TEST(SdCuda, RejectsMismatchedInputs) {

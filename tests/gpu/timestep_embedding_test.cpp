@@ -4,6 +4,8 @@
 // at once.
 #include "kernels/timestep_embedding/timestep_embedding.h"
 
+#include "kernels/common/kernel_attrs.h"
+
 #include <string>
 #include <vector>
 
@@ -21,7 +23,10 @@ struct TembCase {
   int steps;
 };
 
+int g_cases_run = 0;  // counted so a GPU run never passes without checking anything
+
 void run_case(const TembCase& s, DType t) {
+  ++g_cases_run;
   const uint32_t seed = uint32_t(s.n * 17 + s.dim * 3 + s.t_dim + s.classes + s.steps);
   const int rows = s.n * s.steps;
   std::vector<float> ts = random_uniform(size_t(rows), seed, 0.0f, 1000.0f);
@@ -101,6 +106,24 @@ TEST(TimestepEmbeddingGpu, AllStepsAtOnce) {
     run_case({2, 128, 512, false, 1.0f, 0, 50}, t);
     run_case({2, 320, 1280, true, 0.0f, 10, 7}, t);
   }
+}
+
+// dim + out_dim above 12288 floats needs more than 48 KiB of dynamic shared memory: the kernel's limit is
+// raised once per kernel and device (kernels/common/kernel_attrs.h), not on every launch.
+TEST(TimestepEmbeddingGpu, LargeSharedMemorySetsTheAttributeOnce) {
+  DIFFRT_SKIP_WITHOUT_GPU();
+  const int before = g_cases_run;
+  for (DType t : kAllDtypes) {
+    const TembCase big{2, 12000, 512, false, 1.0f, 0, 1};  // (12000 + 512) * 4 = 50,048 bytes
+    const size_t c0 = dynamic_smem_attribute_calls();
+    run_case(big, t);
+    const size_t c1 = dynamic_smem_attribute_calls();
+    EXPECT_LE(c1 - c0, 1u) << dtype_name(t);
+    run_case(big, t);
+    run_case(big, t);
+    EXPECT_EQ(dynamic_smem_attribute_calls(), c1) << dtype_name(t) << ": the attribute was set again";
+  }
+  EXPECT_EQ(g_cases_run - before, 9);
 }
 
 }  // namespace

@@ -54,6 +54,7 @@ const Converted& converted(const std::string& model, DType dtype = DType::F32) {
   opt.input = test::source_path("tests/fixtures/sd/" + model + "/pipeline");
   opt.output = test::temp_dir("cuda_venc_" + model) + "/m.drt";
   opt.dtype = dtype;
+  opt.vae_dtype = dtype;  // the encoder itself in each dtype (the converter's default keeps an fp16 model's VAE fp32)
   convert_diffusers(opt);
   return cache.emplace(key, Converted{opt.output, read_model_file(opt.output)}).first->second;
 }
