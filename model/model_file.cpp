@@ -18,6 +18,7 @@
 #include "base/checked_math.h"
 #include "base/error.h"
 #include "base/strict_json.h"
+#include "model/pipeline_json.h"
 #include "model/tokenizer_json.h"
 
 namespace diffrt {
@@ -201,7 +202,7 @@ ModelFile parse_header(std::string_view text, uint64_t file_size, uint64_t data_
   json h = c.parse_strict(text, "header");
   c.object(h, "header");
   c.only_keys(h, "header", {"format", "version", "family", "config", "graph", "tensors", "scheduler",
-                            "conditioning", "provenance", "vae", "text_encoder", "tokenizer", "data_size"});
+                            "conditioning", "provenance", "vae", "text_encoder", "tokenizer", "pipeline", "data_size"});
   if (c.string_at(h, "", "format") != "diffrt") c.fail("format", "must be \"diffrt\"");
   if (c.u64_at(h, "", "version") != kFormatVersion) c.fail("version", "header version differs from the preamble");
   ModelFile m;
@@ -243,6 +244,14 @@ ModelFile parse_header(std::string_view text, uint64_t file_size, uint64_t data_
   if (h.contains("tokenizer")) {
     m.tokenizer = tokenizer_from_json(h["tokenizer"], c, "tokenizer");
     m.has_tokenizer = true;
+  }
+  if (h.contains("pipeline")) {
+    m.pipeline = pipeline_from_json(h["pipeline"], c, "pipeline");
+    for (size_t i = 0; i < m.pipeline.id2label.size(); ++i)
+      if (m.pipeline.id2label[i].first >= m.conditioning.num_classes)
+        c.fail("pipeline.id2label[" + std::to_string(i) + "][0]",
+               "class id " + std::to_string(m.pipeline.id2label[i].first) + " is not below conditioning.num_classes " +
+                   std::to_string(m.conditioning.num_classes));
   }
   check_graph_refs(m, c);
   return m;
@@ -327,7 +336,8 @@ ModelFile read_model_file(const std::string& path) {
 std::vector<uint8_t> serialize_model_file(const std::string& family, const json& config, const Graph& graph,
                                           const std::vector<TensorBlob>& tensors, const json& scheduler,
                                           const Conditioning& cond, const json& provenance, const VaeDecoder* vae,
-                                          const TextEncoder* text_encoder, const ClipTokenizerSpec* tokenizer) {
+                                          const TextEncoder* text_encoder, const ClipTokenizerSpec* tokenizer,
+                                          const PipelineInfo* pipeline) {
   auto arg_fail = [](const std::string& what) { throw Error(ErrorCode::InvalidArgument, "serialize_model_file: " + what); };
   json table = json::array();
   uint64_t cursor = 0;
@@ -364,6 +374,7 @@ std::vector<uint8_t> serialize_model_file(const std::string& family, const json&
     header["text_encoder"] = {{"config", text_encoder->config.is_null() ? json::object() : text_encoder->config},
                               {"graph", graph_to_json(text_encoder->graph)}};
   if (tokenizer) header["tokenizer"] = tokenizer_to_json(*tokenizer);
+  if (pipeline && pipeline->present()) header["pipeline"] = pipeline_to_json(*pipeline);
   std::string text;
   try {
     text = header.dump();

@@ -14,6 +14,7 @@
 #include "kernels/group_norm/group_norm.h"
 #include "kernels/layer_norm/layer_norm.h"
 #include "kernels/timestep_embedding/timestep_embedding.h"
+#include "runtime/op_params.h"
 
 namespace diffrt {
 
@@ -106,6 +107,7 @@ void CpuExecutor::run_node(const Node& nd, const GraphInputs& gin) {
       p.y = y;
       p.m = int(ys.numel() / ys.c); p.n = a.out; p.k = a.in;
       p.silu_input = a.silu_input; p.out_scale = a.out_scale;
+      if (nd.inputs.size() > 2) bind_linear_gate(p, a, in(2), shape(2), ys, sizeof(float));
       linear_ref(p);
     } else if constexpr (std::is_same_v<A, GroupNormAttrs>) {
       GroupNormParams p;
@@ -153,6 +155,7 @@ void CpuExecutor::run_node(const Node& nd, const GraphInputs& gin) {
       LayerNormParams p;
       p.x = in(0); p.y = y; p.gamma = wt("weight"); p.beta = wt("bias");
       p.rows = (long long)(ys.numel() / ys.c); p.c = int(ys.c); p.eps = a.eps;
+      if (nd.inputs.size() > 1) bind_layer_norm_mod(p, a, in(1), shape(1), ys, sizeof(float));
       layer_norm_ref(p);
     } else if constexpr (std::is_same_v<A, GegluAttrs>) {
       GegluParams p;
@@ -164,6 +167,10 @@ void CpuExecutor::run_node(const Node& nd, const GraphInputs& gin) {
       p.token_table = wt("token"); p.pos_table = wt("position"); p.y = y;
       p.n = int(ys.n); p.l = int(ys.w); p.c = a.dim; p.vocab = a.vocab; p.max_positions = a.max_positions;
       embedding_ref(p);
+    } else if constexpr (std::is_same_v<A, PatchEmbedAttrs>) {
+      patch_embed_ref(patch_embed_params(a, shape(0), in(0), wt("weight"), wt("bias"), y));
+    } else if constexpr (std::is_same_v<A, UnpatchifyAttrs>) {
+      unpatchify_ref(unpatchify_params(a, shape(0), in(0), y));
     } else {
       static_assert(std::is_same_v<A, ActivationAttrs>);
       ActivationParams p;

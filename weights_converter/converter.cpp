@@ -10,6 +10,8 @@
 #include "model/model_file.h"
 #include "weights_converter/tokenizer_import.h"
 #include "weights_converter/clip_text_builder.h"
+#include "weights_converter/convert_parts.h"
+#include "weights_converter/dit_convert.h"
 #include "weights_converter/safetensors.h"
 #include "weights_converter/scheduler_import.h"
 #include "weights_converter/unet2d_builder.h"
@@ -22,7 +24,8 @@ namespace fs = std::filesystem;
 
 namespace diffrt {
 
-namespace {
+// Helpers shared with the other pipeline converters (weights_converter/convert_parts.h).
+namespace convert_detail {
 
 using nlohmann::json;
 
@@ -157,6 +160,10 @@ VaePart read_vae_config(const fs::path& vae_dir, int unet_out_channels) {
   return v;
 }
 
+VaeDecoder convert_vae_component(const fs::path& vae_dir, int latent_channels, const ConvertOptions& opt,
+                                 std::vector<TensorBlob>* tensors, std::vector<std::string>* warnings,
+                                 std::string* config_path, std::string* weights_path);
+
 void convert_vae(VaePart& v, const ConvertOptions& opt) {
   auto weights = load_weights(v.dir, &v.weights_path);
   rename_legacy_attention(weights, v.weights_path);  // older SD VAEs store query/key/value/proj_attn
@@ -244,7 +251,21 @@ void convert_text_encoder(TextPart& t, const ConvertOptions& opt) {
   t.encoder.graph = std::move(t.built.graph);
 }
 
-}  // namespace
+VaeDecoder convert_vae_component(const fs::path& vae_dir, int latent_channels, const ConvertOptions& opt,
+                                 std::vector<TensorBlob>* tensors, std::vector<std::string>* warnings,
+                                 std::string* config_path, std::string* weights_path) {
+  VaePart v = read_vae_config(vae_dir, latent_channels);
+  convert_vae(v, opt);
+  *config_path = v.config_path;
+  *weights_path = v.weights_path;
+  for (const auto& w : v.built.warnings) warnings->push_back("vae: " + w);
+  for (auto& t : v.built.tensors) tensors->push_back(std::move(t));
+  return std::move(v.decoder);
+}
+
+}  // namespace convert_detail
+
+using namespace convert_detail;
 
 ConvertReport convert_diffusers(const ConvertOptions& opt) {
   ConvertReport rep;
@@ -253,6 +274,8 @@ ConvertReport convert_diffusers(const ConvertOptions& opt) {
     fail(ErrorCode::Unsupported, opt.input + ": pickle checkpoints can execute code and are refused; "
                                              "convert a safetensors diffusers folder instead");
   if (!fs::is_directory(in)) fail(ErrorCode::InvalidArgument, opt.input + ": not a directory");
+
+  if (is_dit_source(in)) return convert_dit(opt);  // DiTPipeline folder or bare Transformer2DModel (dit_convert.h)
 
   // ---- locate the parts ----
   const bool pipeline = fs::exists(in / "model_index.json");

@@ -19,6 +19,7 @@
 #include "kernels/layer_norm/layer_norm.h"
 #include "kernels/timestep_embedding/timestep_embedding.h"
 #include "runtime/cpu_executor.h"
+#include "runtime/op_params.h"
 #include "runtime/cuda/cuda_kernels.h"
 #include "runtime/cuda/nvtx.h"
 
@@ -226,6 +227,7 @@ void CudaExecutor::run_node(const Node& nd) {
       p.y = y;
       p.m = int(ys.numel() / uint64_t(ys.c)); p.n = a.out; p.k = a.in;
       p.silu_input = a.silu_input; p.out_scale = a.out_scale;
+      if (nd.inputs.size() > 2) bind_linear_gate(p, a, in(2), shape(2), ys, es);
       p.dtype = dtype_;
       linear_cuda(p, ctx_.gemm(), st);
     } else if constexpr (std::is_same_v<A, GroupNormAttrs>) {
@@ -281,6 +283,7 @@ void CudaExecutor::run_node(const Node& nd) {
       LayerNormParams p;
       p.x = in(0); p.y = y; p.gamma = wt("weight"); p.beta = wt("bias");
       p.rows = (long long)(ys.numel() / uint64_t(ys.c)); p.c = int(ys.c); p.eps = a.eps;
+      if (nd.inputs.size() > 1) bind_layer_norm_mod(p, a, in(1), shape(1), ys, es);
       p.dtype = dtype_;
       layer_norm_cuda(p, st);
     } else if constexpr (std::is_same_v<A, GegluAttrs>) {
@@ -296,6 +299,14 @@ void CudaExecutor::run_node(const Node& nd) {
       p.n = int(ys.n); p.l = int(ys.w); p.c = a.dim; p.vocab = a.vocab; p.max_positions = a.max_positions;
       p.dtype = dtype_;
       embedding_cuda(p, st);
+    } else if constexpr (std::is_same_v<A, PatchEmbedAttrs>) {
+      PatchEmbedParams p = patch_embed_params(a, shape(0), in(0), wt("weight"), wt("bias"), y);
+      p.dtype = dtype_;
+      patch_embed_cuda(p, st);
+    } else if constexpr (std::is_same_v<A, UnpatchifyAttrs>) {
+      UnpatchifyParams p = unpatchify_params(a, shape(0), in(0), y);
+      p.dtype = dtype_;
+      unpatchify_cuda(p, st);
     } else {
       static_assert(std::is_same_v<A, ActivationAttrs>);
       ActivationParams p;
