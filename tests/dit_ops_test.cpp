@@ -10,6 +10,7 @@
 
 #include "base/error.h"
 #include "base/npy.h"
+#include "kernels/attention/attention.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/layer_norm/layer_norm.h"
 #include "kernels/patch_embed/patch_embed.h"
@@ -174,4 +175,27 @@ TEST(LinearRef, GatedResidual) {
   EXPECT_THROW(linear_ref(p), Error);
   p.residual = y.data();
   EXPECT_THROW(linear_ref(p), Error);
+}
+
+TEST(AttentionLaunch, DiTHeadDim72TakesTheTensorCorePath) {
+  // No GPU needed: the launcher dispatches on exactly this host logic.
+  AttentionParams p;
+  p.head_dim = 72;
+  for (DType t : {DType::F16, DType::BF16}) {
+    p.dtype = t;
+    const AttentionLaunch l = attention_cuda_launch(p);
+    EXPECT_TRUE(l.tensor_cores);
+    EXPECT_EQ(l.head_dim_bucket, 80);  // 72 of 80 columns useful
+    EXPECT_EQ(l.kv_tile, 64);
+    EXPECT_EQ(l.out_chunks, 1);
+  }
+  p.dtype = DType::F32;  // fp32 models: the exact SIMT kernel, by design
+  EXPECT_FALSE(attention_cuda_launch(p).tensor_cores);
+  EXPECT_EQ(attention_cuda_launch(p).head_dim_bucket, 96);
+  // SD's and DDPM's head dims keep their buckets.
+  p.dtype = DType::F16;
+  for (auto [d, bucket] : {std::pair{40, 48}, {64, 64}, {80, 80}, {160, 160}, {256, 256}, {512, 512}, {12, 32}}) {
+    p.head_dim = d;
+    EXPECT_EQ(attention_cuda_launch(p).head_dim_bucket, bucket) << d;
+  }
 }
