@@ -138,6 +138,10 @@ void check_weight_refs(const Graph& g, const std::map<std::string, const TensorI
     } else if (auto* cv = std::get_if<Conv2dAttrs>(&n.attrs)) {
       want_numel("weight", uint64_t(cv->cout) * uint64_t(cv->kh) * uint64_t(cv->kw) * uint64_t(cv->cin));
       want_numel("bias", uint64_t(cv->cout));
+    } else if (auto* pe = std::get_if<PatchEmbedAttrs>(&n.attrs)) {
+      if (!n.weights.count("weight")) c.fail(json_path(p, "weights"), "a patch embedding needs a weight");
+      want_numel("weight", uint64_t(pe->dim) * uint64_t(pe->patch) * uint64_t(pe->patch) * uint64_t(pe->cin));
+      want_numel("bias", uint64_t(pe->dim));
     }
     auto* gn = std::get_if<GroupNormAttrs>(&n.attrs);
     auto w = n.weights.find("weight");
