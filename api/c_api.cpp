@@ -13,6 +13,7 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "api/diffrt.hpp"
 
@@ -116,21 +117,24 @@ constexpr StructVersion version_ending_at(size_t end) {  // the alignment has no
 // Fields added later go at the end; published versions never change.
 constexpr StructVersion kModelInfoVersions[] = {
     version_ending_at<diffrt_model_info>(offsetof(diffrt_model_info, num_train_timesteps) + sizeof(int)),  // 0.1
-    {sizeof(diffrt_model_info), sizeof(diffrt_model_info)},                                                 // 0.2
+    version_ending_at<diffrt_model_info>(offsetof(diffrt_model_info, default_sampler) + sizeof(diffrt_sampler)),  // 0.2
+    {sizeof(diffrt_model_info), sizeof(diffrt_model_info)},                                                 // 0.3
 };
 constexpr StructVersion kSessionOptionsVersions[] = {
     version_ending_at<diffrt_session_options>(offsetof(diffrt_session_options, memory_limit_bytes) + sizeof(uint64_t)),
     {sizeof(diffrt_session_options), sizeof(diffrt_session_options)},
 };
 constexpr StructVersion kSampleParamsVersions[] = {
-    version_ending_at<diffrt_sample_params>(offsetof(diffrt_sample_params, user) + sizeof(void*)),
-    {sizeof(diffrt_sample_params), sizeof(diffrt_sample_params)},
+    version_ending_at<diffrt_sample_params>(offsetof(diffrt_sample_params, user) + sizeof(void*)),              // 0.1
+    version_ending_at<diffrt_sample_params>(offsetof(diffrt_sample_params, output) + sizeof(diffrt_output)),    // 0.2
+    {sizeof(diffrt_sample_params), sizeof(diffrt_sample_params)},                                                // 0.3
 };
 #if defined(__x86_64__) || defined(__aarch64__)
 // The LP64 sizes of version 0.1, as compiled by its users: they must never change.
 static_assert(kModelInfoVersions[0].size == 40 && kModelInfoVersions[0].used == 36, "diffrt_model_info 0.1 layout");
 static_assert(kSessionOptionsVersions[0].size == 24, "diffrt_session_options 0.1 layout");
 static_assert(kSampleParamsVersions[0].size == 104, "diffrt_sample_params 0.1 layout");
+static_assert(kModelInfoVersions[1].size == 64 && kSampleParamsVersions[1].size == 160, "diffrt 0.2 layouts");
 #endif
 
 template <size_t N>
@@ -192,15 +196,37 @@ diffrt::TextEmbeddings to_embeds(const diffrt_text_embeds& e, const char* what) 
   return diffrt::TextEmbeddings{e.data, e.batch, e.len, e.dim};
 }
 
+// A C string of at most `max` bytes (untrusted: never read past max + 1 bytes).
+std::string bounded_string(const char* s, size_t max, const std::string& what) {
+  const void* nul = std::memchr(s, 0, max + 1);
+  if (!nul) bad("params->" + what + " is longer than " + std::to_string(max) + " bytes");
+  return std::string(s, static_cast<const char*>(nul));
+}
+
+std::vector<std::string> to_strings(const char* const* v, size_t n, const char* what) {
+  if (n && !v) bad(std::string("params->") + what + " is NULL but its count is " + std::to_string(n));
+  if (!n && v) bad(std::string("params->") + what + " is set but its count is 0");
+  if (n > size_t(diffrt::kMaxBatch))
+    bad(std::string("params->") + what + ": " + std::to_string(n) + " strings, above the limit " +
+        std::to_string(diffrt::kMaxBatch));
+  std::vector<std::string> out;
+  for (size_t i = 0; i < n; ++i) {
+    const std::string where = std::string(what) + "[" + std::to_string(i) + "]";
+    if (!v[i]) bad("params->" + where + " is NULL");
+    out.push_back(bounded_string(v[i], 64 << 10, where));
+  }
+  return out;
+}
+
 diffrt::SampleOptions to_options(const diffrt_sample_params* in) {
   diffrt_sample_params d;
   diffrt_params_init(&d);
   const diffrt_sample_params p = read_versioned(in, d, kSampleParamsVersions, "params");
   diffrt::SampleOptions o;
   switch (enum_int(p.sampler)) {
-    case DIFFRT_SAMPLER_DEFAULT: o.sampler = diffrt::Sampler::Default; break;
-    case DIFFRT_SAMPLER_DDPM: o.sampler = diffrt::Sampler::Ddpm; break;
-    case DIFFRT_SAMPLER_DDIM: o.sampler = diffrt::Sampler::Ddim; break;
+    case DIFFRT_SAMPLER_DEFAULT: o.sampler.clear(); break;
+    case DIFFRT_SAMPLER_DDPM: o.sampler = "ddpm"; break;
+    case DIFFRT_SAMPLER_DDIM: o.sampler = "ddim"; break;
     default: bad("params->sampler = " + std::to_string(enum_int(p.sampler)) + " is not a diffrt_sampler");
   }
   if (p.steps == DIFFRT_STEPS_DEFAULT) o.steps = 0;
@@ -241,6 +267,12 @@ diffrt::SampleOptions to_options(const diffrt_sample_params* in) {
     case DIFFRT_OUTPUT_IMAGES: o.output = diffrt::Output::Images; break;
     case DIFFRT_OUTPUT_LATENTS: o.output = diffrt::Output::Latents; break;
     default: bad("params->output = " + std::to_string(enum_int(p.output)) + " is not a diffrt_output");
+  }
+  o.prompts = to_strings(p.prompts, p.num_prompts, "prompts");
+  o.negative_prompts = to_strings(p.negative_prompts, p.num_negative_prompts, "negative_prompts");
+  if (p.sampler_name) {
+    if (!*p.sampler_name) bad("params->sampler_name is an empty string (use NULL for params->sampler)");
+    o.sampler = bounded_string(p.sampler_name, 256, "sampler_name");
   }
   return o;
 }
@@ -319,6 +351,7 @@ diffrt_status diffrt_model_get_info(const diffrt_model* model, diffrt_model_info
     r.image_channels = mi.image_channels;
     r.image_size = mi.image_size;
     r.default_sampler = to_c_sampler(mi.default_sampler);
+    r.has_text_encoder = mi.has_text_encoder ? 1 : 0;
     std::memcpy(static_cast<void*>(info), &r, used);  // only the fields the caller's version has
   });
 }
@@ -452,6 +485,11 @@ diffrt_status diffrt_eval(diffrt_session* session, const float* sample, int n, i
   if (out_written) *out_written = 0;
   return guarded([&] {
     diffrt::Session& s = session_of(session);
+    if (s.model().info().context_dim > 0)
+      diffrt::fail(ErrorCode::Unsupported,
+                   "eval: this model is text-conditioned and diffrt_eval takes no encoder hidden states; sample through "
+                   "diffrt_sample, or use the C++ API's Session::eval with encoder_hidden_states (`diffrt eval "
+                   "--encoder-hidden-states`)");
     const size_t need = s.eval_output_size(n, h, w);
     if (!out || out_capacity_floats < need) {
       if (out_written) *out_written = need;

@@ -79,7 +79,7 @@ extern "C" {
 
 /* The version of this header. diffrt_version() reports the library's (they must agree). */
 #define DIFFRT_VERSION_MAJOR 0
-#define DIFFRT_VERSION_MINOR 2
+#define DIFFRT_VERSION_MINOR 3
 #define DIFFRT_VERSION_PATCH 0
 
 typedef enum diffrt_status {
@@ -146,6 +146,8 @@ typedef struct diffrt_model_info {
   int image_size;          /* default image height = width in pixels: sample_size *
                               vae_scale_factor; 0 when the model config has no sample_size */
   diffrt_sampler default_sampler; /* what DIFFRT_SAMPLER_DEFAULT runs (DDPM or DDIM) */
+  /* ---- since 0.3 ---- */
+  int has_text_encoder;    /* 1: prompts as text work (diffrt_sample_params.prompts) */
 } diffrt_model_info;
 
 void diffrt_model_info_init(diffrt_model_info* info);
@@ -248,6 +250,18 @@ typedef struct diffrt_sample_params {
                                                 guidance_scale > 1 (unused otherwise), with the
                                                 prompt embeddings' shape */
   diffrt_output output;         /* default DIFFRT_OUTPUT_IMAGES */
+  /* ---- since 0.3: prompts as text, samplers by name ---- */
+  const char* const* prompts;   /* text-conditioned models converted with their text encoder
+                                   (diffrt_model_info.has_text_encoder): num_prompts UTF-8 prompts, as
+                                   StableDiffusionPipeline(prompt=...); the call makes num_prompts *
+                                   batch images (batch = images per prompt, each prompt's adjacent).
+                                   Not together with prompt_embeds. Default NULL / 0 */
+  size_t num_prompts;
+  const char* const* negative_prompts; /* with guidance: NULL / 0 ("" for every prompt, as diffusers),
+                                          one for every prompt, or one per prompt */
+  size_t num_negative_prompts;
+  const char* sampler_name;     /* NULL (default): `sampler` decides; else a sampler name ("ddpm",
+                                   "ddim"), which then overrides `sampler` */
 } diffrt_sample_params;
 
 void diffrt_params_init(diffrt_sample_params* params);

@@ -5,16 +5,20 @@
 //   diffrt::SampleOptions o; o.steps = 50; o.sampler = diffrt::Sampler::Ddim; o.seed = 7;
 //   std::vector<float> images = session.sample(o);               // NHWC [0, 1]
 //
-//   // Stable Diffusion on the GPU, from CLIP embeddings [1, 77, 768] (pos) and the empty prompt's (neg):
+//   // Stable Diffusion on the GPU, from a prompt (a file converted with its text encoder), or from CLIP
+//   // embeddings [1, 77, 768] (pos) and the empty prompt's (neg):
 //   diffrt::Session gpu(sd_model, {diffrt::Device::Cuda});
+//   o.prompts = {"a photo of an astronaut"};                     // or:
 //   o.prompt_embeds = {pos.data(), 1, 77, 768}; o.negative_prompt_embeds = {neg.data(), 1, 77, 768};
 //   o.guidance_scale = 7.5f; o.height = o.width = 512;
 //   std::vector<float> sd_images = gpu.sample(o);                // [1, 512, 512, 3] NHWC [0, 1]
 //
-// Errors are thrown as diffrt::Error (base/error.h) with an ErrorCode and a message.
+// This is the one way to run a model: the diffrt command, its benchmarks (api/diffrt_bench.hpp) and the serving
+// backend are front ends on it. Errors are thrown as diffrt::Error (base/error.h) with an ErrorCode and a message.
 // Thread safety: a Model is immutable and shared (std::shared_ptr<const Model>) by any number of
 // sessions on any threads; its backend weights (fp32 host copy; one upload per CUDA device) are made
-// once, by the first session that needs them, under a lock. A Session serves one call at a time; a
+// once, by the first session that needs them, under a lock, and serve every phase of a request (text
+// encoder, denoising loop, VAE decode). A Session serves one call at a time; a
 // call that overlaps another on the same session throws Error(InvalidArgument, "session is busy ...")
 // instead of racing. Each session has its own executors (CPU) or its own CUDA stream, library
 // handles, workspaces and arenas, so sessions run concurrently. A Session survives any failed call
@@ -33,6 +37,7 @@
 namespace diffrt {
 
 struct ModelAccess;  // the implementation's access to a Model's internals (api/api_internal.h)
+class Session;
 
 // "0.2.0" and its parts (the project version the library was built with).
 const char* version_string();
@@ -53,6 +58,20 @@ struct ModelInfo {
   float vae_scaling_factor = 0.0f;  // latents are divided by it before decoding (0.18215 SD 1.x)
   int image_channels = 0;      // channels of sample()'s images
   int image_size = 0;          // default image side in pixels: sample_size * vae_scale_factor
+  std::string family;          // the model file's family ("unet2d", "stable-diffusion", ...)
+  bool has_text_encoder = false;    // prompts as text work (SampleOptions::prompts, Session::encode_prompts)
+  float default_guidance_scale = 1.0f;  // the diffusers pipeline's default: 7.5 text-conditioned, else 1
+  std::string scheduler_config;     // the model's diffusers scheduler config (JSON object text)
+};
+
+// Shapes and memory of one denoiser call at a given size (Model::plan_summary), for `diffrt info --graph`.
+struct PlanSummary {
+  struct Node {
+    std::string op, name, shape;  // shape: "[N, H, W, C]"
+  };
+  uint64_t arena_bytes_fp32 = 0;   // the planned activation arena (fp32 elements x 4)
+  uint64_t naive_bytes_fp32 = 0;   // every activation without reuse
+  std::vector<Node> nodes;
 };
 
 class Model {
@@ -64,6 +83,11 @@ class Model {
   Model& operator=(const Model&) = delete;
 
   const ModelInfo& info() const;
+  // Shape inference of the denoiser at batch n, h x w (a multiple of the downsample factor).
+  PlanSummary plan_summary(int n, int h, int w) const;
+  // Backend weight copies made so far (fp32 host copy + one per CUDA device): each happens once per model,
+  // shared by every session and every phase.
+  int weight_uploads() const;
 
  private:
   friend class Session;
@@ -74,7 +98,6 @@ class Model {
 };
 
 enum class Device { Cpu, Cuda };
-enum class Sampler { Default, Ddpm, Ddim };  // Default: ModelInfo::default_sampler
 enum class Rng { Philox, Torch };
 enum class Output { Images, Latents };       // Latents: text-conditioned models, NCHW, unscaled
 
@@ -104,22 +127,37 @@ struct TextEmbeddings {
 using ProgressCallback = std::function<bool(int step, int total)>;
 
 struct SampleOptions {
-  Sampler sampler = Sampler::Default;
+  std::string sampler;                // "": the model's scheduler (ModelInfo::default_sampler); "ddpm", "ddim"
   int steps = 0;                      // 0: the pipeline default (DDPM 1000, DDIM 50)
   float eta = 0.0f;                   // DDIM only, [0, 1]
   uint64_t seed = 0;
   Rng rng = Rng::Philox;
   uint32_t first_sample_index = 0;    // Philox: global index of image 0
-  int batch = 1;                      // [1, kMaxBatch]
+  int batch = 1;                      // [1, kMaxBatch]; images per prompt when `prompts` is given
   int height = 0, width = 0;          // 0: the model's sample_size
   std::vector<int32_t> class_labels;  // empty, one (broadcast) or `batch` labels
   float guidance_scale = 1.0f;        // [0, 1000]; > 1 enables classifier-free guidance
-  std::string scheduler_overrides;    // "" or a JSON object overriding scheduler config keys
+  std::string scheduler_config;       // "" or a whole diffusers scheduler config (JSON object) replacing the model's
+  std::string scheduler_overrides;    // "" or a JSON object overriding scheduler config keys (applied last)
   ProgressCallback progress;          // may be empty
   // Text-conditioned models: prompt embeddings (batch 1, used for every image, or `batch`) and, for
   // guidance_scale > 1, negative prompt embeddings of the same shape. height/width are in pixels.
   TextEmbeddings prompt_embeds, negative_prompt_embeds;
+  // Or prompts as text (models converted with their text encoder), as StableDiffusionPipeline(prompt=...):
+  // prompts.size() * batch images, each prompt's images adjacent (batch = num_images_per_prompt);
+  // negative_prompts: none ("" for every prompt, as diffusers), one for all prompts, or one per prompt (used
+  // with guidance only). Not together with prompt_embeds.
+  std::vector<std::string> prompts, negative_prompts;
   Output output = Output::Images;
+};
+
+// What a request resolves to (Session::describe): the settings that will run and the output shape.
+struct SampleDescription {
+  std::string sampler;            // "ddpm" | "ddim"
+  int steps = 0;
+  int images = 0;                 // prompts.size() * batch with text prompts, else batch
+  float guidance_scale = 1.0f;
+  std::string scheduler_config;   // the effective diffusers scheduler config (JSON object text)
 };
 
 constexpr int kMaxBatch = 4096;
@@ -153,14 +191,28 @@ class Session {
   // order: the request, memory (limit, free device memory), the output capacity.
   void sample_into(const SampleOptions& o, float* out, size_t capacity_floats);
 
-  // One forward pass; sample [n, Cin, h, w] NCHW, timesteps [n], labels [n] or null;
-  // returns [n, Cout, h, w] NCHW.
+  // The settings sample(o) will run with (validates o; runs nothing).
+  SampleDescription describe(const SampleOptions& o) const;
+
+  // One forward pass; sample [n, Cin, h, w] NCHW, timesteps [n], labels [n] or null; text-conditioned models
+  // take encoder_hidden_states [n, len, context_dim] (`context`, e.g. CLIP's last_hidden_state) and no labels.
+  // Returns [n, Cout, h, w] NCHW.
   std::vector<float> eval(const float* sample, int n, int h, int w, const float* timesteps,
-                          const int32_t* class_labels);
+                          const int32_t* class_labels, const TextEmbeddings& context = {});
   // As eval(), writing into caller memory of at least eval_output_size(n, h, w) floats.
   void eval_into(const float* sample, int n, int h, int w, const float* timesteps,
-                 const int32_t* class_labels, float* out, size_t capacity_floats);
+                 const int32_t* class_labels, float* out, size_t capacity_floats, const TextEmbeddings& context = {});
   size_t eval_output_size(int n, int h, int w) const;  // n * Cout * h * w, validated
+
+  // What StableDiffusionPipeline does after its loop: latents [n, C, h, w] NCHW (not yet divided by the VAE's
+  // scaling factor) -> VAE decoder -> (x/2 + 0.5).clamp(0, 1): images [n, f*h, f*w, image_channels] NHWC.
+  std::vector<float> decode(const float* latents, int n, int h, int w);
+
+  // Prompts -> the text encoder's last_hidden_state [prompts.size(), max_length, hidden] (row-major), as
+  // StableDiffusionPipeline.encode_prompt computes prompt_embeds; *len and *dim receive the shape.
+  std::vector<float> encode_prompts(const std::vector<std::string>& prompts, int* len, int* dim);
+  // The token ids of each prompt (input_ids: bos, ids, eos, padded to max_length), [prompts.size(), max_length].
+  std::vector<int32_t> tokenize(const std::vector<std::string>& prompts, int* len) const;
 
   void release_cache();  // frees the per-shape executors and arenas (rebuilt on demand)
   size_t cached_executors() const;
@@ -168,8 +220,10 @@ class Session {
   // True while a call is running on this session (best effort: a snapshot).
   bool busy() const;
 
+  struct Impl;  // opaque (api/api_internal.h)
+
  private:
-  struct Impl;
+  friend struct SessionAccess;  // api/diffrt_bench.hpp's hooks run on the session's backend
   std::unique_ptr<Impl> impl_;
 };
 

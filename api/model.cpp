@@ -5,9 +5,9 @@
 #include <new>
 
 #include "api/api_internal.h"
-#include "runtime/cpu_executor.h"
 #include "model/model_file.h"
 #include "runtime/latent_pipeline.h"
+#include "runtime/plan.h"
 
 namespace diffrt {
 
@@ -33,7 +33,7 @@ int device_count(Device device, std::string* why) {
     case Device::Cpu: return 1;
     case Device::Cuda: {
       std::string reason;
-      const int n = api::cuda_device_count(&reason);
+      const int n = engine::cuda_device_count(&reason);
       if (why) *why = reason;
       return n;
     }
@@ -49,12 +49,8 @@ const ModelInfo& Model::info() const { return impl_->info; }
 
 std::shared_ptr<const Model> Model::load(const std::string& path) {
   auto impl = std::make_unique<Impl>();
-  try {
-    impl->file = read_model_file(path);
-  } catch (const std::bad_alloc&) {
-    fail(ErrorCode::OutOfMemory, path + ": out of host memory while loading the model");
-  }
-  const ModelFile& mf = impl->file;
+  impl->loaded = engine::LoadedModel::load(path);
+  const ModelFile& mf = impl->loaded->file();
   ModelInfo& in = impl->info;
   in.in_channels = mf.graph.in_channels;
   in.out_channels = mf.graph.out_channels;
@@ -76,28 +72,27 @@ std::shared_ptr<const Model> Model::load(const std::string& path) {
   in.vae_scaling_factor = in.has_vae ? mf.vae.scaling_factor : 0.0f;
   in.image_channels = in.has_vae ? mf.vae.graph.out_channels : in.in_channels;
   in.image_size = in.sample_size * in.vae_scale_factor;
-  // As `diffrt sample`: DDPMScheduler configs (and pixel models without a scheduler class) sample with DDPM;
-  // DDIM and the other Stable Diffusion schedulers (PNDM, ...) with DDIM.
+  // DDPMScheduler configs (and pixel models without a scheduler class) sample with DDPM; DDIM and the other
+  // Stable Diffusion schedulers (PNDM, ...) with DDIM.
   const nlohmann::json cls = sj.value("_class_name", nlohmann::json(""));
   in.default_sampler = cls == "DDPMScheduler" || (cls == "" && in.context_dim == 0) ? "ddpm" : "ddim";
+  in.family = mf.family;
+  in.has_text_encoder = mf.text_encoder.present() && mf.has_tokenizer;
+  in.default_guidance_scale = in.context_dim > 0 ? 7.5f : 1.0f;
+  in.scheduler_config = sj.dump();
   return std::shared_ptr<const Model>(new Model(std::move(impl)));
 }
 
-namespace api {
-
-std::shared_ptr<const CpuWeights> cpu_weights(const Model& m) {
-  auto& impl = ModelAccess::impl(m);
-  std::lock_guard<std::mutex> lock(impl.mu);
-  if (!impl.cpu) {
-    try {
-      impl.cpu = std::make_shared<const CpuWeights>(impl.file);
-    } catch (const std::bad_alloc&) {
-      fail(ErrorCode::OutOfMemory, "out of host memory widening the model's " + std::to_string(impl.file.data.size()) +
-                                       " bytes of weights to fp32 for the CPU backend");
-    }
-  }
-  return impl.cpu;
+PlanSummary Model::plan_summary(int n, int h, int w) const {
+  const ModelFile& mf = impl_->loaded->file();
+  const MemoryPlan p = plan_memory(mf.graph, n, h, w);
+  PlanSummary s;
+  s.arena_bytes_fp32 = p.arena_elems * sizeof(float);
+  s.naive_bytes_fp32 = p.naive_elems * sizeof(float);
+  for (const Node& nd : mf.graph.nodes) s.nodes.push_back({op_name(nd.attrs), nd.name, p.shapes[size_t(nd.output)].str()});
+  return s;
 }
 
-}  // namespace api
+int Model::weight_uploads() const { return impl_->loaded->weight_uploads(); }
+
 }  // namespace diffrt

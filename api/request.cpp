@@ -1,44 +1,34 @@
-// Request validation and memory estimates of the embedding API (contracts in api_internal.h). The checks are
-// the same as `diffrt sample`'s (cli/cmd_sample.cpp), so the CLI and the API accept and refuse the same
-// requests; every refusal is Error(InvalidArgument) naming the field. Tested by tests/api_test.cpp.
+// Request validation of the embedding API (contract in api_internal.h): SampleOptions -> an engine Job. Every
+// front end (the diffrt command, the C API, the serving backend) goes through it, so they accept and refuse the
+// same requests; every refusal is Error(InvalidArgument) naming the field. Tested by tests/api_test.cpp,
+// tests/api_text_test.cpp and the CLI tests.
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <new>
 
 #include "api/api_internal.h"
-#include "runtime/cuda_plan.h"
 #include "base/json_fields.h"
-#include "runtime/plan.h"
 
 namespace diffrt {
 namespace api {
 
 void bad(const std::string& msg) { fail(ErrorCode::InvalidArgument, msg); }
 
-std::string bytes_str(uint64_t bytes) {
-  return std::to_string(bytes) + " bytes (" + std::to_string((bytes + (1 << 20) - 1) >> 20) + " MiB)";
-}
-
 namespace {
 
 constexpr size_t kMaxSchedulerJsonBytes = 1 << 20;
-constexpr uint64_t kU64Max = std::numeric_limits<uint64_t>::max();
 
-uint64_t sat_add(uint64_t a, uint64_t b) { return a > kU64Max - b ? kU64Max : a + b; }
-uint64_t sat_mul(uint64_t a, uint64_t b) { return b && a > kU64Max / b ? kU64Max : a * b; }
-uint64_t sat_sub(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
-
-// Plans for estimates: the planner's arena cap (a sanity limit for real runs) is lifted so an absurd request
-// is reported with the bytes it needs (out of memory) rather than refused as too large.
-PlanLimits estimate_limits() {
-  PlanLimits l;
-  l.max_arena_bytes = uint64_t(1) << 62;
-  return l;
-}
-
-nlohmann::json merged_scheduler_json(const ModelFile& mf, const std::string& overrides) {
+nlohmann::json merged_scheduler_json(const ModelFile& mf, const std::string& whole, const std::string& overrides) {
   nlohmann::json j = mf.scheduler.is_object() ? mf.scheduler : nlohmann::json::object();
+  if (!whole.empty()) {
+    if (whole.size() > kMaxSchedulerJsonBytes) bad("scheduler config: larger than 1 MiB");
+    try {
+      j = parse_json_strict(whole, "scheduler config");
+    } catch (const Error& e) {
+      bad(e.what());
+    }
+    if (!j.is_object()) bad("scheduler config: expected a JSON object, got " + std::string(j.type_name()));
+  }
   if (overrides.empty()) return j;
   if (overrides.size() > kMaxSchedulerJsonBytes) bad("scheduler config override: larger than 1 MiB");
   nlohmann::json o;
@@ -53,7 +43,7 @@ nlohmann::json merged_scheduler_json(const ModelFile& mf, const std::string& ove
 }
 
 void check_size(const char* what, int v, int factor, const std::string& factor_why) {
-  if (v < 1 || v > 8192) bad(std::string(what) + " = " + std::to_string(v) + " must be in [1, 8192]");
+  if (v < 1 || v > 8192) bad(std::string(what) + " = " + std::to_string(v) + " out of range: must be in [1, 8192]");
   if (v % factor != 0)
     bad(std::string(what) + " = " + std::to_string(v) + " is not a multiple of the model's downsample factor " +
         std::to_string(factor) + factor_why + " (nearest valid: " + std::to_string(std::max(factor, v / factor * factor)) +
@@ -79,57 +69,135 @@ void check_embeds(const char* what, const TextEmbeddings& e, const ModelInfo& in
         std::to_string(batch));
 }
 
-void prepare_text(const ModelInfo& info, const SampleOptions& o, Prepared& p) {
+// The images a request makes: prompts.size() * batch with text prompts, else batch.
+int image_count(const SampleOptions& o) {
+  if (o.batch < 1 || o.batch > kMaxBatch)
+    bad("batch = " + std::to_string(o.batch) + " must be in [1, " + std::to_string(kMaxBatch) + "]");
+  if (o.prompts.empty()) return o.batch;
+  if (o.prompts.size() > size_t(kMaxBatch) || o.prompts.size() * size_t(o.batch) > size_t(kMaxBatch))
+    bad(std::to_string(o.prompts.size()) + " prompts x batch " + std::to_string(o.batch) + " images per prompt exceeds " +
+        std::to_string(kMaxBatch) + " images");
+  return int(o.prompts.size()) * o.batch;
+}
+
+// Text conditioning: which inputs the request gives, checked against the model (structure only).
+void prepare_text(const ModelInfo& info, const SampleOptions& o, int images, engine::Job& job) {
   const bool has_pos = !o.prompt_embeds.empty(), has_neg = !o.negative_prompt_embeds.empty();
+  const bool prompted = !o.prompts.empty();
   if (info.context_dim == 0) {
     if (has_pos || has_neg)
       bad(std::string(has_pos ? "prompt_embeds" : "negative_prompt_embeds") +
           " given, but this model is not text-conditioned (context_dim 0)");
+    if (prompted || !o.negative_prompts.empty()) bad("prompts given, but this model is not text-conditioned");
+    return;
+  }
+  if (prompted && (has_pos || has_neg)) bad("give prompts or prompt_embeds, not both");
+  if (!o.negative_prompts.empty() && !prompted)
+    bad("negative_prompts need prompts (with prompt_embeds, give negative_prompt_embeds)");
+  job.req.text_cfg = true;
+  job.text = true;
+  if (prompted) {
+    if (!info.has_text_encoder)
+      bad("prompts: this model file has no text encoder and tokenizer (convert the pipeline folder with its "
+          "text_encoder/ and tokenizer/, or give prompt_embeds)");
+    if (o.negative_prompts.size() > 1 && o.negative_prompts.size() != o.prompts.size())
+      bad(std::to_string(o.negative_prompts.size()) + " negative prompts for " + std::to_string(o.prompts.size()) +
+          " prompts (give one, or one per prompt)");
     return;
   }
   if (!has_pos)
-    bad("this model is text-conditioned: give prompt_embeds [batch, len, " + std::to_string(info.context_dim) +
-        "] (e.g. CLIP's last_hidden_state)");
-  check_embeds("prompt_embeds", o.prompt_embeds, info, o.batch);
-  p.req.text_cfg = true;
-  p.text = true;
-  p.context_len = o.prompt_embeds.len;
+    bad(info.has_text_encoder ? "this model is text-conditioned: give prompts (or prompt_embeds)"
+                              : "this model is text-conditioned: give prompt_embeds [batch, len, " +
+                                    std::to_string(info.context_dim) + "] (e.g. CLIP's last_hidden_state; this model "
+                                    "file has no text encoder for prompts)");
+  check_embeds("prompt_embeds", o.prompt_embeds, info, images);
+  job.context_len = o.prompt_embeds.len;
   if (has_neg) {
-    check_embeds("negative_prompt_embeds", o.negative_prompt_embeds, info, o.batch);
+    check_embeds("negative_prompt_embeds", o.negative_prompt_embeds, info, images);
     const TextEmbeddings &a = o.prompt_embeds, &b = o.negative_prompt_embeds;
     if (a.batch != b.batch || a.len != b.len || a.dim != b.dim)
       bad("negative_prompt_embeds " + shape_str(b) + " must have the shape of prompt_embeds " + shape_str(a));
   } else if (o.guidance_scale > 1.0f) {
     bad("guidance_scale = " + std::to_string(o.guidance_scale) +
-        " needs negative_prompt_embeds (diffusers uses the embeddings of the empty prompt \"\"); give them, or a "
-        "guidance scale <= 1");
+        " needs negative_prompt_embeds (the negative prompt embeddings; diffusers uses the embeddings of the empty "
+        "prompt \"\"); give them, or a guidance scale <= 1");
   }
+}
+
+// encoder_hidden_states of every model row, [model_batch, len, dim]: [negative x B; positive x B] with guidance
+// (StableDiffusionPipeline's order), else [positive x B]; one embedding row is broadcast to the batch. Checks
+// every value is finite.
+void build_context(const SampleOptions& o, engine::Job& job) {
+  const int B = job.req.batch, L = job.context_len, D = o.prompt_embeds.dim;
+  const size_t row = size_t(L) * size_t(D);
+  const bool guided = guidance_on(job.req);
+  std::vector<float>& ctx = job.context;
+  try {
+    ctx.resize(size_t(job.model_batch) * row);
+  } catch (const std::bad_alloc&) {
+    fail(ErrorCode::OutOfMemory, "out of host memory for the text context (" +
+                                     bytes_str(uint64_t(job.model_batch) * row * sizeof(float)) + ")");
+  }
+  auto put = [&](const char* what, const TextEmbeddings& e, size_t first_row) {
+    const size_t n = size_t(e.batch) * row;
+    for (size_t i = 0; i < n; ++i)
+      if (!std::isfinite(e.data[i]))
+        bad(std::string(what) + " contains NaN or infinity at [" + std::to_string(i / row) + ", " +
+            std::to_string(i % row / size_t(D)) + ", " + std::to_string(i % size_t(D)) + "]");
+    for (int b = 0; b < B; ++b)
+      std::copy_n(e.data + (e.batch == 1 ? 0 : size_t(b)) * row, row, ctx.begin() + (first_row + size_t(b)) * row);
+  };
+  if (guided) {
+    put("negative_prompt_embeds", o.negative_prompt_embeds, 0);  // uncond first, as diffusers concatenates
+    put("prompt_embeds", o.prompt_embeds, size_t(B));
+  } else {
+    put("prompt_embeds", o.prompt_embeds, 0);
+  }
+}
+
+// The text context of a prompted request, as StableDiffusionPipeline.encode_prompt: the negative prompts are
+// encoded only with guidance, each prompt's images adjacent.
+void encode_context(const ModelFile& mf, const SampleOptions& o, const TextEncodeFn& encode, engine::Job& job) {
+  const bool guided = guidance_on(job.req);
+  const PromptEmbeds pe = encode_prompts(mf, o.prompts, o.negative_prompts, guided, o.batch, encode);
+  if (pe.positive.batch != job.req.batch)
+    fail(ErrorCode::Internal, "prompt encoding gave " + std::to_string(pe.positive.batch) + " rows for " +
+                                  std::to_string(job.req.batch) + " images");
+  job.context_len = pe.positive.len;
+  job.context = model_context(mf.graph, pe.positive, guided ? &pe.negative : nullptr, guided);
 }
 
 }  // namespace
 
+BusyScope::BusyScope(std::atomic<bool>& flag) : flag_(flag) {
+  bool expected = false;
+  if (!flag_.compare_exchange_strong(expected, true, std::memory_order_acquire))
+    bad("session is busy: another call on this session is running (a session serves one call at a time; use one "
+        "session per thread, and do not re-enter it from its progress callback)");
+}
+
 Prepared prepare(const Model& model, const SampleOptions& o) {
   const ModelInfo& info = model.info();
-  const ModelFile& mf = ModelAccess::impl(model).file;
+  const ModelFile& mf = ModelAccess::file(model);
   Prepared p;
-  SampleRequest& r = p.req;
-  if (o.batch < 1 || o.batch > kMaxBatch)
-    bad("batch = " + std::to_string(o.batch) + " must be in [1, " + std::to_string(kMaxBatch) + "]");
-  r.batch = o.batch;
+  engine::Job& job = p.job;
+  SampleRequest& r = job.req;
+  r.batch = image_count(o);
 
-  // Sizes: pixels; the UNet runs on latents vae_scale_factor times smaller.
+  // Sizes: pixels; the denoiser runs on latents vae_scale_factor times smaller.
   const bool text = info.context_dim > 0;
   if (o.output != Output::Images && o.output != Output::Latents) bad("output: unknown value " + std::to_string(int(o.output)));
   const bool latents_out = o.output == Output::Latents;
   if (latents_out && !text) bad("output = latents: this model samples pixels, not latents");
   if (text && !latents_out && !info.has_vae)
     bad("this model file has no VAE decoder to decode the latents: request output = latents");
-  p.decode = text && !latents_out && info.has_vae;
+  job.decode = text && !latents_out && info.has_vae;
   const int f = info.has_vae ? info.vae_scale_factor : 1;
   const int img_h = o.height ? o.height : info.image_size, img_w = o.width ? o.width : info.image_size;
   if (img_h == 0 || img_w == 0) bad("the model has no sample_size: set height and width");
   const std::string why = f > 1 ? " (the VAE's " + std::to_string(f) + " x the UNet's " +
-                                      std::to_string(info.downsample_factor) + ")"
+                                      std::to_string(info.downsample_factor) +
+                                      "): pixel sizes must be multiples of the VAE's factor times the UNet's"
                                 : "";
   check_size("height", img_h, f * info.downsample_factor, why);
   check_size("width", img_w, f * info.downsample_factor, why);
@@ -150,137 +218,76 @@ Prepared prepare(const Model& model, const SampleOptions& o) {
   } else {
     if (o.class_labels.empty())
       bad("this model is class-conditional (" + std::to_string(info.num_classes) + " classes): give class_labels");
-    if (o.class_labels.size() != 1 && o.class_labels.size() != size_t(o.batch))
+    if (o.class_labels.size() != 1 && o.class_labels.size() != size_t(r.batch))
       bad("class_labels has " + std::to_string(o.class_labels.size()) + " entries: give 1 or batch = " +
-          std::to_string(o.batch));
+          std::to_string(r.batch));
     for (int32_t l : o.class_labels)
       if (l < 0 || l >= info.num_classes)
         bad("class label " + std::to_string(l) + " out of range [0, " + std::to_string(info.num_classes - 1) + "]");
-    r.class_labels.assign(size_t(o.batch), o.class_labels[0]);
+    r.class_labels.assign(size_t(r.batch), o.class_labels[0]);
     if (o.class_labels.size() > 1) r.class_labels = o.class_labels;
   }
   r.null_class = info.null_class;
-  prepare_text(info, o, p);
+  prepare_text(info, o, r.batch, job);
   const bool class_cfg = r.guidance_scale > 1.0f && !r.class_labels.empty();
   if (class_cfg && r.null_class < 0)
     bad("guidance_scale > 1 needs a null class; this model file has none (re-convert with --null-class)");
-  p.model_batch = model_batch(r);
-  if (p.model_batch > kMaxBatch)
-    bad("batch = " + std::to_string(r.batch) + " with guidance runs " + std::to_string(p.model_batch) +
+  job.model_batch = model_batch(r);
+  if (job.model_batch > kMaxBatch)
+    bad("batch = " + std::to_string(r.batch) + " with guidance runs " + std::to_string(job.model_batch) +
         " model rows, above the limit " + std::to_string(kMaxBatch) + " (use batch <= " + std::to_string(kMaxBatch / 2) + ")");
 
   // Scheduler: the model's config with the caller's keys on top; errors in the caller's keys are argument
   // errors, errors in the model's own config are model errors.
-  const nlohmann::json sj = merged_scheduler_json(mf, o.scheduler_overrides);
+  const nlohmann::json sj = merged_scheduler_json(mf, o.scheduler_config, o.scheduler_overrides);
+  const bool callers = !o.scheduler_config.empty() || !o.scheduler_overrides.empty();
   try {
-    p.sched = scheduler_config_from_json(sj, o.scheduler_overrides.empty() ? "model scheduler config"
-                                                                           : "scheduler config (with overrides)");
+    job.sched = scheduler_config_from_json(sj, callers ? "scheduler config" : "model scheduler config");
   } catch (const Error& e) {
-    if (!o.scheduler_overrides.empty() && e.code() == ErrorCode::InvalidModel) bad(e.what());
+    if (callers && e.code() == ErrorCode::InvalidModel) bad(e.what());
     throw;
   }
-  switch (o.sampler) {
-    case Sampler::Ddpm: r.sampler = SamplerKind::Ddpm; break;
-    case Sampler::Ddim: r.sampler = SamplerKind::Ddim; break;
-    case Sampler::Default: r.sampler = info.default_sampler == "ddim" ? SamplerKind::Ddim : SamplerKind::Ddpm; break;
-    default: bad("sampler: unknown value " + std::to_string(int(o.sampler)));
-  }
+  // Default: DDPMScheduler configs (and pixel models without a scheduler class) sample with DDPM; DDIM and the
+  // other Stable Diffusion schedulers (PNDM, ...) with DDIM.
+  const nlohmann::json cls = sj.value("_class_name", nlohmann::json(""));
+  const std::string sampler =
+      !o.sampler.empty() ? o.sampler : cls == "DDPMScheduler" || (cls == "" && !text) ? "ddpm" : "ddim";
+  if (sampler == "ddpm") r.sampler = SamplerKind::Ddpm;
+  else if (sampler == "ddim") r.sampler = SamplerKind::Ddim;
+  else bad("sampler '" + o.sampler + "' is not supported; supported: ddpm, ddim");
   r.steps = o.steps ? o.steps : (r.sampler == SamplerKind::Ddim ? 50 : 1000);
-  if (r.steps > p.sched.num_train_timesteps)
+  if (r.steps > job.sched.num_train_timesteps)
     bad("steps = " + std::to_string(r.steps) + " exceeds num_train_timesteps = " +
-        std::to_string(p.sched.num_train_timesteps));
+        std::to_string(job.sched.num_train_timesteps));
   if (o.rng != Rng::Philox && o.rng != Rng::Torch) bad("rng: unknown value " + std::to_string(int(o.rng)));
   r.rng = o.rng == Rng::Torch ? RngKind::Torch : RngKind::Philox;
   r.seed = o.seed;
   r.first_sample_index = o.first_sample_index;
-  validate_sample_request(p.sched, r, info.out_channels);
+  validate_sample_request(job.sched, r, info.out_channels);
 
   if (latents_out) p.out = ImageShape{r.batch, r.height, r.width, r.channels, true};
-  else if (p.decode) p.out = ImageShape{r.batch, img_h, img_w, info.image_channels, false};
+  else if (job.decode) p.out = ImageShape{r.batch, img_h, img_w, info.image_channels, false};
   else p.out = ImageShape{r.batch, r.height, r.width, r.channels, false};
+  job.out_batch = r.batch;
+  job.out_h = job.decode ? img_h : r.height;
+  job.out_w = job.decode ? img_w : r.width;
+  job.out_c = job.decode ? info.image_channels : r.channels;
+
+  SampleDescription& d = p.description;
+  d.sampler = sampler;
+  d.steps = effective_steps(r);
+  d.images = r.batch;
+  d.guidance_scale = r.guidance_scale;
+  d.scheduler_config = sj.dump();
+
+  if (job.text && !o.prompts.empty()) job.context_len = mf.tokenizer.max_length;  // what encoding will give
   return p;
 }
 
-std::vector<float> text_context(const Prepared& p, const SampleOptions& o) {
-  if (!p.text) return {};
-  const int B = p.req.batch, L = p.context_len, D = o.prompt_embeds.dim;
-  const size_t row = size_t(L) * size_t(D);
-  const bool guided = guidance_on(p.req);
-  std::vector<float> ctx;
-  try {
-    ctx.resize(size_t(p.model_batch) * row);
-  } catch (const std::bad_alloc&) {
-    fail(ErrorCode::OutOfMemory, "out of host memory for the text context (" +
-                                     bytes_str(uint64_t(p.model_batch) * row * sizeof(float)) + ")");
-  }
-  auto put = [&](const char* what, const TextEmbeddings& e, size_t first_row) {
-    const size_t n = size_t(e.batch) * row;
-    for (size_t i = 0; i < n; ++i)
-      if (!std::isfinite(e.data[i]))
-        bad(std::string(what) + " contains NaN or infinity at [" + std::to_string(i / row) + ", " +
-            std::to_string(i % row / size_t(D)) + ", " + std::to_string(i % size_t(D)) + "]");
-    for (int b = 0; b < B; ++b)
-      std::copy_n(e.data + (e.batch == 1 ? 0 : size_t(b)) * row, row, ctx.begin() + (first_row + size_t(b)) * row);
-  };
-  if (guided) {
-    put("negative_prompt_embeds", o.negative_prompt_embeds, 0);  // uncond first, as diffusers concatenates
-    put("prompt_embeds", o.prompt_embeds, size_t(B));
-  } else {
-    put("prompt_embeds", o.prompt_embeds, 0);
-  }
-  return ctx;
-}
-
-uint64_t estimate_cpu_bytes(const ModelFile& mf, const Prepared& p) {
-  const SampleRequest& r = p.req;
-  const PlanLimits lim = estimate_limits();
-  const MemoryPlan plan = plan_memory(mf.graph, PlanInputs{p.model_batch, r.height, r.width, p.context_len}, lim);
-  const uint64_t per = uint64_t(r.height) * uint64_t(r.width);
-  const uint64_t cm = uint64_t(mf.graph.out_channels);
-  // The loop: arena + conv scratch + x, noise, image, copy (B rows) + model in/out (Bm rows) + text context.
-  uint64_t loop = sat_add(plan.arena_elems, plan.conv_scratch_elems);
-  loop = sat_add(loop, sat_mul(per, uint64_t(r.batch) * uint64_t(r.channels) * 4));
-  loop = sat_add(loop, sat_mul(per, uint64_t(p.model_batch) * (uint64_t(r.channels) + cm)));
-  loop = sat_add(loop, uint64_t(p.model_batch) * uint64_t(p.context_len) * uint64_t(mf.graph.context_dim));
-  uint64_t elems = loop;
-  if (p.decode) {
-    const Graph& vg = mf.vae.graph;
-    const MemoryPlan vplan = plan_memory(vg, PlanInputs{r.batch, r.height, r.width, 0}, lim);
-    // The decode: its arena + scratch + the latents + raw and mapped images.
-    uint64_t dec = sat_add(vplan.arena_elems, vplan.conv_scratch_elems);
-    dec = sat_add(dec, sat_mul(per, uint64_t(r.batch) * uint64_t(r.channels)));
-    dec = sat_add(dec, sat_mul(vplan.shapes[size_t(vg.output)].numel(), 2));
-    elems = std::max(elems, dec);
-  }
-  return sat_mul(elems, sizeof(float));
-}
-
-uint64_t estimate_cuda_bytes(const ModelFile& mf, const Prepared& p) {
-  if (mf.tensors.empty()) fail(ErrorCode::InvalidModel, "model file has no tensors");
-  const SampleRequest& r = p.req;
-  const DType dt = mf.tensors.front().dtype;  // CudaWeights keeps the file's dtype
-  const int steps = effective_steps(r);
-  const CudaMemoryReport rep = cuda_memory_report(mf, dt, r.batch, r.height, r.width, guidance_on(r), steps,
-                                                  p.text ? p.context_len : 0, estimate_limits());
-  // The sampler's tables beyond the report (run_sampler_cuda's CudaSamplerOptions defaults).
-  const uint64_t n_per = uint64_t(r.height) * uint64_t(r.width) * uint64_t(r.channels);
-  const uint64_t step_noise = sat_mul(sat_mul(uint64_t(r.batch), n_per), sizeof(float));
-  uint64_t extra = 0;
-  const bool noisy = r.sampler == SamplerKind::Ddpm || r.eta > 0.0f;
-  if (r.rng == RngKind::Torch && noisy) {
-    const uint64_t all = sat_mul(step_noise, uint64_t(steps));
-    extra = sat_add(extra, all <= (uint64_t(2) << 30) ? all : step_noise);
-  }
-  for (const Node& nd : mf.graph.nodes)
-    if (const auto* a = std::get_if<TimeEmbeddingAttrs>(&nd.attrs)) {
-      const uint64_t table = sat_mul(sat_mul(uint64_t(steps), uint64_t(p.model_batch)), uint64_t(a->out_dim) * dtype_size(dt));
-      if (table <= (uint64_t(1) << 30)) extra = sat_add(extra, sat_add(table, uint64_t(steps) * uint64_t(p.model_batch) * 4));
-      break;
-    }
-  if (p.sched.thresholding) extra = sat_add(extra, sat_add(step_noise, uint64_t(r.batch) * 4 + 512));
-  const uint64_t loop = sat_add(sat_sub(rep.total_bytes, rep.weight_bytes), extra);
-  const uint64_t dec = p.decode ? sat_sub(rep.vae_total_bytes, rep.weight_bytes) : 0;
-  return std::max(loop, dec);
+void fill_text_context(const Model& model, const SampleOptions& o, const TextEncodeFn& encode, engine::Job& job) {
+  if (!job.text) return;
+  if (o.prompts.empty()) build_context(o, job);
+  else encode_context(ModelAccess::file(model), o, encode, job);
 }
 
 }  // namespace api

@@ -2,16 +2,11 @@
 // VAE decoder -> (x/2 + 0.5).clamp(0, 1), written as NHWC float32 .npy or a PNG grid.
 #include <cstdio>
 
+#include "api/diffrt.hpp"
 #include "base/error.h"
-#include "cli/commands.h"
 #include "base/image_png.h"
-#include "runtime/latent_pipeline.h"
-#include "base/layout.h"
 #include "base/npy.h"
-#include "runtime/sampler.h"
-#ifdef DIFFRT_HAVE_CUDA
-#include "runtime/cuda/cuda_latent.h"
-#endif
+#include "cli/commands.h"
 
 namespace diffrt::cli {
 
@@ -36,27 +31,17 @@ void add_decode_command(CLI::App& app) {
     const bool npy = o->output.size() >= 4 && o->output.compare(o->output.size() - 4, 4, ".npy") == 0;
     if (!png && !npy) fail(ErrorCode::InvalidArgument, "-o: output must end in .png or .npy, got '" + o->output + "'");
     const std::string device = resolve_device(o->device, o->quiet);
-    ModelFile mf = read_model_file(o->model);
-    if (!mf.vae.present()) fail(ErrorCode::InvalidArgument, o->model + ": this model file has no VAE decoder");
+    const std::shared_ptr<const Model> model = Model::load(o->model);
+    const ModelInfo& info = model->info();
+    if (!info.has_vae) fail(ErrorCode::InvalidArgument, o->model + ": this model file has no VAE decoder");
     NpyArray z = read_npy(o->latents);
-    const int lc = mf.vae.graph.in_channels;
+    const int lc = info.in_channels;
     if (z.type != NpyType::F32 || z.shape.size() != 4 || z.shape[1] != lc)
       fail(ErrorCode::InvalidArgument, o->latents + ": expected float32 [N, " + std::to_string(lc) + ", h, w]");
     const int n = int(z.shape[0]), h = int(z.shape[2]), w = int(z.shape[3]);
-    std::vector<float> zn = nchw_to_nhwc(z.as_f32(), n, lc, h, w);
-    std::vector<float> img;
-    if (device == "cuda") {
-#ifdef DIFFRT_HAVE_CUDA
-      CudaContext ctx;
-      CudaWeights weights(mf);
-      img = decode_latents_cuda(mf, weights, ctx, zn, n, h, w);
-#endif
-    } else {
-      CpuWeights weights(mf);
-      img = decode_latents_cpu(mf, weights, zn, n, h, w);
-    }
-    img = to_image_01(img);
-    const int f = vae_scale_factor(mf), oh = f * h, ow = f * w, oc = mf.vae.graph.out_channels;
+    Session session = open_session(model, device);
+    const std::vector<float> img = session.decode(z.as_f32().data(), n, h, w);
+    const int f = info.vae_scale_factor, oh = f * h, ow = f * w, oc = info.image_channels;
     if (png)
       write_png_grid(o->output, img.data(), n, oh, ow, oc, 0, {{"Software", "diffrt " DIFFRT_VERSION_STRING}});
     else

@@ -2,11 +2,10 @@
 // as StableDiffusionPipeline.encode_prompt computes prompt_embeds (for debugging, and for --prompt-embeds).
 #include <cstdio>
 
+#include "api/diffrt.hpp"
 #include "base/error.h"
-#include "cli/commands.h"
-#include "cli/text_encode.h"
 #include "base/npy.h"
-#include "runtime/text_encoder.h"
+#include "cli/commands.h"
 
 namespace diffrt::cli {
 
@@ -34,9 +33,15 @@ void add_encode_prompt_command(CLI::App& app) {
     if (o->output.empty() && !o->print_ids) fail(ErrorCode::InvalidArgument, "give -o out.npy and/or --print-ids");
     if (!o->output.empty() && (o->output.size() < 4 || o->output.compare(o->output.size() - 4, 4, ".npy") != 0))
       fail(ErrorCode::InvalidArgument, "-o: output must end in .npy, got '" + o->output + "'");
-    ModelFile mf = read_model_file(o->model);
-    const std::vector<int32_t> ids = tokenize_prompts(mf, o->prompts);
-    const int len = mf.tokenizer.max_length, n = int(o->prompts.size());
+    const std::shared_ptr<const Model> model = Model::load(o->model);
+    if (!model->info().has_text_encoder)
+      fail(ErrorCode::InvalidArgument, o->model + ": this model file has no text encoder and tokenizer (convert the "
+                                       "pipeline folder with its text_encoder/ and tokenizer/)");
+    const std::string device = o->output.empty() ? "cpu" : resolve_device(o->device, o->quiet);
+    Session session = open_session(model, device);
+    int len = 0, dim = 0;
+    const std::vector<int32_t> ids = session.tokenize(o->prompts, &len);
+    const int n = int(o->prompts.size());
     if (o->print_ids)
       for (int i = 0; i < n; ++i) {
         std::printf("[");
@@ -44,10 +49,9 @@ void add_encode_prompt_command(CLI::App& app) {
         std::printf("]\n");
       }
     if (o->output.empty()) return;
-    const std::string device = resolve_device(o->device, o->quiet);
-    const TextEmbeds e = text_encoder_on(device, mf)(ids, n, len);
-    write_npy_f32(o->output, {e.batch, e.len, e.dim}, e.data.data());
-    if (!o->quiet) std::fprintf(stderr, "wrote %s [%d, %d, %d] (%s)\n", o->output.c_str(), e.batch, e.len, e.dim, device.c_str());
+    const std::vector<float> e = session.encode_prompts(o->prompts, &len, &dim);
+    write_npy_f32(o->output, {n, len, dim}, e.data());
+    if (!o->quiet) std::fprintf(stderr, "wrote %s [%d, %d, %d] (%s)\n", o->output.c_str(), n, len, dim, device.c_str());
   });
 }
 

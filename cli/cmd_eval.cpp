@@ -3,16 +3,10 @@
 #include <cstdint>
 #include <cstdio>
 
+#include "api/diffrt.hpp"
 #include "base/error.h"
-#include "cli/commands.h"
-#include "runtime/cpu_executor.h"
-#include "runtime/latent_pipeline.h"
-#include "base/layout.h"
 #include "base/npy.h"
-#include "runtime/plan.h"
-#ifdef DIFFRT_HAVE_CUDA
-#include "runtime/cuda/cuda_executor.h"
-#endif
+#include "cli/commands.h"
 
 namespace diffrt::cli {
 
@@ -35,14 +29,16 @@ void add_eval_command(CLI::App& app) {
   c->add_flag("-q,--quiet", o->quiet, "no notices");
   c->callback([o]() {
     const std::string device = resolve_device(o->device, o->quiet);
-    ModelFile mf = read_model_file(o->model);
+    const std::shared_ptr<const Model> model = Model::load(o->model);
+    const ModelInfo& info = model->info();
     NpyArray x = read_npy(o->sample);
     if (x.type != NpyType::F32 || x.shape.size() != 4)
       fail(ErrorCode::InvalidArgument, o->sample + ": expected float32 [N, C, H, W]");
+    if (x.shape[0] < 1 || x.shape[0] > kMaxBatch) fail(ErrorCode::InvalidArgument, o->sample + ": batch out of range");
     const int n = int(x.shape[0]), ch = int(x.shape[1]), h = int(x.shape[2]), w = int(x.shape[3]);
-    if (ch != mf.graph.in_channels)
+    if (ch != info.in_channels)
       fail(ErrorCode::InvalidArgument, o->sample + ": has " + std::to_string(ch) + " channels, the model takes " +
-                                           std::to_string(mf.graph.in_channels));
+                                           std::to_string(info.in_channels));
     NpyArray t = read_npy(o->timesteps);
     if (t.shape.size() != 1 || (t.shape[0] != n && t.shape[0] != 1))
       fail(ErrorCode::InvalidArgument, o->timesteps + ": expected shape [" + std::to_string(n) + "] or [1]");
@@ -54,42 +50,28 @@ void add_eval_command(CLI::App& app) {
       NpyArray l = read_npy(o->labels);
       if (l.type == NpyType::F32 || l.shape.size() != 1 || l.shape[0] != n)
         fail(ErrorCode::InvalidArgument, o->labels + ": expected int64/int32 [" + std::to_string(n) + "]");
-      for (int64_t v : l.as_i64()) labels.push_back(int32_t(std::clamp<int64_t>(v, -1, INT32_MAX)));  // range-checked by the executor
+      for (int64_t v : l.as_i64()) labels.push_back(int32_t(std::clamp<int64_t>(v, -1, INT32_MAX)));  // range-checked by the API
     }
-    TextEmbeds ctx;
+    std::vector<float> ctx;
+    TextEmbeddings context;
     if (!o->context.empty()) {
-      ctx = read_text_embeds(o->context);
-      if (ctx.batch != n)
-        fail(ErrorCode::InvalidArgument, o->context + ": batch " + std::to_string(ctx.batch) + " but the sample has " +
+      NpyArray e = read_npy(o->context);
+      if (e.type != NpyType::F32 || e.shape.size() != 3 || e.shape[1] < 1 || e.shape[2] < 1 || e.shape[1] > 65536 ||
+          e.shape[2] > 65536)
+        fail(ErrorCode::InvalidArgument, o->context + ": expected float32 text embeddings [batch, tokens, dim]");
+      if (e.shape[0] != n)
+        fail(ErrorCode::InvalidArgument, o->context + ": batch " + std::to_string(e.shape[0]) + " but the sample has " +
                                              std::to_string(n));
-      (void)model_context(mf.graph, ctx, nullptr, false);  // checks dim and that the model takes a context
-    } else if (mf.graph.context >= 0) {
+      ctx = e.as_f32();
+      context = {ctx.data(), n, int(e.shape[1]), int(e.shape[2])};
+    } else if (info.context_dim > 0) {
       fail(ErrorCode::InvalidArgument, "this model is text-conditioned: give --encoder-hidden-states");
     }
-    std::vector<float> in_nhwc = nchw_to_nhwc(x.as_f32(), n, ch, h, w);
-    GraphInputs in;
-    in.sample = in_nhwc.data();
-    in.timesteps = ts.data();
-    in.labels = labels.empty() ? nullptr : labels.data();
-    in.context = ctx.data.empty() ? nullptr : ctx.data.data();
-    const PlanInputs pin{n, h, w, ctx.len};
-    const ValueShape os = plan_memory(mf.graph, pin).shapes[mf.graph.output];
-    std::vector<float> out(os.numel());
-    if (device == "cuda") {
-#ifdef DIFFRT_HAVE_CUDA
-      CudaContext cctx;
-      CudaWeights weights(mf);
-      CudaExecutor ex(mf, weights, cctx, mf.graph, pin);
-      ex.run(in, out.data());
-#endif
-    } else {
-      CpuWeights weights(mf);
-      CpuExecutor ex(mf, weights, mf.graph, pin);
-      ex.run(in, out.data());
-    }
-    std::vector<float> out_nchw = nhwc_to_nchw(out, n, int(os.h), int(os.w), int(os.c));
-    write_npy_f32(o->output, {n, os.c, os.h, os.w}, out_nchw.data());
-    if (!o->quiet) std::fprintf(stderr, "wrote %s [%d, %lld, %lld, %lld]\n", o->output.c_str(), n, (long long)os.c, (long long)os.h, (long long)os.w);
+    Session session = open_session(model, device);
+    const std::vector<float> out = session.eval(x.as_f32().data(), n, h, w, ts.data(), labels.empty() ? nullptr : labels.data(),
+                                                context);
+    write_npy_f32(o->output, {n, info.out_channels, h, w}, out.data());
+    if (!o->quiet) std::fprintf(stderr, "wrote %s [%d, %d, %d, %d]\n", o->output.c_str(), n, info.out_channels, h, w);
   });
 }
 

@@ -1,9 +1,9 @@
 #include <cstdio>
 #include <map>
 
+#include "api/diffrt.hpp"
 #include "cli/commands.h"
 #include "model/model_file.h"
-#include "runtime/plan.h"
 
 namespace diffrt::cli {
 
@@ -62,11 +62,11 @@ void add_info_command(CLI::App& app) {
     if (*graph) {
       int s = mf.config.contains("sample_size") && mf.config["sample_size"].is_number_integer()
                   ? mf.config["sample_size"].get<int>() : mf.graph.downsample_factor * 4;
-      MemoryPlan p = plan_memory(mf.graph, 1, s, s);
+      const PlanSummary p = Model::load(*path)->plan_summary(1, s, s);
       std::printf("\nnodes at batch 1, %dx%d (arena %.2f MiB fp32, %.2f MiB without reuse):\n", s, s,
-                  double(p.arena_elems) * 4 / (1 << 20), double(p.naive_elems) * 4 / (1 << 20));
-      for (const auto& n : mf.graph.nodes)
-        std::printf("  %-14s %-52s -> %s\n", op_name(n.attrs), n.name.c_str(), p.shapes[n.output].str().c_str());
+                  double(p.arena_bytes_fp32) / (1 << 20), double(p.naive_bytes_fp32) / (1 << 20));
+      for (const PlanSummary::Node& n : p.nodes)
+        std::printf("  %-14s %-52s -> %s\n", n.op.c_str(), n.name.c_str(), n.shape.c_str());
     }
   });
 }

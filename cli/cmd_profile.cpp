@@ -1,8 +1,6 @@
 // diffrt profile: one eager UNet call (and one VAE decode for latent models) node by node -- per-node time, bytes,
 // FLOPs, achieved GB/s and TFLOP/s (against measured ceilings on the GPU) -- written as a Chrome/Perfetto trace,
 // with a per-op summary on stderr. Measurement: runtime/cuda/cuda_bench.h (profile_cuda) and runtime/cpu_bench.h.
-#include <omp.h>
-
 #include <cstdio>
 
 #include "base/error.h"
@@ -13,7 +11,7 @@ namespace diffrt::cli {
 
 void add_profile_command(CLI::App& app, const std::string& command) {
   struct Opts {
-    WorkloadOptions w;
+    bench::Workload w;
     std::string model, output, json, name, device = "auto";
     int warmup = 2, repeat = 5, top = 15, threads = 0;
     bool no_vae = false, no_ceilings = false, quiet = false;
@@ -43,28 +41,30 @@ void add_profile_command(CLI::App& app, const std::string& command) {
   c->add_flag("-q,--quiet", o->quiet, "no per-op table or notices on stderr");
   c->callback([o, command]() {
     if (o->threads < 0) fail(ErrorCode::InvalidArgument, "--threads must be >= 0");
-    if (o->threads > 0) omp_set_num_threads(o->threads);
     if (o->warmup < 1 || o->warmup > 1000) fail(ErrorCode::InvalidArgument, "--warmup must be in [1, 1000]");
-    if (o->repeat < 1 || o->repeat > 1000) fail(ErrorCode::InvalidArgument, "--repeat must be in [1, 1000]");
-    if (o->top < 0) fail(ErrorCode::InvalidArgument, "--top must be >= 0");
     const std::string device = resolve_device(o->device, o->quiet);
-    ModelFile mf = read_model_file(o->model);
-    const std::string name = o->name.empty() ? file_stem(o->model) : o->name;
-    const Workload w = make_workload(mf, o->w);
-    BenchBackend backend(device, mf);
-    const ProfileRun run = backend.profile(w, o->warmup, o->repeat, !o->no_vae, device == "cuda" && !o->no_ceilings);
-    const nlohmann::json env = environment_json(device, command);
-    nlohmann::json meta = {{"schema", "diffrt.profile.v1"}, {"env", env}, {"model", model_json(mf, o->model, name)},
-                           {"workload", workload_json(w)},
-                           {"options", {{"warmup", o->warmup}, {"repeat", o->repeat}}}};
-    const nlohmann::json summary = write_trace(o->output, run, meta, o->top, o->quiet);
-    if (!o->json.empty()) {
-      meta["summary"] = summary;
-      meta["ceilings"] = {{"copy_gbps", run.ceilings.copy_gbps}, {"gemm_tflops", run.ceilings.gemm_tflops}};
-      write_json_file(o->json, meta);
+    Session session = open_session(Model::load(o->model), device, o->threads);
+    bench::ProfileOptions p;
+    p.workload = o->w;
+    p.id = {o->model, o->name, command};
+    p.warmup = o->warmup;
+    p.repeat = o->repeat;
+    p.vae = !o->no_vae;
+    p.ceilings = !o->no_ceilings;
+    p.top = o->top;
+    const bench::ProfileResult r = bench::run_profile(session, p);
+    write_json_file(o->output, r.trace);
+    if (!o->quiet) {
+      const nlohmann::json& c = r.summary["ceilings"];
+      if (c["copy_gbps"].get<double>() > 0)
+        std::fprintf(stderr, "ceilings: copy %.0f GB/s, GEMM %.1f TFLOP/s (model dtype)\n", c["copy_gbps"].get<double>(),
+                     c["gemm_tflops"].get<double>());
+      std::fprintf(stderr, "%swrote %s (open in ui.perfetto.dev or chrome://tracing)\n", r.table.c_str(), o->output.c_str());
     }
-    for (const ProfiledGraph& g : run.graphs)
-      std::printf("%s: %zu nodes, %.3f ms\n", g.label.c_str(), g.graph->nodes.size(), g.total_us() / 1e3);
+    if (!o->json.empty()) write_json_file(o->json, r.summary);
+    for (const auto& g : r.summary["graphs"])
+      std::printf("%s: %d nodes, %.3f ms\n", g["label"].get<std::string>().c_str(), g["nodes"].get<int>(),
+                  g["total_ms"].get<double>());
   });
 }
 

@@ -1,29 +1,18 @@
-// diffrt sample: the full DDPM/DDIM loop from noise to images (PNG grid or diffusers-style .npy).
-#include <omp.h>
-
+// diffrt sample: the whole sampling loop from noise to images (PNG grid or diffusers-style .npy), through the C++
+// API's Session (the one engine path). This file turns flags into SampleOptions and writes the result.
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
 
+#include "api/diffrt.hpp"
+#include "base/atomic_file.h"
 #include "base/error.h"
+#include "base/image_png.h"
+#include "base/json_fields.h"
+#include "base/npy.h"
 #include "cli/commands.h"
 #include "cli/progress.h"
-#include "cli/text_encode.h"
-#include "runtime/cpu_executor.h"
-#include "base/atomic_file.h"
-#include "base/json_fields.h"
-#include "base/image_png.h"
-#include "runtime/latent_pipeline.h"
-#include "base/layout.h"
-#include "base/npy.h"
-#include "runtime/sampler.h"
-#include "runtime/schedule.h"
-#include "runtime/text_encoder.h"
-#ifdef DIFFRT_HAVE_CUDA
-#include "runtime/cuda/cuda_latent.h"
-#include "runtime/cuda/cuda_sampler.h"
-#endif
 
 namespace diffrt::cli {
 
@@ -40,15 +29,9 @@ struct SampleOpts {
   bool quiet = false;
 };
 
-// Model-file defaults, then --scheduler-config, then flags; validated as one diffusers config.
-nlohmann::json scheduler_json(const ModelFile& mf, const SampleOpts& o) {
-  nlohmann::json j = mf.scheduler.is_object() ? mf.scheduler : nlohmann::json::object();
-  if (!o.scheduler_config.empty()) {
-    auto text = read_file_bytes(o.scheduler_config, 1 << 20);
-    nlohmann::json f = parse_json_strict(text, o.scheduler_config);
-    if (!f.is_object()) fail(ErrorCode::InvalidArgument, o.scheduler_config + ": expected a JSON object");
-    j = f;
-  }
+// The flags that override single scheduler config keys, as one JSON object (applied after --scheduler-config).
+nlohmann::json scheduler_overrides(const SampleOpts& o) {
+  nlohmann::json j = nlohmann::json::object();
   if (!o.timestep_spacing.empty()) j["timestep_spacing"] = o.timestep_spacing;
   if (!o.prediction_type.empty()) j["prediction_type"] = o.prediction_type;
   if (!o.variance_type.empty()) j["variance_type"] = o.variance_type;
@@ -78,8 +61,8 @@ uint64_t parse_seed(const std::string& s) {
 }
 
 // "--class 3", "--class 1,4,7" or "--class all" -> per-sample labels (cycling over the list).
-std::vector<int32_t> parse_classes(const std::string& spec, const ModelFile& mf, int batch) {
-  const int nc = mf.conditioning.num_classes, null_class = mf.conditioning.null_class;
+std::vector<int32_t> parse_classes(const std::string& spec, const ModelInfo& info, int batch) {
+  const int nc = info.num_classes, null_class = info.null_class;
   if (spec.empty()) return {};
   if (!nc) fail(ErrorCode::InvalidArgument, "--class: this model is not class-conditional");
   std::vector<int32_t> list;
@@ -105,47 +88,27 @@ std::vector<int32_t> parse_classes(const std::string& spec, const ModelFile& mf,
   return labels;
 }
 
-// Text context of a text-conditioned model ([negative; positive] with guidance); empty otherwise.
-struct TextInputs {
-  std::vector<float> context;
-  int len = 0;
+// A float32 .npy of text embeddings [B, L, D]; errors name the file.
+struct Embeds {
+  std::vector<float> data;
+  int batch = 0, len = 0, dim = 0;
+  TextEmbeddings view() const { return {data.data(), batch, len, dim}; }
 };
-
-// The denoising loop on the chosen backend: final x (pixels or latents) [B, h, w, C] NHWC.
-std::vector<float> denoise(const std::string& device, const ModelFile& mf, const SchedulerConfig& sched,
-                           const SampleRequest& req, const TextInputs& text, const ProgressFn& progress) {
-  if (device == "cuda") {
-#ifdef DIFFRT_HAVE_CUDA
-    CudaContext ctx;
-    CudaWeights weights(mf);
-    if (mf.graph.context >= 0) return sample_latents_cuda(mf, weights, ctx, sched, req, text.context, text.len, progress);
-    return run_sampler_cuda(mf, weights, ctx, sched, req, progress);
-#else
-    fail(ErrorCode::Unsupported, "this build has no CUDA backend");
-#endif
-  }
-  CpuWeights weights(mf);
-  if (mf.graph.context >= 0) return sample_latents_cpu(mf, weights, sched, req, text.context, text.len, progress);
-  const int bm = model_batch(req);
-  CpuExecutor ex(mf, weights, bm, req.height, req.width);  // checks the size before the loop starts
-  UNetFn unet = [&](const float* x, const float* t, const int32_t* labels, int n, float* out) {
-    if (n != bm) fail(ErrorCode::Internal, "sampler batch changed");
-    ex.run(x, t, labels, out);
-  };
-  return run_sampler(sched, req, mf.graph.out_channels, unet, progress);
+Embeds read_embeds(const std::string& path) {
+  NpyArray a = read_npy(path);
+  if (a.type != NpyType::F32 || a.shape.size() != 3 || a.shape[0] < 1 || a.shape[1] < 1 || a.shape[2] < 1)
+    fail(ErrorCode::InvalidArgument, path + ": expected float32 text embeddings [batch, tokens, dim]");
+  if (a.shape[0] > kMaxBatch || a.shape[1] > 65536 || a.shape[2] > 65536)
+    fail(ErrorCode::InvalidArgument, path + ": embedding shape out of range");
+  Embeds e;
+  e.batch = int(a.shape[0]); e.len = int(a.shape[1]); e.dim = int(a.shape[2]);
+  e.data = a.as_f32();
+  return e;
 }
 
-std::vector<float> decode(const std::string& device, const ModelFile& mf, const std::vector<float>& latents, int n,
-                          int h, int w) {
-  if (device == "cuda") {
-#ifdef DIFFRT_HAVE_CUDA
-    CudaContext ctx;
-    CudaWeights weights(mf);
-    return decode_latents_cuda(mf, weights, ctx, latents, n, h, w);
-#endif
-  }
-  CpuWeights weights(mf);
-  return decode_latents_cpu(mf, weights, latents, n, h, w);
+bool ends_with(const std::string& s, const char* suffix) {
+  const size_t n = std::char_traits<char>::length(suffix);
+  return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
 }
 
 }  // namespace
@@ -204,126 +167,103 @@ void add_sample_command(CLI::App& app) {
   c->add_flag("-q,--quiet", o->quiet, "no progress bar or notices (the seed is still printed)");
   c->callback([o, steps_opt]() {
     if (steps_opt->count() && o->steps < 1) fail(ErrorCode::InvalidArgument, "--steps must be >= 1");
-    const std::string device = resolve_device(o->device, o->quiet);
     if (o->threads < 0) fail(ErrorCode::InvalidArgument, "--threads must be >= 0");
-    if (o->threads > 0) omp_set_num_threads(o->threads);
-    const bool png = o->output.size() >= 4 && o->output.compare(o->output.size() - 4, 4, ".png") == 0;
-    const bool npy = o->output.size() >= 4 && o->output.compare(o->output.size() - 4, 4, ".npy") == 0;
+    const bool png = ends_with(o->output, ".png"), npy = ends_with(o->output, ".npy");
     if (!png && !npy) fail(ErrorCode::InvalidArgument, "-o: output must end in .png or .npy, got '" + o->output + "'");
-    if (o->batch < 1 || o->batch > 4096) fail(ErrorCode::InvalidArgument, "--batch must be in [1, 4096]");
+    if (o->batch < 1 || o->batch > kMaxBatch) fail(ErrorCode::InvalidArgument, "--batch must be in [1, 4096]");
     if (!(o->guidance == o->guidance) || o->guidance > 1000 || (o->guidance < 0 && o->guidance != -1.0))
       fail(ErrorCode::InvalidArgument, "--guidance-scale must be a number in [0, 1000]");
     if (!(o->eta >= 0 && o->eta <= 10)) fail(ErrorCode::InvalidArgument, "--eta must be in [0, 10]");
-
-    ModelFile mf = read_model_file(o->model);
-    nlohmann::json sj = scheduler_json(mf, *o);
-    SchedulerConfig sched = scheduler_config_from_json(sj, o->scheduler_config.empty() ? o->model + " (scheduler)" : o->scheduler_config);
-
-    const bool text_model = mf.graph.context >= 0;
-    const bool latent_model = mf.vae.present();
     const bool want_latents = o->output_type == "latent";
     if (want_latents && !npy) fail(ErrorCode::InvalidArgument, "--output-type latent writes .npy only");
-    if (!want_latents && text_model && !latent_model)
-      fail(ErrorCode::InvalidArgument, "this model file has no VAE decoder: use --output-type latent");
     const bool prompted = !o->prompts.empty();
     if (prompted && (!o->prompt_embeds.empty() || !o->negative_prompt_embeds.empty()))
       fail(ErrorCode::InvalidArgument, "give --prompt or --prompt-embeds, not both");
     if (!o->negative_prompts.empty() && !prompted)
       fail(ErrorCode::InvalidArgument, "--negative-prompt needs --prompt (with --prompt-embeds, give --negative-prompt-embeds)");
+
+    const std::string device = resolve_device(o->device, o->quiet);
+    const std::shared_ptr<const Model> model = Model::load(o->model);
+    const ModelInfo& info = model->info();
+    const bool text_model = info.context_dim > 0;
+    if (!want_latents && text_model && !info.has_vae)
+      fail(ErrorCode::InvalidArgument, "this model file has no VAE decoder: use --output-type latent");
     if (text_model && !prompted && o->prompt_embeds.empty())
-      fail(ErrorCode::InvalidArgument, mf.text_encoder.present()
+      fail(ErrorCode::InvalidArgument, info.has_text_encoder
                                            ? "this model is text-conditioned: give --prompt (or --prompt-embeds)"
                                            : "this model is text-conditioned: give --prompt-embeds (this model file has "
                                              "no text encoder for --prompt)");
     if (!text_model && (!o->prompt_embeds.empty() || !o->negative_prompt_embeds.empty()))
       fail(ErrorCode::InvalidArgument, "--prompt-embeds: this model is not text-conditioned");
     if (!text_model && prompted) fail(ErrorCode::InvalidArgument, "--prompt: this model is not text-conditioned");
-    if (prompted && !mf.text_encoder.present())
+    if (prompted && !info.has_text_encoder)
       fail(ErrorCode::InvalidArgument, "--prompt: this model file has no text encoder and tokenizer (convert the pipeline "
                                        "folder with its text_encoder/ and tokenizer/, or give --prompt-embeds)");
     if (!text_model && want_latents) fail(ErrorCode::InvalidArgument, "--output-type latent: this model has no latents");
 
-    SampleRequest req;
-    std::string sampler = o->sampler;
-    if (sampler.empty()) {
-      // DDPMScheduler configs sample with DDPM; DDIM and the other SD schedulers (PNDM, ...) with DDIM.
-      const nlohmann::json cls = sj.value("_class_name", nlohmann::json(""));
-      sampler = cls == "DDPMScheduler" || (cls == "" && !text_model) ? "ddpm" : "ddim";
+    SampleOptions so;
+    so.sampler = o->sampler;
+    so.steps = o->steps;
+    so.eta = float(o->eta);
+    so.seed = parse_seed(o->seed);
+    so.rng = o->rng == "torch" ? Rng::Torch : Rng::Philox;
+    so.batch = o->batch;
+    so.height = o->height;
+    so.width = o->width;
+    so.guidance_scale = float(o->guidance >= 0 ? o->guidance : info.default_guidance_scale);
+    so.output = want_latents ? Output::Latents : Output::Images;
+    if (!o->scheduler_config.empty()) {
+      const nlohmann::json f = parse_json_strict(read_file_bytes(o->scheduler_config, 1 << 20), o->scheduler_config);
+      if (!f.is_object()) fail(ErrorCode::InvalidArgument, o->scheduler_config + ": expected a JSON object");
+      so.scheduler_config = f.dump();
     }
-    req.sampler = sampler == "ddim" ? SamplerKind::Ddim : SamplerKind::Ddpm;
-    req.steps = o->steps ? o->steps : (req.sampler == SamplerKind::Ddim ? 50 : 1000);
-    req.eta = float(o->eta);
-    req.seed = parse_seed(o->seed);
-    req.rng = o->rng == "torch" ? RngKind::Torch : RngKind::Philox;
-    req.batch = o->batch;
-    int sample_size = mf.config.contains("sample_size") && mf.config["sample_size"].is_number_integer()
-                          ? mf.config["sample_size"].get<int>() : 0;
-    const int f = latent_model ? vae_scale_factor(mf) : 1;  // pixels per latent
-    const int img_h = o->height ? o->height : sample_size * f, img_w = o->width ? o->width : sample_size * f;
-    if (img_h <= 0 || img_w <= 0) fail(ErrorCode::InvalidArgument, "the model has no sample_size: give -H and -W");
-    if (img_h % f || img_w % f)
-      fail(ErrorCode::InvalidArgument, "-H/-W must be multiples of the VAE's factor " + std::to_string(f) + ", got " +
-                                           std::to_string(img_h) + "x" + std::to_string(img_w));
-    req.height = img_h / f;
-    req.width = img_w / f;
-    req.channels = mf.graph.in_channels;
-    TextInputs text;
-    TextEmbeds pos, neg;
-    req.guidance_scale = float(o->guidance >= 0 ? o->guidance : text_model ? 7.5 : 1.0);
-    if (text_model && prompted) {
-      // StableDiffusionPipeline.encode_prompt: the negative prompts are encoded only with guidance.
-      req.text_cfg = true;
-      PromptEmbeds pe = encode_prompts(mf, o->prompts, o->negative_prompts, guidance_on(req), o->batch,
-                                       text_encoder_on(device, mf));
-      pos = std::move(pe.positive);
-      neg = std::move(pe.negative);
-      req.batch = pos.batch;
+    const nlohmann::json overrides = scheduler_overrides(*o);
+    if (!overrides.empty()) so.scheduler_overrides = overrides.dump();
+    so.class_labels = parse_classes(o->classes, info, o->batch);
+    if (info.num_classes && so.class_labels.empty())
+      fail(ErrorCode::InvalidArgument, "this model is class-conditional: give --class (an index, a list or 'all')");
+    Embeds pos, neg;
+    if (prompted) {
+      so.prompts = o->prompts;
+      so.negative_prompts = o->negative_prompts;
     } else if (text_model) {
-      pos = read_text_embeds(o->prompt_embeds);
-      if (!o->negative_prompt_embeds.empty()) neg = read_text_embeds(o->negative_prompt_embeds);
+      pos = read_embeds(o->prompt_embeds);
+      if (!o->negative_prompt_embeds.empty()) neg = read_embeds(o->negative_prompt_embeds);
       if (o->batch != 1 && o->batch != pos.batch)
         fail(ErrorCode::InvalidArgument, "--batch " + std::to_string(o->batch) + " but the prompt embeddings hold " +
                                              std::to_string(pos.batch) + " prompts (the batch is theirs)");
-      req.batch = pos.batch;
-      req.text_cfg = true;
+      so.batch = pos.batch;
+      so.prompt_embeds = pos.view();
+      if (!neg.data.empty()) so.negative_prompt_embeds = neg.view();
     }
-    req.class_labels = parse_classes(o->classes, mf, o->batch);
-    if (mf.conditioning.num_classes && req.class_labels.empty())
-      fail(ErrorCode::InvalidArgument, "this model is class-conditional: give --class (an index, a list or 'all')");
-    req.null_class = mf.conditioning.null_class;
-    if (text_model) {
-      text.context = model_context(mf.graph, pos, neg.data.empty() ? nullptr : &neg, guidance_on(req));
-      text.len = pos.len;
-    }
-    const bool cfg = guidance_on(req) && !text_model;
-    if (cfg && req.null_class < 0)
+    if (so.guidance_scale > 1 && !text_model && info.num_classes && info.null_class < 0)
       fail(ErrorCode::InvalidArgument, "--guidance-scale > 1 needs a null class; this model file has none "
                                        "(re-convert with --null-class)");
 
-    std::printf("seed: %llu\n", (unsigned long long)req.seed);
+    SessionOptions sopt;
+    sopt.device = device == "cuda" ? Device::Cuda : Device::Cpu;
+    sopt.threads = o->threads;
+    Session session(model, sopt);
+    const SampleDescription d = session.describe(so);
+    const ImageShape shape = session.output_shape(so);
+
+    std::printf("seed: %llu\n", (unsigned long long)so.seed);
     std::fflush(stdout);
-    ProgressBar bar("sampling", req.steps, o->quiet);
-    ProgressFn progress = [&](int step, int total) { (void)total; bar.update(step); return true; };
-    std::vector<float> x = denoise(device, mf, sched, req, text, progress);
+    ProgressBar bar("sampling", d.steps, o->quiet);
+    so.progress = [&](int step, int) { bar.update(step); return true; };
+    const std::vector<float> out = session.sample(so);
     bar.finish();
     if (want_latents) {
-      write_npy_f32(o->output, {req.batch, req.channels, req.height, req.width},
-                    nhwc_to_nchw(x, req.batch, req.height, req.width, req.channels).data());
+      write_npy_f32(o->output, {shape.batch, shape.channels, shape.height, shape.width}, out.data());
       if (!o->quiet) std::fprintf(stderr, "wrote %s (latents)\n", o->output.c_str());
       return;
     }
-    int out_c = req.channels;
-    if (latent_model) {
-      x = decode(device, mf, x, req.batch, req.height, req.width);
-      out_c = mf.vae.graph.out_channels;
-    }
-    std::vector<float> img = to_image_01(x);
-
-    nlohmann::json meta = {{"seed", req.seed}, {"sampler", sampler}, {"steps", req.steps}, {"eta", req.eta},
-                           {"rng", o->rng}, {"guidance_scale", req.guidance_scale}, {"batch", req.batch},
-                           {"height", img_h}, {"width", img_w}, {"model", o->model},
-                           {"class_labels", req.class_labels}, {"scheduler", sj}, {"device", device}};
-    if (text_model && prompted) {
+    nlohmann::json meta = {{"seed", so.seed}, {"sampler", d.sampler}, {"steps", d.steps}, {"eta", so.eta},
+                           {"rng", o->rng}, {"guidance_scale", d.guidance_scale}, {"batch", shape.batch},
+                           {"height", shape.height}, {"width", shape.width}, {"model", o->model},
+                           {"class_labels", so.class_labels}, {"scheduler", nlohmann::json::parse(d.scheduler_config)},
+                           {"device", device}};
+    if (prompted) {
       meta["prompt"] = o->prompts;
       meta["negative_prompt"] = o->negative_prompts;
     } else if (text_model) {
@@ -332,12 +272,12 @@ void add_sample_command(CLI::App& app) {
     }
     if (png) {
       int cols = o->grid_cols;
-      if (!cols && o->classes == "all") cols = mf.conditioning.num_classes - (mf.conditioning.null_class >= 0 ? 1 : 0);
-      write_png_grid(o->output, img.data(), req.batch, img_h, img_w, out_c, cols,
-                     {{"Software", "diffrt " DIFFRT_VERSION_STRING}, {"seed", std::to_string(req.seed)},
+      if (!cols && o->classes == "all") cols = info.num_classes - (info.null_class >= 0 ? 1 : 0);
+      write_png_grid(o->output, out.data(), shape.batch, shape.height, shape.width, shape.channels, cols,
+                     {{"Software", "diffrt " DIFFRT_VERSION_STRING}, {"seed", std::to_string(so.seed)},
                       {"diffrt", meta.dump()}});
     } else {
-      write_npy_f32(o->output, {req.batch, img_h, img_w, out_c}, img.data());
+      write_npy_f32(o->output, {shape.batch, shape.height, shape.width, shape.channels}, out.data());
     }
     if (!o->quiet) std::fprintf(stderr, "wrote %s\n", o->output.c_str());
   });

@@ -2,6 +2,11 @@
 #pragma once
 #include <CLI/CLI.hpp>
 
+#include <memory>
+#include <string>
+
+#include "api/diffrt.hpp"
+
 namespace diffrt::cli {
 
 void add_convert_command(CLI::App& app);
@@ -16,5 +21,7 @@ void add_profile_command(CLI::App& app, const std::string& command);
 
 // --device: "auto" picks cuda when built with it and a device is present, else cpu with a notice.
 std::string resolve_device(const std::string& requested, bool quiet);
+// A session of `model` on a resolved device ("cpu" or "cuda"); threads 0: all cores.
+Session open_session(const std::shared_ptr<const Model>& model, const std::string& device, int threads = 0);
 
 }  // namespace diffrt::cli

@@ -2,39 +2,26 @@
 // present, otherwise the CPU backend with a notice; "cuda" without one is an error.
 #include <cstdio>
 
+#include "api/diffrt.hpp"
 #include "base/error.h"
 #include "cli/commands.h"
 
-#ifdef DIFFRT_HAVE_CUDA
-#include <cuda_runtime_api.h>
-#endif
-
 namespace diffrt::cli {
-
-static bool cuda_device_present(std::string* why) {
-#ifdef DIFFRT_HAVE_CUDA
-  int n = 0;
-  cudaError_t e = cudaGetDeviceCount(&n);
-  if (e != cudaSuccess) {
-    *why = std::string("no usable CUDA device (") + cudaGetErrorString(e) + ")";
-    cudaGetLastError();  // clear the sticky-free error so later calls start clean
-    return false;
-  }
-  if (n == 0) *why = "no CUDA device";
-  return n > 0;
-#else
-  *why = "this build has no CUDA backend";
-  return false;
-#endif
-}
 
 std::string resolve_device(const std::string& requested, bool quiet) {
   if (requested == "cpu") return "cpu";
   std::string why;
-  if (cuda_device_present(&why)) return "cuda";
+  if (device_count(Device::Cuda, &why) > 0) return "cuda";
   if (requested == "cuda") fail(ErrorCode::Unsupported, "--device cuda: " + why + "; use --device cpu");
   if (!quiet) std::fprintf(stderr, "diffrt: %s: using the CPU backend (slow; --device cpu hides this notice)\n", why.c_str());
   return "cpu";
+}
+
+Session open_session(const std::shared_ptr<const Model>& model, const std::string& device, int threads) {
+  SessionOptions o;
+  o.device = device == "cuda" ? Device::Cuda : Device::Cpu;
+  o.threads = threads;
+  return Session(model, o);
 }
 
 }  // namespace diffrt::cli

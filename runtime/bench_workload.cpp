@@ -1,6 +1,6 @@
-// The backend-independent part of diffrt bench / profile (contracts in bench_workload.h). The request is built
-// with the same rules as `diffrt sample` (cli/cmd_sample.cpp): sampler from the scheduler class,
-// guidance default 7.5 for text-conditioned models, [negative; positive] text context, VAE factor.
+// The backend-independent part of diffrt bench / profile (contracts in bench_workload.h). The request itself is
+// validated and built by the API (api/bench.cpp: the same rules as every sample request); this adds the random
+// inputs of one UNet call and one VAE decode.
 #include "runtime/bench_workload.h"
 
 #include <algorithm>
@@ -22,13 +22,6 @@ std::vector<float> normal(size_t n, std::mt19937_64& rng) {
   return v;
 }
 
-TextEmbeds random_embeds(int batch, int len, int dim, std::mt19937_64& rng) {
-  TextEmbeds e;
-  e.batch = batch; e.len = len; e.dim = dim;
-  e.data = normal(size_t(batch) * size_t(len) * size_t(dim), rng);
-  return e;
-}
-
 }  // namespace
 
 GraphInputs Workload::unet_inputs() const {
@@ -46,94 +39,33 @@ GraphInputs Workload::vae_inputs() const {
   return in;
 }
 
-Workload make_workload(const ModelFile& mf, const WorkloadOptions& o) {
+Workload make_workload(const ModelFile& mf, const WorkloadRequest& q) {
   if (mf.graph.sample < 0 || mf.graph.timestep < 0)
     fail(ErrorCode::InvalidArgument,
          "bench/profile need a denoiser model file (a UNet with sample and timestep inputs)");
-  if (o.batch < 1 || o.batch > 4096) fail(ErrorCode::InvalidArgument, "--batch must be in [1, 4096]");
-  if (o.steps < 1 || o.steps > 10000) fail(ErrorCode::InvalidArgument, "--steps must be in [1, 10000]");
-  if (!(o.guidance == o.guidance) || o.guidance > 1000 || (o.guidance < 0 && o.guidance != -1.0))
-    fail(ErrorCode::InvalidArgument, "--guidance-scale must be a number in [0, 1000]");
-  if (!(o.eta >= 0 && o.eta <= 10)) fail(ErrorCode::InvalidArgument, "--eta must be in [0, 10]");
-  if (o.context_len < 1 || o.context_len > 4096) fail(ErrorCode::InvalidArgument, "--context-len must be in [1, 4096]");
-
   Workload w;
-  w.scheduler_json = mf.scheduler.is_object() ? mf.scheduler : nlohmann::json::object();
-  w.sched = scheduler_config_from_json(w.scheduler_json, "model file scheduler");
+  w.sched = q.sched;
+  w.scheduler_json = q.scheduler_json;
+  w.req = q.req;
+  w.sampler = q.sampler;
   w.text_model = mf.graph.context >= 0;
   w.latent_model = mf.vae.present();
-  if (!w.text_model && (!o.prompt_embeds.empty() || !o.negative_prompt_embeds.empty()))
-    fail(ErrorCode::InvalidArgument, "--prompt-embeds: this model is not text-conditioned");
-
-  std::string sampler = o.sampler;
-  if (sampler.empty()) {
-    const nlohmann::json cls = w.scheduler_json.value("_class_name", nlohmann::json(""));
-    sampler = cls == "DDPMScheduler" || (cls == "" && !w.text_model) ? "ddpm" : "ddim";
-  }
-  if (sampler != "ddpm" && sampler != "ddim") fail(ErrorCode::InvalidArgument, "--sampler must be ddpm or ddim");
-  w.sampler = sampler;
-  SampleRequest& r = w.req;
-  r.sampler = sampler == "ddim" ? SamplerKind::Ddim : SamplerKind::Ddpm;
-  r.steps = o.steps;
-  r.eta = float(o.eta);
-  r.seed = o.seed;
-  r.batch = o.batch;
-
-  const int sample_size = mf.config.contains("sample_size") && mf.config["sample_size"].is_number_integer()
-                              ? mf.config["sample_size"].get<int>() : 0;
   w.vae_factor = w.latent_model ? vae_scale_factor(mf) : 1;
-  const int f = w.vae_factor;
-  w.img_h = o.height ? o.height : sample_size * f;
-  w.img_w = o.width ? o.width : sample_size * f;
-  if (w.img_h <= 0 || w.img_w <= 0) fail(ErrorCode::InvalidArgument, "the model has no sample_size: give -H and -W");
-  if (w.img_h % f || w.img_w % f)
-    fail(ErrorCode::InvalidArgument, "-H/-W must be multiples of the VAE's factor " + std::to_string(f) + ", got " +
-                                         std::to_string(w.img_h) + "x" + std::to_string(w.img_w));
-  r.height = w.img_h / f;
-  r.width = w.img_w / f;
-  r.channels = mf.graph.in_channels;
+  w.img_h = w.req.height * w.vae_factor;
+  w.img_w = w.req.width * w.vae_factor;
+  w.cfg = guidance_on(w.req);
+  w.model_batch = model_batch(w.req);
+  w.context = q.context;
+  w.context_len = q.context_len;
+  w.random_text = q.random_text;
+  const SampleRequest& r = w.req;
+  if (w.text_model && w.context.size() != size_t(w.model_batch) * size_t(w.context_len) * size_t(mf.graph.context_dim))
+    fail(ErrorCode::Internal, "bench workload: the text context does not match the model batch");
 
-  std::mt19937_64 rng(o.seed ^ 0x9e3779b97f4a7c15ull);
-  TextEmbeds pos, neg;
-  if (w.text_model) {
-    if (!o.prompt_embeds.empty()) {
-      pos = read_text_embeds(o.prompt_embeds);
-      if (o.batch != 1 && o.batch != pos.batch)
-        fail(ErrorCode::InvalidArgument, "--batch " + std::to_string(o.batch) + " but the prompt embeddings hold " +
-                                             std::to_string(pos.batch) + " prompts (the batch is theirs)");
-      r.batch = pos.batch;
-    } else {
-      pos = random_embeds(r.batch, o.context_len, mf.graph.context_dim, rng);
-      w.random_text = true;
-    }
-    neg = !o.negative_prompt_embeds.empty() ? read_text_embeds(o.negative_prompt_embeds)
-                                            : random_embeds(pos.batch, pos.len, pos.dim, rng);
-    r.text_cfg = true;
-  } else if (mf.conditioning.num_classes) {
-    // Class-conditional: labels cycle over the classes (the null class excluded).
-    std::vector<int32_t> classes;
-    for (int c = 0; c < mf.conditioning.num_classes; ++c)
-      if (c != mf.conditioning.null_class) classes.push_back(c);
-    if (classes.empty()) fail(ErrorCode::InvalidModel, "class-conditional model without a non-null class");
-    for (int i = 0; i < r.batch; ++i) r.class_labels.push_back(classes[size_t(i) % classes.size()]);
-  }
-  r.guidance_scale = float(o.guidance >= 0 ? o.guidance : w.text_model ? 7.5 : 1.0);
-  r.null_class = mf.conditioning.null_class;
-  if (guidance_on(r) && !w.text_model && r.null_class < 0)
-    fail(ErrorCode::InvalidArgument, "--guidance-scale > 1 needs a null class; this model file has none");
-  if (!w.text_model && !mf.conditioning.num_classes && r.guidance_scale > 1)
-    fail(ErrorCode::InvalidArgument, "--guidance-scale > 1: this model has neither text nor class conditioning");
-  validate_sample_request(w.sched, r, mf.graph.out_channels);
-  w.cfg = guidance_on(r);
-  w.model_batch = model_batch(r);
-  if (w.text_model) {
-    w.context = model_context(mf.graph, pos, &neg, w.cfg);
-    w.context_len = pos.len;
-  }
-
+  std::mt19937_64 rng(r.seed ^ 0x5851f42d4c957f2dull);
   w.unet_in = PlanInputs{w.model_batch, r.height, r.width, w.text_model ? w.context_len : 0};
   w.unet_sample = normal(size_t(w.model_batch) * size_t(r.height) * size_t(r.width) * size_t(r.channels), rng);
-  const SamplingPlan plan = make_sampling_plan(w.sched, r.sampler, r.steps, r.eta);
+  const SamplingPlan plan = make_sampling_plan(w.sched, r.sampler, effective_steps(r), r.eta);
   w.unet_timesteps.assign(size_t(w.model_batch), plan.timesteps.empty() ? 0.0f : float(plan.timesteps.front()));
   w.unet_labels = model_labels(r);
   if (w.latent_model) {
@@ -142,6 +74,11 @@ Workload make_workload(const ModelFile& mf, const WorkloadOptions& o) {
     w.vae_latents = normal(size_t(r.batch) * latent, rng);
   }
   return w;
+}
+
+std::vector<float> random_normal(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  return normal(n, rng);
 }
 
 nlohmann::json workload_json(const Workload& w) {

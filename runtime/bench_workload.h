@@ -1,11 +1,10 @@
-// What `diffrt bench` and `diffrt profile` run, independent of the backend: the sampling request built from a
-// model file and the command's options (as `diffrt sample` builds it), random inputs for one UNet call and one
+// What `diffrt bench` and `diffrt profile` run, independent of the backend: a validated sampling request (the
+// API builds it from the command's options, as every sample request), random inputs for one UNet call and one
 // VAE decode, and the measurements each backend returns. The backends are runtime/cpu_bench.h (std::chrono) and
 // runtime/cuda/cuda_bench.h (CUDA events).
 //
-// Inputs are random unless given: text embeddings N(0,1) [B, context_len, context_dim] (positive and negative),
-// UNet sample N(0,1), timestep = the first of the schedule, class labels cycled over the model's classes,
-// VAE latents N(0,1). Timings do not depend on the values (except fp16 overflow in a VAE, which is reported).
+// Inputs are random: UNet sample N(0,1), timestep = the first of the schedule, VAE latents N(0,1) (the API adds
+// random text embeddings unless files are given, and cycles class labels over the model's classes). Timings do not depend on the values (except fp16 overflow in a VAE, which is reported).
 #pragma once
 #include <nlohmann/json.hpp>
 
@@ -21,16 +20,15 @@
 
 namespace diffrt {
 
-struct WorkloadOptions {
-  int batch = 1;                 // images
-  int height = 0, width = 0;     // pixels (0: the model's sample_size, times the VAE factor for latent models)
-  int steps = 50;                // sampler steps per run
-  std::string sampler;           // "ddpm" | "ddim" | "" (from the scheduler class, as diffrt sample)
-  double eta = 0.0;
-  double guidance = -1.0;        // < 0: 7.5 for text-conditioned models, else 1 (as diffrt sample)
-  int context_len = 77;          // tokens of the random text embeddings
-  std::string prompt_embeds, negative_prompt_embeds;  // .npy [B, L, D]; random when empty
-  uint64_t seed = 0;
+// A validated sampling request to time (built by the API from its bench options: api/bench.cpp).
+struct WorkloadRequest {
+  SchedulerConfig sched;
+  nlohmann::json scheduler_json;
+  SampleRequest req;                 // batch, latent/pixel size, channels, guidance, labels, seed
+  std::string sampler;               // the sampler's name, for the results
+  std::vector<float> context;        // [model_batch, context_len, context_dim] (text models)
+  int context_len = 0;
+  bool random_text = false;          // the text embeddings are random, not the user's
 };
 
 struct Workload {
@@ -53,8 +51,12 @@ struct Workload {
   GraphInputs vae_inputs() const;
 };
 
-// Builds the request and the random inputs; errors (Error(InvalidArgument)) name the option.
-Workload make_workload(const ModelFile& mf, const WorkloadOptions& o);
+// The workload of a request: the request plus random inputs for one UNet call (N(0,1) sample, the schedule's
+// first timestep, the request's model-side labels) and one VAE decode (N(0,1) latents), seeded by the request.
+Workload make_workload(const ModelFile& mf, const WorkloadRequest& q);
+
+// n samples of N(0, 1) from a seeded generator (random text embeddings of a benchmark).
+std::vector<float> random_normal(size_t n, uint64_t seed);
 
 // JSON of the workload (batch, sizes, steps, sampler, guidance, context length, ...).
 nlohmann::json workload_json(const Workload& w);

@@ -68,11 +68,10 @@ ProfiledGraph profile_graph(const ModelFile& mf, const CpuWeights& weights, cons
 
 }  // namespace
 
-BenchResults bench_cpu(const ModelFile& mf, const Workload& w, const BenchOptions& o) {
+BenchResults bench_cpu(const ModelFile& mf, const CpuWeights& weights, const Workload& w, const BenchOptions& o) {
   if (o.warmup < 0 || o.repeat < 1) fail(ErrorCode::InvalidArgument, "bench: --warmup must be >= 0 and --repeat >= 1");
   BenchResults res;
   res.device = "cpu";
-  CpuWeights weights(mf);
   for (const TensorInfo& t : mf.tensors) res.weights_bytes += t.numel() * sizeof(float);  // widened to fp32
 
   // Whole steps, as the sampler runs them.
@@ -125,9 +124,9 @@ BenchResults bench_cpu(const ModelFile& mf, const Workload& w, const BenchOption
   return res;
 }
 
-std::vector<ProfiledGraph> profile_cpu(const ModelFile& mf, const Workload& w, int warmup, int repeats, bool vae) {
+std::vector<ProfiledGraph> profile_cpu(const ModelFile& mf, const CpuWeights& weights, const Workload& w, int warmup,
+                                       int repeats, bool vae) {
   if (warmup < 0 || repeats < 1) fail(ErrorCode::InvalidArgument, "profile: --warmup must be >= 0 and --repeat >= 1");
-  CpuWeights weights(mf);
   std::vector<ProfiledGraph> out;
   out.push_back(profile_graph(mf, weights, mf.graph, w.unet_in, w.unet_inputs(), warmup, repeats, "unet"));
   if (vae && w.latent_model)

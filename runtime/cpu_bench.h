@@ -12,10 +12,11 @@ namespace diffrt {
 
 // Steps: ceil((warmup + repeat) / steps) sampler runs, each step timed from the progress callback; the first
 // `warmup` steps are dropped. UNet: warmup + repeat calls. VAE: 1 + vae_repeat decodes.
-BenchResults bench_cpu(const ModelFile& mf, const Workload& w, const BenchOptions& o);
+BenchResults bench_cpu(const ModelFile& mf, const CpuWeights& weights, const Workload& w, const BenchOptions& o);
 
 // One UNet call (and one VAE decode for latent models when `vae`) node by node: `warmup` untimed runs, then
 // `repeats` timed runs; per-node median. Costs use fp32 element sizes (the CPU computes in fp32).
-std::vector<ProfiledGraph> profile_cpu(const ModelFile& mf, const Workload& w, int warmup, int repeats, bool vae);
+std::vector<ProfiledGraph> profile_cpu(const ModelFile& mf, const CpuWeights& weights, const Workload& w, int warmup,
+                                       int repeats, bool vae);
 
 }  // namespace diffrt

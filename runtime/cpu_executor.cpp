@@ -45,7 +45,9 @@ const float* CpuExecutor::value_ptr(int v, const GraphInputs& in) const {
   if (v == g_.sample) return in.sample;
   if (v == g_.timestep) return in.timesteps;
   if (v == g_.context) return in.context;
-  return arena_.data() + plan_.offset[v];
+  if (v == g_.class_labels) return reinterpret_cast<const float*>(in.labels);
+  if (v == g_.input_ids) return reinterpret_cast<const float*>(in.input_ids);
+  return arena_.data() + plan_.offset[size_t(v)];
 }
 
 void CpuExecutor::run(const float* sample, const float* timesteps, const int32_t* labels, float* out) {
@@ -66,118 +68,36 @@ void CpuExecutor::run(const GraphInputs& in, float* out) {
   std::memcpy(out, arena_.data() + plan_.offset[g.output], plan_.shapes[g.output].numel() * sizeof(float));
 }
 
-void CpuExecutor::run_node(const Node& nd, const GraphInputs& gin) {
-  const float* timesteps = gin.timesteps;
-  const int32_t* labels = gin.labels;
-  auto in = [&](size_t i) { return value_ptr(nd.inputs[i], gin); };
-  auto shape = [&](size_t i) -> const ValueShape& { return plan_.shapes[nd.inputs[i]]; };
-  auto wt = [&](const char* role) -> const float* {
-    auto it = nd.weights.find(role);
-    return it == nd.weights.end() ? nullptr : weights_.get(it->second);
-  };
-  float* y = arena_.data() + plan_.offset[nd.output];
-  const ValueShape& ys = plan_.shapes[nd.output];
+namespace {
 
-  std::visit([&](const auto& a) {
-    using A = std::decay_t<decltype(a)>;
-    if constexpr (std::is_same_v<A, TimeEmbeddingAttrs>) {
-      TimestepEmbeddingParams p;
-      p.timesteps = timesteps;
-      p.class_labels = nd.inputs.size() > 1 ? labels : nullptr;
-      p.w1 = wt("w1"); p.b1 = wt("b1"); p.w2 = wt("w2"); p.b2 = wt("b2");
-      p.class_table = wt("class_table");
-      p.out = y;
-      p.n = int(ys.n); p.dim = a.dim; p.out_dim = a.out_dim; p.num_classes = a.num_classes;
-      p.flip = a.flip; p.freq_shift = a.freq_shift;
-      timestep_embedding_ref(p);
-    } else if constexpr (std::is_same_v<A, Conv2dAttrs>) {
-      Conv2dParams p;
-      p.x = in(0); p.w = wt("weight"); p.bias = wt("bias");
-      p.residual = nd.inputs.size() > 1 ? in(1) : nullptr;
-      p.y = y;
-      p.n = int(ys.n); p.h = int(shape(0).h); p.w_in = int(shape(0).w); p.cin = a.cin; p.cout = a.cout;
-      p.kh = a.kh; p.kw = a.kw; p.stride = a.stride;
-      p.pad_top = a.pad_top; p.pad_left = a.pad_left; p.pad_bottom = a.pad_bottom; p.pad_right = a.pad_right;
-      p.out_scale = a.out_scale;
-      conv2d_ref(p, scratch_.data());
-    } else if constexpr (std::is_same_v<A, LinearAttrs>) {
-      LinearParams p;
-      p.x = in(0); p.w = wt("weight"); p.bias = wt("bias");
-      p.residual = nd.inputs.size() > 1 ? in(1) : nullptr;
-      p.y = y;
-      p.m = int(ys.numel() / ys.c); p.n = a.out; p.k = a.in;
-      p.silu_input = a.silu_input; p.out_scale = a.out_scale;
-      if (nd.inputs.size() > 2) bind_linear_gate(p, a, in(2), shape(2), ys, sizeof(float));
-      linear_ref(p);
-    } else if constexpr (std::is_same_v<A, GroupNormAttrs>) {
-      GroupNormParams p;
-      p.x = in(0); p.y = y; p.gamma = wt("weight"); p.beta = wt("bias");
-      p.emb = nd.inputs.size() > 1 ? in(1) : nullptr;
-      p.emb_mode = a.emb_mode;
-      p.n = int(ys.n); p.hw = int(ys.h * ys.w); p.c = int(ys.c); p.groups = a.groups;
-      p.eps = a.eps; p.silu = a.silu;
-      group_norm_ref(p);
-    } else if constexpr (std::is_same_v<A, AttentionAttrs>) {
-      const int C = a.heads * a.head_dim;
-      AttentionParams p;
-      p.o = y;
-      p.batch = int(ys.n); p.heads = a.heads; p.lq = int(ys.h * ys.w); p.head_dim = a.head_dim;
-      p.ldo = C;
-      p.scale = a.scale;
-      p.causal = a.causal;
-      if (nd.inputs.size() == 1) {  // self: [q | k | v] rows of one tensor
-        const float* qkv = in(0);
-        p.q = qkv; p.k = qkv + C; p.v = qkv + 2 * C;
-        p.lkv = p.lq;
-        p.ldq = p.ldk = p.ldv = 3 * C;
-      } else {  // cross: q, then [k | v] rows of the context projection
-        const float* kv = in(1);
-        p.q = in(0); p.k = kv; p.v = kv + C;
-        p.lkv = int(shape(1).h * shape(1).w);
-        p.ldq = C; p.ldk = p.ldv = 2 * C;
-      }
-      attention_ref(p);
-    } else if constexpr (std::is_same_v<A, ConcatAttrs>) {
-      ConcatParams p;
-      p.a = in(0); p.b = in(1); p.y = y;
-      p.pixels = (long long)(ys.n * ys.h * ys.w); p.ca = int(shape(0).c); p.cb = int(shape(1).c);
-      concat_ref(p);
-    } else if constexpr (std::is_same_v<A, Upsample2xAttrs>) {
-      Upsample2xParams p;
-      p.x = in(0); p.y = y;
-      p.n = int(ys.n); p.h = int(shape(0).h); p.w = int(shape(0).w); p.c = int(ys.c);
-      upsample2x_ref(p);
-    } else if constexpr (std::is_same_v<A, AffineAttrs>) {
-      AffineParams p;
-      p.x = in(0); p.y = y; p.count = (long long)ys.numel(); p.scale = a.scale; p.shift = a.shift;
-      affine_ref(p);
-    } else if constexpr (std::is_same_v<A, LayerNormAttrs>) {
-      LayerNormParams p;
-      p.x = in(0); p.y = y; p.gamma = wt("weight"); p.beta = wt("bias");
-      p.rows = (long long)(ys.numel() / ys.c); p.c = int(ys.c); p.eps = a.eps;
-      if (nd.inputs.size() > 1) bind_layer_norm_mod(p, a, in(1), shape(1), ys, sizeof(float));
-      layer_norm_ref(p);
-    } else if constexpr (std::is_same_v<A, GegluAttrs>) {
-      GegluParams p;
-      p.x = in(0); p.y = y; p.rows = (long long)(ys.numel() / ys.c); p.f = int(ys.c);
-      geglu_ref(p);
-    } else if constexpr (std::is_same_v<A, EmbeddingAttrs>) {
-      EmbeddingParams p;
-      p.ids = gin.input_ids;
-      p.token_table = wt("token"); p.pos_table = wt("position"); p.y = y;
-      p.n = int(ys.n); p.l = int(ys.w); p.c = a.dim; p.vocab = a.vocab; p.max_positions = a.max_positions;
-      embedding_ref(p);
-    } else if constexpr (std::is_same_v<A, PatchEmbedAttrs>) {
-      patch_embed_ref(patch_embed_params(a, shape(0), in(0), wt("weight"), wt("bias"), y));
-    } else if constexpr (std::is_same_v<A, UnpatchifyAttrs>) {
-      unpatchify_ref(unpatchify_params(a, shape(0), in(0), y));
-    } else {
-      static_assert(std::is_same_v<A, ActivationAttrs>);
-      ActivationParams p;
-      p.x = in(0); p.y = y; p.count = (long long)ys.numel(); p.kind = a.kind;
-      activation_ref(p);
-    }
-  }, nd.attrs);
+const void* cpu_tensor(const void* weights, const std::string& name) {
+  return static_cast<const CpuWeights*>(weights)->get(name);
+}
+
+// The CPU launch of each op's params (the reference kernels; fp32 throughout).
+struct CpuLaunch {
+  float* scratch;
+  void operator()(const TimestepEmbeddingParams& p) const { timestep_embedding_ref(p); }
+  void operator()(const Conv2dParams& p) const { conv2d_ref(p, scratch); }
+  void operator()(const LinearParams& p) const { linear_ref(p); }
+  void operator()(const GroupNormParams& p) const { group_norm_ref(p); }
+  void operator()(const AttentionParams& p) const { attention_ref(p); }
+  void operator()(const ConcatParams& p) const { concat_ref(p); }
+  void operator()(const Upsample2xParams& p) const { upsample2x_ref(p); }
+  void operator()(const AffineParams& p) const { affine_ref(p); }
+  void operator()(const LayerNormParams& p) const { layer_norm_ref(p); }
+  void operator()(const GegluParams& p) const { geglu_ref(p); }
+  void operator()(const EmbeddingParams& p) const { embedding_ref(p); }
+  void operator()(const ActivationParams& p) const { activation_ref(p); }
+  void operator()(const PatchEmbedParams& p) const { patch_embed_ref(p); }
+  void operator()(const UnpatchifyParams& p) const { unpatchify_ref(p); }
+};
+
+}  // namespace
+
+void CpuExecutor::run_node(const Node& nd, const GraphInputs& gin) {
+  const NodeBinding b = bind_node(nd, plan_, DType::F32, [&](int v) { return value_ptr(v, gin); }, cpu_tensor, &weights_);
+  std::visit(CpuLaunch{scratch_.data()}, node_params(b));
 }
 
 }  // namespace diffrt

@@ -38,6 +38,12 @@ struct Ceilings {
   double gemm_tflops = 0;   // dense GEMM rate in the model dtype, TFLOP/s
 };
 
+// What `diffrt profile` measured: the graphs node by node, and the machine's ceilings (CUDA; zero otherwise).
+struct ProfileRun {
+  std::vector<ProfiledGraph> graphs;
+  Ceilings ceilings;
+};
+
 // The whole trace document. `meta` goes to "otherData" (environment, command, options).
 nlohmann::json chrome_trace(const std::vector<ProfiledGraph>& graphs, const Ceilings& ceilings,
                             const nlohmann::json& meta);

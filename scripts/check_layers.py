@@ -30,9 +30,39 @@ SOURCE_EXT = (".h", ".hpp", ".cpp", ".cu", ".cuh", ".c")
 INCLUDE = re.compile(r'^\s*#\s*include\s*"([^"]+)"')
 
 
+def self_test() -> int:
+    """The checker must catch an upward include and pass a clean tree (so the ctest can fail)."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        def write(rel, text):
+            os.makedirs(os.path.join(d, os.path.dirname(rel)), exist_ok=True)
+            with open(os.path.join(d, rel), "w") as f:
+                f.write(text)
+        write("base/a.h", '#include "base/b.h"\n')
+        write("model/m.h", '#include "kernels/k.h"\n#include "base/a.h"\n')
+        write("cli/main.cpp", '#include "api/diffrt.hpp"\n')
+        if check(d, quiet=True) != (3, 0):
+            print("check_layers self-test: a clean tree was refused")
+            return 1
+        write("model/bad.cpp", '#include "runtime/plan.h"\n')
+        write("cli/bad.cpp", '#  include "runtime/engine/engine.h"\n')
+        if check(d, quiet=True) != (5, 2):
+            print("check_layers self-test: upward includes were not caught")
+            return 1
+    print("check_layers self-test: ok")
+    return 0
+
+
 def main() -> int:
+    if sys.argv[1:] == ["--self-test"]:
+        return self_test()
     root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-    root = os.path.abspath(root)
+    checked, bad = check(os.path.abspath(root))
+    return 1 if bad or checked == 0 else 0
+
+
+def check(root, quiet=False):
+    """Returns (files checked, upward includes) and prints the offending lines."""
     bad, checked = [], 0
     for layer, allowed in ALLOWED.items():
         top = os.path.join(root, layer)
@@ -54,13 +84,11 @@ def main() -> int:
                             continue
                         if target not in allowed:
                             bad.append(f"{rel}:{no}: {layer} includes {m.group(1)} ({target} is not below {layer})")
-    if checked == 0:
-        print("check_layers: no source files found under", root)
-        return 1
-    for b in bad:
-        print(b)
-    print(f"check_layers: {checked} files, {len(bad)} upward includes")
-    return 1 if bad else 0
+    if not quiet:
+        for b in bad:
+            print(b)
+        print(f"check_layers: {checked} files, {len(bad)} upward includes")
+    return checked, len(bad)
 
 
 if __name__ == "__main__":

@@ -23,3 +23,8 @@ if [ -x /usr/local/cuda/bin/nvcc ] && ! command -v nvcc >/dev/null; then
 fi
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
 cmake --build build -j"$(nproc)"
+# The Triton Inference Server venv (serving/triton/README.md) for the Triton test; without it (offline, or
+# DIFFRT_NO_TRITON=1) that test is skipped.
+if [ -z "${DIFFRT_NO_TRITON:-}" ]; then
+  bash scripts/setup_triton.sh >/dev/null || echo "setup: no Triton venv (scripts/setup_triton.sh failed); the Triton test will be skipped" >&2
+fi

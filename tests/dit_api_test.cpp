@@ -74,7 +74,7 @@ TEST(DiTApi, DISABLED_SampleMatchesDiTPipeline) {
     const fs::path d = fx(std::string("pipelines/") + run);
     const nlohmann::json meta = nlohmann::json::parse(std::ifstream(d / "meta.json"));
     SampleOptions o;
-    o.sampler = Sampler::Ddim;
+    o.sampler = "ddim";
     o.steps = meta["steps"].get<int>();
     o.seed = meta["seed"].get<uint64_t>();
     o.rng = Rng::Torch;

@@ -19,9 +19,9 @@
 #include "kernels/layer_norm/layer_norm.h"
 #include "kernels/timestep_embedding/timestep_embedding.h"
 #include "runtime/cpu_executor.h"
-#include "runtime/op_params.h"
 #include "runtime/cuda/cuda_kernels.h"
 #include "runtime/cuda/nvtx.h"
+#include "runtime/op_params.h"
 
 namespace diffrt {
 
@@ -179,142 +179,51 @@ void CudaExecutor::enqueue() {
   for (size_t k = 0; k < g_.nodes.size(); ++k) enqueue_node(k);
 }
 
+namespace {
+
+const void* cuda_tensor(const void* weights, const std::string& name) {
+  return static_cast<const CudaWeights*>(weights)->get(name);
+}
+
+// The CUDA launch of each op's params: the hand-written kernels, cuDNN for convolutions, cuBLASLt for linears.
+struct CudaLaunch {
+  CudaContext& ctx;
+  DeviceBuffer& gn_ws;
+  cudaStream_t st;
+  void operator()(const TimestepEmbeddingParams& p) const { timestep_embedding_cuda(p, st); }
+  void operator()(const Conv2dParams& p) const { conv2d_cuda(p, ctx.conv(), st); }
+  void operator()(const LinearParams& p) const { linear_cuda(p, ctx.gemm(), st); }
+  void operator()(GroupNormParams p) const {
+    p.workspace = gn_ws.get();
+    p.workspace_bytes = gn_ws.bytes();
+    group_norm_cuda(p, st);
+  }
+  void operator()(const AttentionParams& p) const { attention_cuda(p, st); }
+  void operator()(const ConcatParams& p) const { concat_cuda(p, st); }
+  void operator()(const Upsample2xParams& p) const { upsample2x_cuda(p, st); }
+  void operator()(const AffineParams& p) const { affine_cuda(p, st); }
+  void operator()(const LayerNormParams& p) const { layer_norm_cuda(p, st); }
+  void operator()(const GegluParams& p) const { geglu_cuda(p, st); }
+  void operator()(const EmbeddingParams& p) const { embedding_cuda(p, st); }
+  void operator()(const ActivationParams& p) const { activation_cuda(p, st); }
+  void operator()(const PatchEmbedParams& p) const { patch_embed_cuda(p, st); }
+  void operator()(const UnpatchifyParams& p) const { unpatchify_cuda(p, st); }
+};
+
+}  // namespace
+
 void CudaExecutor::run_node(const Node& nd) {
   const cudaStream_t st = ctx_.stream();
-  const size_t es = dtype_size(dtype_);
-  auto in = [&](size_t i) { return vptr(nd.inputs[i]); };
-  auto shape = [&](size_t i) -> const ValueShape& { return plan_.shapes[size_t(nd.inputs[i])]; };
-  auto wt = [&](const char* role) -> const void* {
-    auto it = nd.weights.find(role);
-    return it == nd.weights.end() ? nullptr : weights_.get(it->second);
-  };
-  void* y = vptr(nd.output);
-  const ValueShape& ys = plan_.shapes[size_t(nd.output)];
-
-  std::visit([&](const auto& a) {
-    using A = std::decay_t<decltype(a)>;
-    if constexpr (std::is_same_v<A, TimeEmbeddingAttrs>) {
-      if (temb_table_) {
-        cuda_rt::copy_step_slice(temb_table_, temb_counter_, size_t(ys.numel()) * es, y, st);
-        return;
-      }
-      TimestepEmbeddingParams p;
-      if (g_.timestep < 0) fail(ErrorCode::InvalidModel, "time embedding in a graph without a timestep input");
-      p.timesteps = static_cast<const float*>(vptr(g_.timestep));
-      p.class_labels = nd.inputs.size() > 1 ? static_cast<const int32_t*>(in(1)) : nullptr;
-      p.w1 = wt("w1"); p.b1 = wt("b1"); p.w2 = wt("w2"); p.b2 = wt("b2");
-      p.class_table = wt("class_table");
-      p.out = y;
-      p.n = int(ys.n); p.dim = a.dim; p.out_dim = a.out_dim; p.num_classes = a.num_classes;
-      p.flip = a.flip; p.freq_shift = a.freq_shift;
-      p.dtype = dtype_;
-      timestep_embedding_cuda(p, st);
-    } else if constexpr (std::is_same_v<A, Conv2dAttrs>) {
-      Conv2dParams p;
-      p.x = in(0); p.w = wt("weight"); p.bias = wt("bias");
-      p.residual = nd.inputs.size() > 1 ? in(1) : nullptr;
-      p.y = y;
-      p.n = int(ys.n); p.h = int(shape(0).h); p.w_in = int(shape(0).w); p.cin = a.cin; p.cout = a.cout;
-      p.kh = a.kh; p.kw = a.kw; p.stride = a.stride;
-      p.pad_top = a.pad_top; p.pad_left = a.pad_left; p.pad_bottom = a.pad_bottom; p.pad_right = a.pad_right;
-      p.out_scale = a.out_scale;
-      p.dtype = dtype_;
-      conv2d_cuda(p, ctx_.conv(), st);
-    } else if constexpr (std::is_same_v<A, LinearAttrs>) {
-      LinearParams p;
-      p.x = in(0); p.w = wt("weight"); p.bias = wt("bias");
-      p.residual = nd.inputs.size() > 1 ? in(1) : nullptr;
-      p.y = y;
-      p.m = int(ys.numel() / uint64_t(ys.c)); p.n = a.out; p.k = a.in;
-      p.silu_input = a.silu_input; p.out_scale = a.out_scale;
-      if (nd.inputs.size() > 2) bind_linear_gate(p, a, in(2), shape(2), ys, es);
-      p.dtype = dtype_;
-      linear_cuda(p, ctx_.gemm(), st);
-    } else if constexpr (std::is_same_v<A, GroupNormAttrs>) {
-      GroupNormParams p;
-      p.x = in(0); p.y = y; p.gamma = wt("weight"); p.beta = wt("bias");
-      p.emb = nd.inputs.size() > 1 ? in(1) : nullptr;
-      p.emb_mode = a.emb_mode;
-      p.n = int(ys.n); p.hw = int(ys.h * ys.w); p.c = int(ys.c); p.groups = a.groups;
-      p.eps = a.eps; p.silu = a.silu;
-      p.dtype = dtype_;
-      p.workspace = gn_ws_.get();
-      p.workspace_bytes = gn_ws_.bytes();
-      group_norm_cuda(p, st);
-    } else if constexpr (std::is_same_v<A, AttentionAttrs>) {
-      const int C = a.heads * a.head_dim;
-      AttentionParams p;
-      p.o = y;
-      p.batch = int(ys.n); p.heads = a.heads; p.lq = int(ys.h * ys.w); p.head_dim = a.head_dim;
-      p.ldo = C;
-      p.scale = a.scale;
-      p.causal = a.causal;
-      if (nd.inputs.size() == 1) {  // self: [q | k | v] rows of one tensor
-        const char* qkv = static_cast<const char*>(in(0));
-        p.q = qkv; p.k = qkv + size_t(C) * es; p.v = qkv + size_t(2 * C) * es;
-        p.lkv = p.lq;
-        p.ldq = p.ldk = p.ldv = 3 * C;
-      } else {  // cross: q, then [k | v] rows of the context projection
-        const char* kv = static_cast<const char*>(in(1));
-        p.q = in(0); p.k = kv; p.v = kv + size_t(C) * es;
-        p.lkv = int(shape(1).h * shape(1).w);
-        p.ldq = C; p.ldk = p.ldv = 2 * C;
-      }
-      p.dtype = dtype_;
-      attention_cuda(p, st);
-    } else if constexpr (std::is_same_v<A, ConcatAttrs>) {
-      ConcatParams p;
-      p.a = in(0); p.b = in(1); p.y = y;
-      p.pixels = (long long)(ys.n * ys.h * ys.w); p.ca = int(shape(0).c); p.cb = int(shape(1).c);
-      p.dtype = dtype_;
-      concat_cuda(p, st);
-    } else if constexpr (std::is_same_v<A, Upsample2xAttrs>) {
-      Upsample2xParams p;
-      p.x = in(0); p.y = y;
-      p.n = int(ys.n); p.h = int(shape(0).h); p.w = int(shape(0).w); p.c = int(ys.c);
-      p.dtype = dtype_;
-      upsample2x_cuda(p, st);
-    } else if constexpr (std::is_same_v<A, AffineAttrs>) {
-      AffineParams p;
-      p.x = in(0); p.y = y; p.count = (long long)ys.numel(); p.scale = a.scale; p.shift = a.shift;
-      p.dtype = dtype_;
-      affine_cuda(p, st);
-    } else if constexpr (std::is_same_v<A, LayerNormAttrs>) {
-      LayerNormParams p;
-      p.x = in(0); p.y = y; p.gamma = wt("weight"); p.beta = wt("bias");
-      p.rows = (long long)(ys.numel() / uint64_t(ys.c)); p.c = int(ys.c); p.eps = a.eps;
-      if (nd.inputs.size() > 1) bind_layer_norm_mod(p, a, in(1), shape(1), ys, es);
-      p.dtype = dtype_;
-      layer_norm_cuda(p, st);
-    } else if constexpr (std::is_same_v<A, GegluAttrs>) {
-      GegluParams p;
-      p.x = in(0); p.y = y; p.rows = (long long)(ys.numel() / uint64_t(ys.c)); p.f = int(ys.c);
-      p.dtype = dtype_;
-      geglu_cuda(p, st);
-    } else if constexpr (std::is_same_v<A, EmbeddingAttrs>) {
-      // Ids were range-checked on the host when uploaded (upload_input_ids); a bad one would give NaN rows.
-      EmbeddingParams p;
-      p.ids = static_cast<const int32_t*>(in(0));
-      p.token_table = wt("token"); p.pos_table = wt("position"); p.y = y;
-      p.n = int(ys.n); p.l = int(ys.w); p.c = a.dim; p.vocab = a.vocab; p.max_positions = a.max_positions;
-      p.dtype = dtype_;
-      embedding_cuda(p, st);
-    } else if constexpr (std::is_same_v<A, PatchEmbedAttrs>) {
-      PatchEmbedParams p = patch_embed_params(a, shape(0), in(0), wt("weight"), wt("bias"), y);
-      p.dtype = dtype_;
-      patch_embed_cuda(p, st);
-    } else if constexpr (std::is_same_v<A, UnpatchifyAttrs>) {
-      UnpatchifyParams p = unpatchify_params(a, shape(0), in(0), y);
-      p.dtype = dtype_;
-      unpatchify_cuda(p, st);
-    } else {
-      static_assert(std::is_same_v<A, ActivationAttrs>);
-      ActivationParams p;
-      p.x = in(0); p.y = y; p.count = (long long)ys.numel(); p.kind = a.kind;
-      p.dtype = dtype_;
-      activation_cuda(p, st);
-    }
-  }, nd.attrs);
+  if (temb_table_ && std::holds_alternative<TimeEmbeddingAttrs>(nd.attrs)) {
+    // The sampler precomputed every step's time embedding: copy this step's slice.
+    const ValueShape& ys = plan_.shapes[size_t(nd.output)];
+    cuda_rt::copy_step_slice(temb_table_, temb_counter_, size_t(ys.numel()) * dtype_size(dtype_), vptr(nd.output), st);
+    return;
+  }
+  if (std::holds_alternative<TimeEmbeddingAttrs>(nd.attrs) && g_.timestep < 0)
+    fail(ErrorCode::InvalidModel, "time embedding in a graph without a timestep input");
+  const NodeBinding b = bind_node(nd, plan_, dtype_, [&](int v) { return vptr(v); }, cuda_tensor, &weights_);
+  std::visit(CudaLaunch{ctx_, gn_ws_, st}, node_params(b));
 }
 
 std::vector<float> CudaExecutor::download(int v) const {

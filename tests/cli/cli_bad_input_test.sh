@@ -44,7 +44,7 @@ expect "channels" "$BIN" eval -m "$T/c.drt" --sample "$T/x_4ch.npy" --timesteps 
 expect "multiple of" "$BIN" eval -m "$T/c.drt" --sample "$T/x_odd.npy" --timesteps "$T/t_ok.npy" -o "$T/o.npy"
 expect "t_bad.npy" "$BIN" eval -m "$T/c.drt" --sample "$T/x_ok.npy" --timesteps "$T/t_bad.npy" -o "$T/o.npy"
 expect "garbage.npy" "$BIN" eval -m "$T/c.drt" --sample "$T/garbage.npy" --timesteps "$T/t_ok.npy" -o "$T/o.npy"
-expect "class labels are required" "$BIN" eval -m "$T/cc.drt" --sample "$T/x_1ch.npy" --timesteps "$T/t_ok.npy" -o "$T/o.npy"
+expect "class_labels are required" "$BIN" eval -m "$T/cc.drt" --sample "$T/x_1ch.npy" --timesteps "$T/t_ok.npy" -o "$T/o.npy"
 expect "--batch" "$BIN" "${S[@]}" --batch 0 -o "$T/o.png"
 expect "--batch" "$BIN" "${S[@]}" --batch 1000000 -o "$T/o.png"
 expect "multiple of" "$BIN" "${S[@]}" -H 15 -W 16 -o "$T/o.png"

@@ -64,7 +64,7 @@ expect "give --prompt-embeds" "$BIN" "${S[@]}" -o "$T/x.png"
 expect "negative prompt embeddings" "$BIN" "${S[@]}" --prompt-embeds "$P/prompt_embeds.npy" -o "$T/x.png"
 expect "cross_attention_dim" "$BIN" "${S[@]}" --prompt-embeds "$SRC/tests/fixtures/sd/sd2_tiny/pipelines/ddpm20_g3/prompt_embeds.npy" \
   --guidance-scale 1 -o "$T/x.png"
-expect "must have the shape of the prompt embeddings" "$BIN" "${S[@]}" --prompt-embeds "$P/prompt_embeds.npy" \
+expect "must have the shape of prompt_embeds" "$BIN" "${S[@]}" --prompt-embeds "$P/prompt_embeds.npy" \
   --negative-prompt-embeds "$U/encoder_hidden_states.npy" -o "$T/x.png"
 expect "multiples of the VAE's factor" "$BIN" "${S[@]}" --prompt-embeds "$P/prompt_embeds.npy" --guidance-scale 1 \
   -H 17 -W 16 -o "$T/x.png"

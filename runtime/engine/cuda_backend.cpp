@@ -1,7 +1,8 @@
-// The CUDA backend of an API session (builds with DIFFRT_HAVE_CUDA; otherwise make_cuda_backend reports that
-// the build has none). Per session: its own CudaContext (non-blocking stream, cuDNN and cuBLASLt handles and
-// workspaces) and its executors' arenas (made per sampling call by run_sampler_cuda; cached per shape for eval).
-// Per model and device: one CudaWeights, uploaded by the first session on that device and shared (ModelAccess).
+// The CUDA backend of a session (contract in engine.h; builds with DIFFRT_HAVE_CUDA, otherwise make_backend
+// reports that the build has none). Per session: its own CudaContext (non-blocking stream, cuDNN and cuBLASLt
+// handles and workspaces) and its executors' arenas (made per sampling call by run_sampler_cuda; cached per shape
+// for eval, decode and the text encoder). Per model and device: one CudaWeights, uploaded by the first session on
+// that device and shared by every session and every phase (LoadedModel::cuda_weights).
 //
 // Memory: preflight() compares the request's estimate (request.cpp: cuda_memory_report's peak minus the shared
 // weights, plus the sampler's tables) with cudaMemGetInfo's free bytes (after dropping this session's own cached
@@ -16,19 +17,23 @@
 #include <new>
 #include <tuple>
 
-#include "api/api_internal.h"
+#include "base/error.h"
+#include "runtime/engine/engine.h"
 
 #ifdef DIFFRT_HAVE_CUDA
 #include <cuda_runtime_api.h>
 
 #include "kernels/common/cuda_check.h"
+#include "runtime/cuda/cuda_bench.h"
 #include "runtime/cuda/cuda_executor.h"
 #include "runtime/cuda/cuda_latent.h"
 #include "runtime/cuda/cuda_sampler.h"
+#include "runtime/cuda/cuda_text.h"
 #endif
 
-namespace diffrt {
-namespace api {
+namespace diffrt::engine {
+
+std::unique_ptr<Backend> make_cpu_backend(std::shared_ptr<const LoadedModel> model);  // cpu_backend.cpp
 
 #ifndef DIFFRT_HAVE_CUDA
 
@@ -37,7 +42,14 @@ int cuda_device_count(std::string* why) {
   return 0;
 }
 
-std::unique_ptr<Backend> make_cuda_backend(std::shared_ptr<const Model>, const SessionOptions&) {
+std::shared_ptr<const CudaWeights> LoadedModel::cuda_weights(int) const {
+  std::string why;
+  cuda_device_count(&why);
+  fail(ErrorCode::Unsupported, "device cuda: " + why);
+}
+
+std::unique_ptr<Backend> make_backend(std::shared_ptr<const LoadedModel> model, const BackendOptions& o) {
+  if (o.device == DeviceKind::Cpu) return make_cpu_backend(std::move(model));
   std::string why;
   cuda_device_count(&why);
   fail(ErrorCode::Unsupported, "device cuda: " + why + "; use the cpu device");
@@ -46,6 +58,8 @@ std::unique_ptr<Backend> make_cuda_backend(std::shared_ptr<const Model>, const S
 #else  // DIFFRT_HAVE_CUDA
 
 namespace {
+
+constexpr size_t kMaxCachedExecutors = 4;
 
 std::string cuda_error(cudaError_t e) { return std::string(cudaGetErrorName(e)) + " (" + cudaGetErrorString(e) + ")"; }
 
@@ -82,33 +96,16 @@ std::pair<uint64_t, uint64_t> device_memory() {
   return {free, total};
 }
 
-// One CudaWeights per (model, device), made by the first session on the device and shared by the rest.
-std::shared_ptr<const CudaWeights> cuda_weights(const Model& m, int device) {
-  auto& impl = ModelAccess::impl(m);
-  std::lock_guard<std::mutex> lock(impl.mu);
-  auto it = impl.cuda.find(device);
-  if (it != impl.cuda.end()) return it->second;
-  std::shared_ptr<const CudaWeights> w;
-  try {
-    w = std::make_shared<const CudaWeights>(impl.file, device);
-  } catch (const Error& e) {
-    if (e.code() != ErrorCode::OutOfMemory) throw;
-    const auto [free, total] = device_memory();
-    fail(ErrorCode::OutOfMemory, "out of device memory uploading the model's weights (" + bytes_str(impl.file.data.size()) +
-                                     ") to CUDA device " + std::to_string(device) + ": " + bytes_str(free) + " of " +
-                                     bytes_str(total) + " free (" + e.what() + ")");
-  }
-  impl.cuda.emplace(device, w);
-  return w;
-}
-
 class CudaBackend final : public Backend {
  public:
-  CudaBackend(std::shared_ptr<const Model> model, const SessionOptions& o) : model_(std::move(model)), device_(o.device_ordinal) {
+  CudaBackend(std::shared_ptr<const LoadedModel> model, const BackendOptions& o)
+      : model_(std::move(model)), device_(o.device_ordinal) {
     ctx_opt_.device = device_;
     ctx_opt_.exhaustive_conv_search = !o.deterministic;
     DeviceScope scope(device_);
-    weights_ = cuda_weights(*model_, device_);
+    DIFFRT_CUDA_CHECK(cudaFree(nullptr));  // the device's primary context, before measuring the baseline
+    baseline_used_ = device_used_bytes();  // bench: peak memory is measured above this
+    weights_ = model_->cuda_weights(device_);
     ensure_context();
   }
   ~CudaBackend() override {
@@ -124,15 +121,15 @@ class CudaBackend final : public Backend {
   CudaBackend(const CudaBackend&) = delete;
   CudaBackend& operator=(const CudaBackend&) = delete;
 
-  Device device() const override { return Device::Cuda; }
+  DeviceKind device() const override { return DeviceKind::Cuda; }
   std::string name() const override { return "CUDA device " + std::to_string(device_); }
-  uint64_t estimate(const Prepared& p) const override { return estimate_cuda_bytes(file(), p); }
+  uint64_t estimate(const Job& job) const override { return estimate_cuda_bytes(file(), job); }
 
   void preflight(uint64_t bytes) override {
     DeviceScope scope(device_);
     size_t free = 0, total = 0;
     DIFFRT_CUDA_CHECK(cudaMemGetInfo(&free, &total));
-    if (bytes > free && !executors_.empty()) {  // this session's own cached eval arenas may be in the way
+    if (bytes > free && !executors_.empty()) {  // this session's own cached arenas may be in the way
       executors_.clear();
       DIFFRT_CUDA_CHECK(cudaMemGetInfo(&free, &total));
     }
@@ -142,21 +139,48 @@ class CudaBackend final : public Backend {
                                        bytes_str(total) + " (use a smaller batch or size)");
   }
 
-  std::vector<float> run(const Prepared& p, const std::vector<float>& context, const ProgressFn& progress) override {
-    return on_device("sampling", p.estimated_bytes, [&] {
+  std::vector<float> run(const Job& job, const ProgressFn& progress) override {
+    return on_device("sampling", job.estimated_bytes, [&] {
       const ModelFile& mf = file();
-      const SampleRequest& r = p.req;
-      if (!p.text) return run_sampler_cuda(mf, *weights_, *ctx_, p.sched, r, progress);
-      std::vector<float> lat = sample_latents_cuda(mf, *weights_, *ctx_, p.sched, r, context, p.context_len, progress);
-      if (!p.decode) return lat;
-      return decode_latents_cuda(mf, *weights_, *ctx_, lat, r.batch, r.height, r.width);
+      const SampleRequest& r = job.req;
+      std::vector<float> x = job.text ? sample_latents_cuda(mf, *weights_, *ctx_, job.sched, r, job.context,
+                                                            job.context_len, progress)
+                                       : run_sampler_cuda(mf, *weights_, *ctx_, job.sched, r, progress);
+      if (!job.decode) return x;
+      return decode_latents_cuda(mf, *weights_, *ctx_, x, r.batch, r.height, r.width);
     });
   }
 
-  void eval(const float* x, int n, int h, int w, const float* t, const int32_t* labels, float* y) override {
+  void eval(const EvalJob& e, float* y) override {
     on_device("eval", 0, [&] {
-      executor(n, h, w).run(x, t, labels, y);
+      GraphInputs in;
+      in.sample = e.x;
+      in.timesteps = e.t;
+      in.labels = e.labels;
+      in.context = e.context;
+      executor(file().graph, e.n, e.h, e.w, e.context ? e.context_len : 0).run(in, y);
       return 0;
+    });
+  }
+
+  std::vector<float> decode(const std::vector<float>& latents, int n, int h, int w) override {
+    return on_device("decoding", 0, [&] { return decode_latents_cuda(file(), *weights_, *ctx_, latents, n, h, w); });
+  }
+
+  TextEmbeds encode_text(const std::vector<int32_t>& ids, int batch, int len) override {
+    return on_device("encoding the prompts", 0, [&] { return encode_ids_cuda(file(), *weights_, *ctx_, ids, batch, len); });
+  }
+
+  BenchResults bench(const Workload& w, const BenchOptions& o) override {
+    return on_device("benchmarking", 0, [&] { return bench_cuda(file(), *weights_, *ctx_, w, o, baseline_used_); });
+  }
+
+  ProfileRun profile(const Workload& w, int warmup, int repeats, bool vae, bool ceilings) override {
+    return on_device("profiling", 0, [&] {
+      ProfileRun run;
+      run.graphs = profile_cuda(file(), *weights_, *ctx_, w, warmup, repeats, vae);
+      if (ceilings) run.ceilings = measure_ceilings(*ctx_, weights_->dtype());
+      return run;
     });
   }
 
@@ -167,7 +191,7 @@ class CudaBackend final : public Backend {
   size_t cached_executors() const override { return executors_.size(); }
 
  private:
-  const ModelFile& file() const { return ModelAccess::impl(*model_).file; }
+  const ModelFile& file() const { return model_->file(); }
 
   void ensure_context() {
     if (ctx_) return;
@@ -211,29 +235,51 @@ class CudaBackend final : public Backend {
     (void)cudaGetLastError();
   }
 
-  CudaExecutor& executor(int n, int h, int w) {
-    const auto key = std::make_tuple(n, h, w);
+  CudaExecutor& executor(const Graph& g, int n, int h, int w, int len) {
+    const auto key = std::make_tuple(&g, n, h, w, len);
     for (auto it = executors_.begin(); it != executors_.end(); ++it)
       if (it->first == key) {
         executors_.splice(executors_.begin(), executors_, it);
         return *executors_.front().second;
       }
     while (executors_.size() >= kMaxCachedExecutors) executors_.pop_back();
-    executors_.emplace_front(key, std::make_unique<CudaExecutor>(file(), *weights_, *ctx_, n, h, w));
+    executors_.emplace_front(key, std::make_unique<CudaExecutor>(file(), *weights_, *ctx_, g, PlanInputs{n, h, w, len}));
     return *executors_.front().second;
   }
 
-  std::shared_ptr<const Model> model_;
+  std::shared_ptr<const LoadedModel> model_;
   int device_ = 0;
+  uint64_t baseline_used_ = 0;
   CudaContext::Options ctx_opt_;
   std::shared_ptr<const CudaWeights> weights_;
   std::unique_ptr<CudaContext> ctx_;
   bool faulted_ = false;
   // Eval executors (they reference ctx_: cleared before it goes), most recently used first.
-  std::list<std::pair<std::tuple<int, int, int>, std::unique_ptr<CudaExecutor>>> executors_;
+  std::list<std::pair<std::tuple<const Graph*, int, int, int, int>, std::unique_ptr<CudaExecutor>>> executors_;
 };
 
 }  // namespace
+
+// One CudaWeights per (model, device), made by the first session on the device and shared by the rest and by
+// every phase of a request (text encoder, loop, decode).
+std::shared_ptr<const CudaWeights> LoadedModel::cuda_weights(int device) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = cuda_.find(device);
+  if (it != cuda_.end()) return it->second;
+  std::shared_ptr<const CudaWeights> w;
+  try {
+    w = std::make_shared<const CudaWeights>(file_, device);
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::OutOfMemory) throw;
+    const auto [free, total] = device_memory();
+    fail(ErrorCode::OutOfMemory, "out of device memory uploading the model's weights (" + bytes_str(file_.data.size()) +
+                                     ") to CUDA device " + std::to_string(device) + ": " + bytes_str(free) + " of " +
+                                     bytes_str(total) + " free (" + e.what() + ")");
+  }
+  cuda_.emplace(device, w);
+  ++uploads_;
+  return w;
+}
 
 int cuda_device_count(std::string* why) {
   int n = 0;
@@ -247,17 +293,17 @@ int cuda_device_count(std::string* why) {
   return n;
 }
 
-std::unique_ptr<Backend> make_cuda_backend(std::shared_ptr<const Model> model, const SessionOptions& o) {
+std::unique_ptr<Backend> make_backend(std::shared_ptr<const LoadedModel> model, const BackendOptions& o) {
+  if (o.device == DeviceKind::Cpu) return make_cpu_backend(std::move(model));
   std::string why;
   const int n = cuda_device_count(&why);
   if (n == 0) fail(ErrorCode::Unsupported, "device cuda: " + why + "; use the cpu device");
   if (o.device_ordinal < 0 || o.device_ordinal >= n)
-    bad("device_ordinal = " + std::to_string(o.device_ordinal) + ": this machine has " + std::to_string(n) +
+    fail(ErrorCode::InvalidArgument, "device_ordinal = " + std::to_string(o.device_ordinal) + ": this machine has " + std::to_string(n) +
         " CUDA device(s), [0, " + std::to_string(n - 1) + "]");
   return std::make_unique<CudaBackend>(std::move(model), o);
 }
 
 #endif  // DIFFRT_HAVE_CUDA
 
-}  // namespace api
-}  // namespace diffrt
+}  // namespace diffrt::engine

@@ -1,0 +1,114 @@
+#include "sample_request.h"
+
+#include <algorithm>
+#include <cctype>
+
+namespace diffrt_triton {
+
+namespace {
+
+Error unsupported(const std::string& msg) { return make_error(TRITONSERVER_ERROR_UNSUPPORTED, msg); }
+
+// HOOK (prompt text): diffrt's C API takes prompt embeddings only. When it takes text (the model's
+// own CLIP tokenizer and text encoder), set its prompt fields here from in.prompt / in.negative_prompt.
+Error set_prompt_text(const diffrt_model_info& info, const RequestInputs& in, diffrt_sample_params* /*p*/) {
+  if (!in.prompt && !in.negative_prompt) return nullptr;
+  const char* which = in.prompt ? "PROMPT" : "NEGATIVE_PROMPT";
+  if (info.context_dim == 0) return invalid_arg(std::string(which) + " given, but this model is not text-conditioned");
+  if (in.prompt_embeds || in.negative_prompt_embeds)
+    return invalid_arg("give PROMPT/NEGATIVE_PROMPT or PROMPT_EMBEDS/NEGATIVE_PROMPT_EMBEDS, not both");
+  return unsupported(std::string(which) +
+                     ": prompt text is not supported yet by this build of the diffrt backend (its C API takes "
+                     "prompt embeddings): send PROMPT_EMBEDS (and NEGATIVE_PROMPT_EMBEDS for guidance) instead");
+}
+
+// HOOK (sampler names): the C API has an enum of DDPM and DDIM. When it takes a sampler name, pass
+// the (trimmed, lower-cased) name through here and let diffrt refuse the unknown ones.
+Error set_sampler(const std::optional<std::string>& name, diffrt_sample_params* p) {
+  if (!name) return nullptr;
+  std::string s = *name;
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  if (s.empty() || s == "default") p->sampler = DIFFRT_SAMPLER_DEFAULT;
+  else if (s == "ddpm" || s == "ddpmscheduler") p->sampler = DIFFRT_SAMPLER_DDPM;
+  else if (s == "ddim" || s == "ddimscheduler") p->sampler = DIFFRT_SAMPLER_DDIM;
+  else {
+    static const char* const kComing[] = {"dpmsolver++", "dpm++", "dpmsolver", "dpmsolvermultistepscheduler",
+                                          "euler", "eulerdiscretescheduler", "euler_a", "euler_ancestral",
+                                          "eulerancestraldiscretescheduler", "heun", "heundiscretescheduler",
+                                          "pndm", "pndmscheduler", "unipc", "unipcmultistepscheduler", "lcm",
+                                          "lcmscheduler"};
+    for (const char* c : kComing)
+      if (s == c)
+        return unsupported("SAMPLER '" + *name + "' is not supported yet by this build of the diffrt backend "
+                                                 "(available: ddpm, ddim, default)");
+    std::string shown = name->size() > 64 ? name->substr(0, 64) + "..." : *name;
+    return invalid_arg("SAMPLER: unknown sampler '" + shown + "' (available: ddpm, ddim, default)");
+  }
+  return nullptr;
+}
+
+Error positive(const char* what, const std::optional<int32_t>& v, const char* hint) {
+  if (v && *v < 1) return invalid_arg(std::string(what) + " = " + std::to_string(*v) + " must be >= 1" + hint);
+  return nullptr;
+}
+
+diffrt_text_embeds view(const std::optional<Embeds>& e) {
+  diffrt_text_embeds v{};
+  if (e) {
+    v.data = e->data.data();
+    v.batch = e->batch;
+    v.len = e->len;
+    v.dim = e->dim;
+  }
+  return v;
+}
+
+}  // namespace
+
+Error make_sample_params(const diffrt_model_info& info, const ModelConfig& cfg, const RequestInputs& in,
+                         diffrt_sample_params* params, ImageShape* shape) {
+  diffrt_sample_params p;
+  diffrt_params_init(&p);
+  DIFFRT_TRITON_TRY(set_prompt_text(info, in, &p));
+  DIFFRT_TRITON_TRY(set_sampler(in.sampler, &p));
+  DIFFRT_TRITON_TRY(positive("STEPS", in.steps, " (leave STEPS out for the sampler's default)"));
+  DIFFRT_TRITON_TRY(positive("NUM_IMAGES", in.num_images, ""));
+  DIFFRT_TRITON_TRY(positive("HEIGHT", in.height, " (leave HEIGHT out for the model's size)"));
+  DIFFRT_TRITON_TRY(positive("WIDTH", in.width, " (leave WIDTH out for the model's size)"));
+  if (in.steps) p.steps = *in.steps;
+
+  // The batch: NUM_IMAGES, else that of the prompt embeddings or of the class labels (as `diffrt
+  // sample` takes the batch of its embeddings), else 1.
+  int n = 1;
+  if (in.num_images) n = *in.num_images;
+  else if (in.prompt_embeds && in.prompt_embeds->batch > 1) n = in.prompt_embeds->batch;
+  else if (in.class_labels && in.class_labels->size() > 1) n = int(std::min<size_t>(in.class_labels->size(), 1 << 30));
+  if (n > cfg.max_num_images)
+    return invalid_arg("this request asks for " + std::to_string(n) + " images; this model serves at most " +
+                       std::to_string(cfg.max_num_images) + " per request (config parameter max_num_images)");
+  p.batch = n;
+
+  if (in.seed) p.seed = *in.seed;
+  p.rng = diffrt_rng(cfg.rng);
+  // Guidance: the pipeline default, as `diffrt sample`: 7.5 for text-conditioned models
+  // (StableDiffusionPipeline's), else 1 (off).
+  p.guidance_scale = in.guidance_scale ? *in.guidance_scale : (info.context_dim > 0 ? 7.5f : 1.0f);
+  if (in.height) p.height = *in.height;
+  if (in.width) p.width = *in.width;
+  if (in.class_labels) {
+    p.class_labels = in.class_labels->data();
+    p.num_class_labels = in.class_labels->size();
+  }
+  p.prompt_embeds = view(in.prompt_embeds);
+  p.negative_prompt_embeds = view(in.negative_prompt_embeds);
+  p.output = DIFFRT_OUTPUT_IMAGES;
+
+  shape->n = p.batch;
+  shape->h = p.height ? p.height : info.image_size;
+  shape->w = p.width ? p.width : info.image_size;
+  shape->c = info.image_channels;
+  *params = p;
+  return nullptr;
+}
+
+}  // namespace diffrt_triton
