@@ -252,8 +252,8 @@ Prepared prepare(const Model& model, const SampleOptions& o) {
   const nlohmann::json cls = sj.value("_class_name", nlohmann::json(""));
   const std::string sampler =
       !o.sampler.empty() ? o.sampler : cls == "DDPMScheduler" || (cls == "" && !text) ? "ddpm" : "ddim";
-  if (sampler == "ddpm") r.sampler = SamplerKind::Ddpm;
-  else if (sampler == "ddim") r.sampler = SamplerKind::Ddim;
+  if (sampler == "ddpm" || sampler == "DDPMScheduler") r.sampler = SamplerKind::Ddpm;
+  else if (sampler == "ddim" || sampler == "DDIMScheduler") r.sampler = SamplerKind::Ddim;
   else bad("sampler '" + o.sampler + "' is not supported; supported: ddpm, ddim");
   r.steps = o.steps ? o.steps : (r.sampler == SamplerKind::Ddim ? 50 : 1000);
   if (r.steps > job.sched.num_train_timesteps)

@@ -5,18 +5,15 @@
 // Tested by tests/api_test.cpp, tests/concurrency_test.cpp and every CLI test.
 #include <unistd.h>
 
-#include <list>
 #include <new>
-#include <tuple>
 
 #include "base/error.h"
 #include "runtime/cpu_bench.h"
 #include "runtime/engine/engine.h"
+#include "runtime/engine/executor_cache.h"
 
 namespace diffrt::engine {
 namespace {
-
-constexpr size_t kMaxCachedExecutors = 4;
 
 class CpuBackend final : public Backend {
  public:
@@ -99,27 +96,19 @@ class CpuBackend final : public Backend {
   const ModelFile& file() const { return model_->file(); }
 
   CpuExecutor& executor(const Graph& g, int n, int h, int w, int len) {
-    const auto key = std::make_tuple(&g, n, h, w, len);
-    for (auto it = executors_.begin(); it != executors_.end(); ++it)
-      if (it->first == key) {
-        executors_.splice(executors_.begin(), executors_, it);
-        return *executors_.front().second;
+    return executors_.get({&g, n, h, w, len}, [&] {
+      try {
+        return std::make_unique<CpuExecutor>(file(), *weights_, g, PlanInputs{n, h, w, len});
+      } catch (const std::bad_alloc&) {
+        fail(ErrorCode::OutOfMemory, "out of host memory allocating activations for batch " + std::to_string(n) +
+                                         " at " + std::to_string(h) + "x" + std::to_string(w));
       }
-    while (executors_.size() >= kMaxCachedExecutors) executors_.pop_back();
-    std::unique_ptr<CpuExecutor> ex;
-    try {
-      ex = std::make_unique<CpuExecutor>(file(), *weights_, g, PlanInputs{n, h, w, len});
-    } catch (const std::bad_alloc&) {
-      fail(ErrorCode::OutOfMemory, "out of host memory allocating activations for batch " + std::to_string(n) + " at " +
-                                       std::to_string(h) + "x" + std::to_string(w));
-    }
-    executors_.emplace_front(key, std::move(ex));
-    return *executors_.front().second;
+    });
   }
 
   std::shared_ptr<const LoadedModel> model_;
   std::shared_ptr<const CpuWeights> weights_;
-  std::list<std::pair<std::tuple<const Graph*, int, int, int, int>, std::unique_ptr<CpuExecutor>>> executors_;
+  ExecutorCache<CpuExecutor> executors_;
 };
 
 }  // namespace

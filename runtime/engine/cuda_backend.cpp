@@ -13,12 +13,11 @@
 // context and cached executors and makes a fresh context on its next call, so no half-grown workspace or stale
 // cuDNN plan survives a failure. Cancellation drains the stream first (run_sampler_cuda) and keeps the context.
 // Tested by tests/gpu/api_test.cpp (skipped without a device).
-#include <list>
 #include <new>
-#include <tuple>
 
 #include "base/error.h"
 #include "runtime/engine/engine.h"
+#include "runtime/engine/executor_cache.h"
 
 #ifdef DIFFRT_HAVE_CUDA
 #include <cuda_runtime_api.h>
@@ -58,8 +57,6 @@ std::unique_ptr<Backend> make_backend(std::shared_ptr<const LoadedModel> model, 
 #else  // DIFFRT_HAVE_CUDA
 
 namespace {
-
-constexpr size_t kMaxCachedExecutors = 4;
 
 std::string cuda_error(cudaError_t e) { return std::string(cudaGetErrorName(e)) + " (" + cudaGetErrorString(e) + ")"; }
 
@@ -236,15 +233,8 @@ class CudaBackend final : public Backend {
   }
 
   CudaExecutor& executor(const Graph& g, int n, int h, int w, int len) {
-    const auto key = std::make_tuple(&g, n, h, w, len);
-    for (auto it = executors_.begin(); it != executors_.end(); ++it)
-      if (it->first == key) {
-        executors_.splice(executors_.begin(), executors_, it);
-        return *executors_.front().second;
-      }
-    while (executors_.size() >= kMaxCachedExecutors) executors_.pop_back();
-    executors_.emplace_front(key, std::make_unique<CudaExecutor>(file(), *weights_, *ctx_, g, PlanInputs{n, h, w, len}));
-    return *executors_.front().second;
+    return executors_.get({&g, n, h, w, len},
+                          [&] { return std::make_unique<CudaExecutor>(file(), *weights_, *ctx_, g, PlanInputs{n, h, w, len}); });
   }
 
   std::shared_ptr<const LoadedModel> model_;
@@ -255,7 +245,7 @@ class CudaBackend final : public Backend {
   std::unique_ptr<CudaContext> ctx_;
   bool faulted_ = false;
   // Eval executors (they reference ctx_: cleared before it goes), most recently used first.
-  std::list<std::pair<std::tuple<const Graph*, int, int, int, int>, std::unique_ptr<CudaExecutor>>> executors_;
+  ExecutorCache<CudaExecutor> executors_;
 };
 
 }  // namespace

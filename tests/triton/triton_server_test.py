@@ -262,6 +262,17 @@ def run(args, exe, tmp):
     sd = os.path.join(tmp, "sd.drt")
     subprocess.run([diffrt, "convert", os.path.join(src, "models/digits"), "-o", digits, "-q"], check=True)
     subprocess.run([diffrt, "convert", os.path.join(sd_fx, "pipeline"), "-o", sd, "-q"], check=True)
+    # A pipeline with its CLIP text encoder and tokenizer (as tests/cli/prompt_cli_test.sh assembles it): PROMPT.
+    sd_dir = os.path.join(src, "tests/fixtures/sd")
+    text_pipe = os.path.join(tmp, "sd_text_pipeline")
+    os.makedirs(text_pipe)
+    for part in ("scheduler", "unet", "vae"):
+        shutil.copytree(os.path.join(sd_fx, "pipeline", part), os.path.join(text_pipe, part))
+    for part in ("text_encoder", "tokenizer"):
+        shutil.copytree(os.path.join(sd_dir, "clip_tiny_sd1", part), os.path.join(text_pipe, part))
+    shutil.copy(os.path.join(sd_dir, "sd1_text", "model_index.json"), text_pipe)
+    sd_text = os.path.join(tmp, "sd_text.drt")
+    subprocess.run([diffrt, "convert", text_pipe, "-o", sd_text, "-q"], check=True)
 
     # The repository: scripts/triton_repo.py as a user runs it.
     repo = os.path.join(tmp, "repo")
@@ -273,6 +284,7 @@ def run(args, exe, tmp):
     subprocess.run(mk + [digits, "--name", "digits_tight", "--threads", "1", "--memory-limit-bytes", "4000000"],
                    check=True, stdout=subprocess.DEVNULL)
     subprocess.run(mk + [sd, "--name", "sd", "--threads", "1", "--copy"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(mk + [sd_text, "--name", "sd_text", "--threads", "1"], check=True, stdout=subprocess.DEVNULL)
     # Models that must fail to load, each with a message naming the problem (the others still serve).
     garbage = os.path.join(tmp, "garbage.drt")
     with open(garbage, "wb") as f:
@@ -303,6 +315,9 @@ def run(args, exe, tmp):
                                       f"{P}/prompt_embeds.npy", "--negative-prompt-embeds",
                                       f"{P}/negative_prompt_embeds.npy", "--guidance-scale", "7.5", "--sampler",
                                       "ddim", "--steps", "10", "--seed", "10", "-H", "16", "-W", "16"), 1, 16, 16)
+    ref["sd_text"] = png_images(sample_cli(args, os.path.join(tmp, "sd_text.png"), "-m", sd_text, "--prompt",
+                                           "a red cat", "--negative-prompt", "blurry", "--sampler", "ddim", "--steps",
+                                           "6", "--seed", "12", "-H", "16", "-W", "16"), 1, 16, 16)
     sd_embeds = (np.load(f"{P}/prompt_embeds.npy").astype(np.float32),
                  np.load(f"{P}/negative_prompt_embeds.npy").astype(np.float32))
 
@@ -402,6 +417,17 @@ def test_images(http, grpc, ref, sd_embeds):
             assert img.shape == (1, 16, 16, 3), img.shape
             assert np.array_equal(img, ref["sd"]), f"{np.count_nonzero(img != ref['sd'])} bytes differ"
         t5()
+
+    for proto, client in (("http", http), ("grpc", grpc)):
+        @check(f"{proto}: SD with its text encoder from PROMPT/NEGATIVE_PROMPT equals `diffrt sample --prompt`")
+        def t6():
+            img = infer(client, "sd_text", {"PROMPT": text("a red cat"), "NEGATIVE_PROMPT": text("blurry"),
+                                            "SEED": scalar(12, np.uint64), "STEPS": scalar(6, np.int32),
+                                            "SAMPLER": text("ddim"), "HEIGHT": scalar(16, np.int32),
+                                            "WIDTH": scalar(16, np.int32)}).as_numpy("IMAGES")
+            assert img.shape == (1, 16, 16, 3), img.shape
+            assert np.array_equal(img, ref["sd_text"]), f"{np.count_nonzero(img != ref['sd_text'])} bytes differ"
+        t6()
 
 
 def stream_collect(url, model, values, timeout=120):
@@ -536,8 +562,7 @@ def test_bad_requests(server, http, grpc, ref, sd_embeds):
         ("wrong rank (PROMPT_EMBEDS [L, D])", "sd", {"PROMPT_EMBEDS": pos[0]}, "PROMPT_EMBEDS", 400),
         ("negative steps", "digits", digits_req(1, 3, steps=-5), "STEPS = -5 must be >= 1", 400),
         ("zero images", "digits", digits_req(1, 3, NUM_IMAGES=scalar(0, np.int32)), "NUM_IMAGES = 0", 400),
-        ("unknown sampler", "digits", digits_req(1, 3, sampler="warp9"), "unknown sampler 'warp9'", 400),
-        ("sampler not in this build", "digits", digits_req(1, 3, sampler="euler"), "not supported yet", 501),
+        ("unknown sampler", "digits", digits_req(1, 3, sampler="warp9"), "sampler 'warp9'", 400),
         ("NaN guidance", "digits", digits_req(1, 3, GUIDANCE_SCALE=scalar(float("nan"), np.float32)),
          "guidance_scale = nan", 400),
         ("huge batch", "digits", digits_req(1, 3, NUM_IMAGES=scalar(100000, np.int32)),
@@ -548,8 +573,8 @@ def test_bad_requests(server, http, grpc, ref, sd_embeds):
         ("steps above the schedule", "digits", digits_req(1, 3, steps=5000), "exceeds num_train_timesteps", 400),
         ("embeddings for a class model", "digits", digits_req(1, 3, PROMPT_EMBEDS=pos), "not text-conditioned", 400),
         ("prompt for a class model", "digits", digits_req(1, 3, PROMPT=text("a cat")), "not text-conditioned", 400),
-        ("prompt text (not in the C API yet)", "sd", {"PROMPT": text("a cat")}, "not supported yet by this build",
-         501),
+        ("prompt for a model without a text encoder", "sd", {"PROMPT": text("a cat")}, "no text encoder", 400),
+        ("negative prompt alone", "sd_text", {"NEGATIVE_PROMPT": text("blurry")}, "NEGATIVE_PROMPT needs PROMPT", 400),
         ("text model without embeddings", "sd", {"SEED": scalar(1, np.uint64)}, "give prompt_embeds", 400),
         ("guidance without negative embeddings", "sd", {"PROMPT_EMBEDS": pos}, "needs negative_prompt_embeds", 400),
         ("embeddings of the wrong width", "sd", {"PROMPT_EMBEDS": pos[:, :, :7].copy(), "GUIDANCE_SCALE":

@@ -20,6 +20,9 @@ struct Embeds {
 
 struct RequestInputs {
   std::optional<std::string> prompt, negative_prompt;  // PROMPT, NEGATIVE_PROMPT (BYTES, one element)
+  // The C strings diffrt_sample_params points at for them (set by make_sample_params; live as long as this).
+  mutable const char* prompt_cstr = nullptr;
+  mutable const char* negative_prompt_cstr = nullptr;
   std::optional<Embeds> prompt_embeds, negative_prompt_embeds;  // PROMPT_EMBEDS, NEGATIVE_PROMPT_EMBEDS
   std::optional<std::vector<int32_t>> class_labels;  // CLASS_LABELS (INT32, 1 or NUM_IMAGES values)
   std::optional<uint64_t> seed;                      // SEED (UINT64)

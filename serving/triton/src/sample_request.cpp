@@ -7,43 +7,36 @@ namespace diffrt_triton {
 
 namespace {
 
-Error unsupported(const std::string& msg) { return make_error(TRITONSERVER_ERROR_UNSUPPORTED, msg); }
 
-// HOOK (prompt text): diffrt's C API takes prompt embeddings only. When it takes text (the model's
-// own CLIP tokenizer and text encoder), set its prompt fields here from in.prompt / in.negative_prompt.
-Error set_prompt_text(const diffrt_model_info& info, const RequestInputs& in, diffrt_sample_params* /*p*/) {
+// PROMPT / NEGATIVE_PROMPT: one prompt (NUM_IMAGES images of it, as num_images_per_prompt) through the
+// model's own CLIP tokenizer and text encoder.
+Error set_prompt_text(const diffrt_model_info& info, const RequestInputs& in, diffrt_sample_params* p) {
   if (!in.prompt && !in.negative_prompt) return nullptr;
   const char* which = in.prompt ? "PROMPT" : "NEGATIVE_PROMPT";
   if (info.context_dim == 0) return invalid_arg(std::string(which) + " given, but this model is not text-conditioned");
   if (in.prompt_embeds || in.negative_prompt_embeds)
     return invalid_arg("give PROMPT/NEGATIVE_PROMPT or PROMPT_EMBEDS/NEGATIVE_PROMPT_EMBEDS, not both");
-  return unsupported(std::string(which) +
-                     ": prompt text is not supported yet by this build of the diffrt backend (its C API takes "
-                     "prompt embeddings): send PROMPT_EMBEDS (and NEGATIVE_PROMPT_EMBEDS for guidance) instead");
+  if (!in.prompt) return invalid_arg("NEGATIVE_PROMPT needs PROMPT");
+  if (!info.has_text_encoder)
+    return invalid_arg("PROMPT: this model file has no text encoder and tokenizer (convert the pipeline folder with "
+                       "its text_encoder/ and tokenizer/, or send PROMPT_EMBEDS)");
+  in.prompt_cstr = in.prompt->c_str();
+  p->prompts = &in.prompt_cstr;
+  p->num_prompts = 1;
+  if (in.negative_prompt) {
+    in.negative_prompt_cstr = in.negative_prompt->c_str();
+    p->negative_prompts = &in.negative_prompt_cstr;
+    p->num_negative_prompts = 1;
+  }
+  return nullptr;
 }
 
-// HOOK (sampler names): the C API has an enum of DDPM and DDIM. When it takes a sampler name, pass
-// the (trimmed, lower-cased) name through here and let diffrt refuse the unknown ones.
+// SAMPLER: "default" (or empty) keeps the model's; any other name goes to diffrt, which refuses unknown names
+// with the list of supported ones.
 Error set_sampler(const std::optional<std::string>& name, diffrt_sample_params* p) {
   if (!name) return nullptr;
-  std::string s = *name;
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return char(std::tolower(c)); });
-  if (s.empty() || s == "default") p->sampler = DIFFRT_SAMPLER_DEFAULT;
-  else if (s == "ddpm" || s == "ddpmscheduler") p->sampler = DIFFRT_SAMPLER_DDPM;
-  else if (s == "ddim" || s == "ddimscheduler") p->sampler = DIFFRT_SAMPLER_DDIM;
-  else {
-    static const char* const kComing[] = {"dpmsolver++", "dpm++", "dpmsolver", "dpmsolvermultistepscheduler",
-                                          "euler", "eulerdiscretescheduler", "euler_a", "euler_ancestral",
-                                          "eulerancestraldiscretescheduler", "heun", "heundiscretescheduler",
-                                          "pndm", "pndmscheduler", "unipc", "unipcmultistepscheduler", "lcm",
-                                          "lcmscheduler"};
-    for (const char* c : kComing)
-      if (s == c)
-        return unsupported("SAMPLER '" + *name + "' is not supported yet by this build of the diffrt backend "
-                                                 "(available: ddpm, ddim, default)");
-    std::string shown = name->size() > 64 ? name->substr(0, 64) + "..." : *name;
-    return invalid_arg("SAMPLER: unknown sampler '" + shown + "' (available: ddpm, ddim, default)");
-  }
+  if (name->empty() || *name == "default") return nullptr;
+  p->sampler_name = name->c_str();
   return nullptr;
 }
 

@@ -1,10 +1,8 @@
 // A request's inputs -> diffrt_sample_params, with the model's defaults for what the request leaves
 // out (the same defaults as `diffrt sample`, so the same settings give the same bytes).
 //
-// Hooks for what diffrt's C API does not take yet (each one function below, refusing with
-// UNSUPPORTED "not supported yet by this build" until the C API has it):
-//   * prompt text (PROMPT / NEGATIVE_PROMPT): set_prompt_text()
-//   * sampler names beyond ddpm/ddim (SAMPLER = "euler", "dpmsolver++", ...): set_sampler()
+// Prompt text (PROMPT / NEGATIVE_PROMPT) goes to diffrt's tokenizer and text encoder (models converted with
+// them); SAMPLER is passed to diffrt by name, which refuses unknown names listing the supported ones.
 #pragma once
 #include "diffrt.h"
 #include "model_config.h"
