@@ -54,6 +54,8 @@ struct ModelInfo {
                                // scheduler class: ddpm; DDIM, PNDM and other SD schedulers: ddim)
   int context_dim = 0;         // text-conditioned UNets: prompt embedding channels; 0: none
   bool has_vae = false;        // the file holds a VAE decoder (sample() decodes the latents)
+  bool has_vae_encoder = false;  // the file holds the VAE's encoder too: Session::encode works (image-to-image)
+  int encoder_image_channels = 0;  // channels of the images Session::encode takes (3 for SD); 0 without an encoder
   int vae_scale_factor = 1;    // pixels per latent
   float vae_scaling_factor = 0.0f;  // latents are divided by it before decoding (0.18215 SD 1.x)
   int image_channels = 0;      // channels of sample()'s images
@@ -151,6 +153,18 @@ struct SampleOptions {
   Output output = Output::Images;
 };
 
+// Session::encode: what StableDiffusionImg2ImgPipeline and StableDiffusionInpaintPipeline do with a preprocessed
+// image: vae.encode(x).latent_dist, then sample(generator) (or mode()), then * vae.config.scaling_factor.
+struct EncodeOptions {
+  bool sample = true;               // true: latent_dist.sample(generator), what both pipelines do; false: mode() (the mean)
+  uint64_t seed = 0;
+  Rng rng = Rng::Philox;            // Torch: the noise is torch.randn([n, C, h, w], generator=Generator().manual_seed(seed)),
+                                    // as diffusers draws it; Philox: per image (seed, first_sample_index + i)
+  uint32_t first_sample_index = 0;  // Philox: global index of image 0
+  bool scaled = true;               // multiply by the VAE's scaling_factor (the pipelines' init_latents); false: the raw
+                                    // posterior (latent_dist.sample() itself)
+};
+
 // What a request resolves to (Session::describe): the settings that will run and the output shape.
 struct SampleDescription {
   std::string sampler;            // "ddpm" | "ddim"
@@ -207,6 +221,17 @@ class Session {
   // What StableDiffusionPipeline does after its loop: latents [n, C, h, w] NCHW (not yet divided by the VAE's
   // scaling factor) -> VAE decoder -> (x/2 + 0.5).clamp(0, 1): images [n, f*h, f*w, image_channels] NHWC.
   std::vector<float> decode(const float* latents, int n, int h, int w);
+
+  // The VAE encoder (files converted with it: ModelInfo::has_vae_encoder): images [n, h, w, encoder_image_channels]
+  // NHWC float32 in [-1, 1] -- VaeImageProcessor.preprocess's output (2x - 1 of [0, 1] images), transposed to NHWC --
+  // -> latents [n, C, h', w'] NCHW, h' = h / vae_scale_factor (each downsampling floors odd sizes, as diffusers).
+  // h and w in [vae_scale_factor, 8192]. Every value is checked (finite, inside [-1, 1]) before anything runs.
+  std::vector<float> encode(const float* images, int n, int h, int w, const EncodeOptions& o = {});
+  // The shape encode(images, n, h, w) returns (NCHW latents; validates the sizes).
+  ImageShape encode_output_shape(int n, int h, int w) const;
+  // The posterior's parameters [n, 2C, h', w'] NCHW (latent_dist.parameters = quant_conv(encoder(x)): the mean,
+  // then the raw logvar before DiagonalGaussianDistribution's clamp), with encode()'s checks.
+  std::vector<float> encode_moments(const float* images, int n, int h, int w);
 
   // Prompts -> the text encoder's last_hidden_state [prompts.size(), max_length, hidden] (row-major), as
   // StableDiffusionPipeline.encode_prompt computes prompt_embeds; *len and *dim receive the shape.

@@ -72,6 +72,8 @@ std::shared_ptr<const Model> Model::load(const std::string& path) {
   in.vae_scaling_factor = in.has_vae ? mf.vae.scaling_factor : 0.0f;
   in.image_channels = in.has_vae ? mf.vae.graph.out_channels : in.in_channels;
   in.image_size = in.sample_size * in.vae_scale_factor;
+  in.has_vae_encoder = mf.vae_encoder.present();
+  in.encoder_image_channels = in.has_vae_encoder ? mf.vae_encoder.graph.in_channels : 0;
   // DDPMScheduler configs (and pixel models without a scheduler class) sample with DDPM; DDIM and the other
   // Stable Diffusion schedulers (PNDM, ...) with DDIM.
   const nlohmann::json cls = sj.value("_class_name", nlohmann::json(""));

@@ -23,7 +23,11 @@ void add_convert_command(CLI::App& app) {
   c->add_option("--scheduler", opt->scheduler_config,
                 "diffusers scheduler_config.json to store as the default (default: the folder's own, if any)");
   c->add_flag("--strict", opt->strict, "treat tensors the config does not use as errors (default: warn)");
-  c->add_flag("--no-vae", opt->no_vae, "Stable Diffusion: convert the UNet alone (sampling then writes latents only)");
+  c->add_flag("--no-vae", opt->no_vae,
+              "Stable Diffusion: convert the UNet alone, without the VAE decoder and encoder (sampling then writes "
+              "latents only)");
+  c->add_flag("--no-vae-encoder", opt->no_vae_encoder,
+              "Stable Diffusion: keep the VAE decoder but leave out its encoder (no encode, image-to-image or inpainting)");
   c->add_flag("--no-text-encoder", opt->no_text_encoder,
               "Stable Diffusion: leave out text_encoder/ and tokenizer/ (sampling then needs --prompt-embeds)");
   c->add_option("--null-class", *null_class,
@@ -52,6 +56,8 @@ void add_convert_command(CLI::App& app) {
                   opt->output.c_str(), r.family.c_str(), r.tensors, dtype->c_str(), r.nodes, double(r.bytes) / (1 << 20),
                   r.weights_source.c_str(), r.scheduler_source.empty() ? "(none: diffusers DDPMScheduler defaults)" : r.scheduler_source.c_str());
       if (!r.vae_source.empty()) std::printf("  vae decoder: %s (%zu graph nodes)\n", r.vae_source.c_str(), r.vae_nodes);
+      if (r.vae_encoder_nodes)
+        std::printf("  vae encoder: %s (%zu graph nodes)\n", r.vae_source.c_str(), r.vae_encoder_nodes);
       if (!r.text_encoder_source.empty())
         std::printf("  text encoder: %s (%zu graph nodes) + tokenizer\n", r.text_encoder_source.c_str(),
                     r.text_encoder_nodes);

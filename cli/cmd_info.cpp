@@ -18,7 +18,7 @@ void add_info_command(CLI::App& app) {
   c->callback([=]() {
     ModelFile mf = read_model_file(*path);
     if (*json) {
-      nlohmann::json j = {{"family", mf.family}, {"config", mf.config}, {"scheduler", mf.scheduler},
+      nlohmann::json j = {{"version", mf.version}, {"family", mf.family}, {"config", mf.config}, {"scheduler", mf.scheduler},
                           {"provenance", mf.provenance}, {"graph", graph_to_json(mf.graph)},
                           {"conditioning", {{"num_classes", mf.conditioning.num_classes}, {"null_class", mf.conditioning.null_class}}}};
       std::printf("%s\n", j.dump(2).c_str());
@@ -32,7 +32,8 @@ void add_info_command(CLI::App& app) {
       dtypes[dtype_name(t.dtype)]++;
     }
     for (const auto& n : mf.graph.nodes) ops[op_name(n.attrs)]++;
-    std::printf("file:        %s\nfamily:      %s\n", path->c_str(), mf.family.c_str());
+    std::printf("file:        %s (format version %u)\nfamily:      %s\n", path->c_str(), unsigned(mf.version),
+                mf.family.c_str());
     std::printf("channels:    in %d, out %d; spatial size must be a multiple of %d\n", mf.graph.in_channels,
                 mf.graph.out_channels, mf.graph.downsample_factor);
     if (mf.config.contains("sample_size")) std::printf("sample_size: %s\n", mf.config["sample_size"].dump().c_str());
@@ -49,6 +50,18 @@ void add_info_command(CLI::App& app) {
                   mf.conditioning.null_class >= 0 ? std::to_string(mf.conditioning.null_class).c_str() : "none");
     else
       std::printf("classes:     unconditional\n");
+    if (mf.vae.present()) {
+      uint64_t enc_params = 0;
+      for (const auto& t : mf.tensors)
+        if (t.name.rfind("vae.encoder.", 0) == 0 || t.name.rfind("vae.quant_conv.", 0) == 0) enc_params += t.numel();
+      std::printf("vae:         decoder (%zu nodes, scaling_factor %g)", mf.vae.graph.nodes.size(),
+                  double(mf.vae.scaling_factor));
+      if (mf.vae_encoder.present())
+        std::printf(" + encoder (%zu nodes, %llu parameters): encode and image-to-image work\n",
+                    mf.vae_encoder.graph.nodes.size(), (unsigned long long)enc_params);
+      else
+        std::printf("; no encoder%s\n", mf.version < 2 ? " (format version 1: reconvert to add it)" : "");
+    }
     if (mf.text_encoder.present())
       std::printf("text:        CLIP text encoder (%zu nodes, width %d, %s) + BPE tokenizer (%zu tokens, %zu merges, "
                   "pads to %d with id %d): sample --prompt works\n",

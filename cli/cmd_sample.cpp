@@ -47,19 +47,6 @@ nlohmann::json scheduler_overrides(const SampleOpts& o) {
   return j;
 }
 
-uint64_t parse_seed(const std::string& s) {
-  if (s.empty()) {
-    std::random_device rd;
-    return (uint64_t(rd()) << 32 | rd()) & ((1ull << 53) - 1);  // printable and exact as a JSON number
-  }
-  if (s.find_first_not_of("0123456789") != std::string::npos || s.size() > 20)
-    fail(ErrorCode::InvalidArgument, "--seed: expected an integer in [0, 2^64-1], got '" + s + "'");
-  errno = 0;
-  unsigned long long v = std::strtoull(s.c_str(), nullptr, 10);
-  if (errno == ERANGE) fail(ErrorCode::InvalidArgument, "--seed: '" + s + "' is larger than 2^64-1");
-  return v;
-}
-
 // "--class 3", "--class 1,4,7" or "--class all" -> per-sample labels (cycling over the list).
 std::vector<int32_t> parse_classes(const std::string& spec, const ModelInfo& info, int batch) {
   const int nc = info.num_classes, null_class = info.null_class;

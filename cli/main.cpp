@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   diffrt::cli::add_sample_command(app);
   diffrt::cli::add_decode_command(app);
   diffrt::cli::add_encode_prompt_command(app);
+  diffrt::cli::add_encode_command(app);
   const std::string command = diffrt::command_line(argc, argv);
   diffrt::cli::add_bench_command(app, command);
   diffrt::cli::add_profile_command(app, command);

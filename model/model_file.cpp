@@ -43,9 +43,9 @@ void put_le(uint8_t* out, uint64_t v, int n) {
 uint64_t check_preamble(const uint8_t* p, uint64_t file_size, const JsonCheck& c) {
   if (std::memcmp(p, kMagic, sizeof(kMagic)) != 0) c.fail("magic", "not a diffrt model file");
   const uint64_t version = get_le(p + 8, 4);
-  if (version != kFormatVersion)
+  if (version < kMinFormatVersion || version > kFormatVersion)
     c.fail("version", "unsupported format version " + std::to_string(version) + " (this build reads " +
-                          std::to_string(kFormatVersion) + ")");
+                          std::to_string(kMinFormatVersion) + " to " + std::to_string(kFormatVersion) + ")");
   if (get_le(p + 12, 4) != 0) c.fail("reserved", "must be 0");
   const uint64_t h = get_le(p + 16, 8);
   if (h > kMaxHeaderBytes)
@@ -175,6 +175,18 @@ void check_graph_refs(const ModelFile& m, const JsonCheck& c) {
                                           std::to_string(m.graph.out_channels));
     if (v.sample < 0) c.fail("vae.graph.inputs", "a VAE decoder takes the latents as its sample");
   }
+  if (m.vae_encoder.present()) {
+    const Graph& e = m.vae_encoder.graph;
+    check_weight_refs(e, by_name, "vae_encoder.graph", c);
+    if (!m.vae.present()) c.fail("vae_encoder", "a VAE encoder needs the VAE (the vae section) for its config and scaling factor");
+    if (e.sample < 0) c.fail("vae_encoder.graph.inputs", "a VAE encoder takes the images as its sample");
+    if (e.timestep >= 0 || e.class_labels >= 0 || e.context >= 0 || e.input_ids >= 0)
+      c.fail("vae_encoder.graph.inputs", "a VAE encoder takes the images only");
+    if (e.out_channels != 2 * m.vae.graph.in_channels)
+      c.fail("vae_encoder.graph.out_channels", std::to_string(e.out_channels) + " but the posterior of " +
+                                                   std::to_string(m.vae.graph.in_channels) +
+                                                   " latent channels needs twice that (mean and logvar)");
+  }
   if (m.text_encoder.present() != m.has_tokenizer)
     c.fail(m.has_tokenizer ? "tokenizer" : "text_encoder", "a text encoder and its tokenizer come together");
   if (m.text_encoder.present()) {
@@ -202,14 +214,17 @@ void check_graph_refs(const ModelFile& m, const JsonCheck& c) {
 
 // Validates the header JSON (everything but the data bytes) of a file of `file_size` bytes whose
 // data section starts at `data_start`.
-ModelFile parse_header(std::string_view text, uint64_t file_size, uint64_t data_start, const JsonCheck& c) {
+ModelFile parse_header(std::string_view text, uint64_t file_size, uint64_t data_start, uint32_t version,
+                       const JsonCheck& c) {
   json h = c.parse_strict(text, "header");
   c.object(h, "header");
   c.only_keys(h, "header", {"format", "version", "family", "config", "graph", "tensors", "scheduler",
-                            "conditioning", "provenance", "vae", "text_encoder", "tokenizer", "pipeline", "data_size"});
+                            "conditioning", "provenance", "vae", "text_encoder", "tokenizer", "vae_encoder",
+                            "pipeline", "data_size"});
   if (c.string_at(h, "", "format") != "diffrt") c.fail("format", "must be \"diffrt\"");
-  if (c.u64_at(h, "", "version") != kFormatVersion) c.fail("version", "header version differs from the preamble");
+  if (c.u64_at(h, "", "version") != version) c.fail("version", "header version differs from the preamble");
   ModelFile m;
+  m.version = version;
   m.family = c.string_at(h, "", "family");
   if (m.family.empty()) c.fail("family", "empty");
   m.config = c.object(c.member(h, "", "config"), "config");
@@ -237,6 +252,13 @@ ModelFile parse_header(std::string_view text, uint64_t file_size, uint64_t data_
       c.fail("vae.scaling_factor", "must be in (0, 1e6)");
     m.vae.graph = graph_from_json(c.member(vj, "vae", "graph"), c.origin(), "vae.graph");
     if (!m.vae.present()) c.fail("vae.graph.nodes", "empty");
+  }
+  if (h.contains("vae_encoder")) {
+    if (version < 2) c.fail("vae_encoder", "needs format version 2 or later (the file says " + std::to_string(version) + ")");
+    const json& ej = c.object(h["vae_encoder"], "vae_encoder");
+    c.only_keys(ej, "vae_encoder", {"graph"});
+    m.vae_encoder.graph = graph_from_json(c.member(ej, "vae_encoder", "graph"), c.origin(), "vae_encoder.graph");
+    if (!m.vae_encoder.present()) c.fail("vae_encoder.graph.nodes", "empty");
   }
   if (h.contains("text_encoder")) {
     const json& tj = c.object(h["text_encoder"], "text_encoder");
@@ -267,7 +289,7 @@ ModelFile parse_head(const uint8_t* head, uint64_t head_size, uint64_t file_size
   for (uint64_t i = kPreambleBytes + h; i < head_size; ++i)
     if (head[i] != 0) c.fail("header_padding", "non-zero byte at offset " + std::to_string(i));
   std::string_view text(reinterpret_cast<const char*>(head + kPreambleBytes), size_t(h));
-  return parse_header(text, file_size, head_size, c);
+  return parse_header(text, file_size, head_size, uint32_t(get_le(head + 8, 4)), c);  // checked by check_preamble
 }
 
 uint64_t data_start_of(uint64_t h, uint64_t file_size, const JsonCheck& c) {
@@ -341,7 +363,7 @@ std::vector<uint8_t> serialize_model_file(const std::string& family, const json&
                                           const std::vector<TensorBlob>& tensors, const json& scheduler,
                                           const Conditioning& cond, const json& provenance, const VaeDecoder* vae,
                                           const TextEncoder* text_encoder, const ClipTokenizerSpec* tokenizer,
-                                          const PipelineInfo* pipeline) {
+                                          const VaeEncoder* vae_encoder, const PipelineInfo* pipeline) {
   auto arg_fail = [](const std::string& what) { throw Error(ErrorCode::InvalidArgument, "serialize_model_file: " + what); };
   json table = json::array();
   uint64_t cursor = 0;
@@ -378,6 +400,7 @@ std::vector<uint8_t> serialize_model_file(const std::string& family, const json&
     header["text_encoder"] = {{"config", text_encoder->config.is_null() ? json::object() : text_encoder->config},
                               {"graph", graph_to_json(text_encoder->graph)}};
   if (tokenizer) header["tokenizer"] = tokenizer_to_json(*tokenizer);
+  if (vae_encoder && vae_encoder->present()) header["vae_encoder"] = {{"graph", graph_to_json(vae_encoder->graph)}};
   if (pipeline && pipeline->present()) header["pipeline"] = pipeline_to_json(*pipeline);
   std::string text;
   try {

@@ -1,22 +1,25 @@
 // The diffrt model file (.drt):
 //   bytes 0..7   magic "DIFFRT\0\1"
-//   bytes 8..11  u32 LE format version (kFormatVersion)
+//   bytes 8..11  u32 LE format version (kMinFormatVersion..kFormatVersion; written as kFormatVersion)
 //   bytes 12..15 u32 LE reserved, must be 0
 //   bytes 16..23 u64 LE header length H (<= kMaxHeaderBytes)
 //   bytes 24..   H bytes of UTF-8 JSON (the header), then zero padding to kDataAlignment
 //   data section: tensors at offsets relative to the data start, each kDataAlignment-aligned;
 //   the file ends exactly at the end of the data section (header field "data_size").
-// Header JSON: {"format":"diffrt","version":1,"family":"unet2d"|"unet2d_condition","config":{...},
+// Header JSON: {"format":"diffrt","version":1|2,"family":"unet2d"|"unet2d_condition","config":{...},
 //   "graph":{...},"tensors":[{"name","dtype","shape","offset","nbytes"}...],
 //   "scheduler":{...diffusers scheduler config...},"conditioning":{...},"provenance":{...},
 //   optional "vae":{"config":{...},"scaling_factor":f,"graph":{...}},
 //   optional "text_encoder":{"config":{...},"graph":{...}}, optional "tokenizer":{...},
+//   optional "vae_encoder":{"graph":{...}} (version 2),
 //   optional "pipeline":{"class","cfg_order","extra_channels","id2label"},"data_size":N}
 // "graph" is the denoiser; "vae" is the VAE decoder of a latent-diffusion model (its tensors are
 // named "vae.<diffusers name>" in the same table); "text_encoder" is a CLIP text model (input_ids ->
 // last_hidden_state, tensors "text_encoder.<transformers name>") and "tokenizer" its BPE tokenizer
 // (model/tokenizer_json.h). The two come together, with a text-conditioned denoiser whose
-// context_dim is the text encoder's width.
+// context_dim is the text encoder's width. "vae_encoder" (format version 2 and later) is the VAE's encoder
+// + quant_conv (images -> the posterior's moments, tensors "vae.encoder.*", "vae.quant_conv.*"); it needs
+// "vae". Version 1 files (no encoder) are read unchanged.
 // The reader treats the file as hostile: every field is type-checked, offsets and sizes are
 // overflow-checked and must lie inside the data section without overlapping.
 #pragma once
@@ -36,7 +39,10 @@
 namespace diffrt {
 
 constexpr char kMagic[8] = {'D', 'I', 'F', 'F', 'R', 'T', '\0', '\1'};
-constexpr uint32_t kFormatVersion = 1;
+// The version this build writes, and the oldest it reads. 2 added the optional "vae_encoder" section; a
+// version 1 file is a version 2 file without it.
+constexpr uint32_t kFormatVersion = 2;
+constexpr uint32_t kMinFormatVersion = 1;
 constexpr uint64_t kDataAlignment = 256;
 constexpr uint64_t kMaxHeaderBytes = 64ull << 20;
 constexpr int kMaxRank = 8;
@@ -90,6 +96,15 @@ struct VaeDecoder {
   bool present() const { return !graph.nodes.empty(); }
 };
 
+// The VAE encoder of a latent-diffusion model (AutoencoderKL.encoder + quant_conv): images [N,H,W,in_channels]
+// in [-1, 1] -> moments [N, floor(H/f), floor(W/f), 2*latent_channels] NHWC = quant_conv(encoder(x)), channels
+// [0, L) the posterior's mean and [L, 2L) its raw logvar (before DiagonalGaussianDistribution's clamp).
+// The posterior and the scaling factor (vae.scaling_factor) are applied by the runtime, outside the graph.
+struct VaeEncoder {
+  Graph graph;  // empty (no nodes) when the model file has no VAE encoder
+  bool present() const { return !graph.nodes.empty(); }
+};
+
 // The text encoder of a latent-diffusion pipeline (transformers' CLIPTextModel): input_ids [N, L] int32 ->
 // last_hidden_state [N, L, hidden], what StableDiffusionPipeline feeds the UNet as encoder_hidden_states.
 struct TextEncoder {
@@ -108,6 +123,8 @@ struct ModelFile {
   Conditioning conditioning;
   nlohmann::json provenance;     // converter version, source files, dtype, date
   VaeDecoder vae;                // latent-diffusion models only
+  VaeEncoder vae_encoder;        // latent-diffusion models converted with the VAE's encoder (format version 2)
+  uint32_t version = kFormatVersion;  // the version the file was written with
   TextEncoder text_encoder;      // latent-diffusion models converted with their text encoder
   bool has_tokenizer = false;
   ClipTokenizerSpec tokenizer;   // valid when has_tokenizer (always together with text_encoder)
@@ -137,6 +154,7 @@ std::vector<uint8_t> serialize_model_file(const std::string& family, const nlohm
                                           const nlohmann::json& provenance, const VaeDecoder* vae = nullptr,
                                           const TextEncoder* text_encoder = nullptr,
                                           const ClipTokenizerSpec* tokenizer = nullptr,
+                                          const VaeEncoder* vae_encoder = nullptr,
                                           const PipelineInfo* pipeline = nullptr);
 
 // Graph <-> JSON; graph_from_json validates op names, attribute types/ranges and value references.

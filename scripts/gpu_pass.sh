@@ -167,7 +167,7 @@ echo "CUDNN_ROOT=${CUDNN_ROOT:-} LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}" >>"$LOGS/
 
 # ---- build (sm_90 only) --------------------------------------------------------------------------------------
 run_step configure 90 cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_CUDA_ARCHITECTURES=90 -DDIFFRT_CUDA=ON -DDIFFRT_TESTS=ON \
+  -DCMAKE_CUDA_ARCHITECTURES=90 -DDIFFRT_CUDA=ON -DDIFFRT_TESTS=ON -DDIFFRT_TRITON=OFF \
   "-DCMAKE_PREFIX_PATH=$PREFIX_PATH" "-DCMAKE_CXX_FLAGS=$INC_FLAGS" "-DCMAKE_CUDA_FLAGS=$INC_FLAGS" "${CMAKE_EXTRA[@]}"
 run_step build 300 cmake --build "$BUILD" -j "$JOBS"
 

@@ -18,6 +18,7 @@
 #include "tests/test_util.h"
 #include "weights_converter/unet2d_condition_builder.h"
 #include "weights_converter/vae_decoder_builder.h"
+#include "weights_converter/vae_encoder_builder.h"
 
 using namespace diffrt;
 using nlohmann::json;
@@ -92,6 +93,34 @@ TEST(SdBuilder, SdVaeDecoderTensorsEqualDiffusersKeysAndShapes) {
   EXPECT_EQ(diff(want, got), "");
   EXPECT_EQ(expected_param_count(got), 49490199ull);
   EXPECT_EQ(expected_param_count(all), 83653863ull);  // the whole AutoencoderKL, as the spec says
+}
+
+TEST(SdBuilder, SdVaeEncoderTensorsEqualDiffusersKeysAndShapes) {
+  AutoencoderKLConfig c = parse_autoencoder_kl_config(load("tests/fixtures/sd_real/sd_vae_config.json"), "vae");
+  std::map<std::string, TensorShape> want;
+  for (const auto& [k, s] : read_keys("tests/fixtures/sd_real/sd_vae_keys_shapes.txt"))
+    if (k.rfind("encoder.", 0) == 0 || k.rfind("quant_conv.", 0) == 0) want[k] = s;
+  auto got = vae_encoder_expected_tensors(c);
+  EXPECT_EQ(diff(want, got), "");
+  EXPECT_EQ(expected_param_count(got), 83653863ull - 49490199ull);  // the AutoencoderKL less its decoder side
+  // 512x512 images -> [1, 64, 64, 8] moments (mean and logvar of 4 latent channels), and odd sizes floor.
+  Graph g = build_vae_encoder_graph(c);
+  EXPECT_EQ(plan_memory(g, 1, 512, 512).shapes[size_t(g.output)].str(), "[1,64,64,8]");
+  EXPECT_EQ(plan_memory(g, 2, 517, 263).shapes[size_t(g.output)].str(), "[2,64,32,8]");
+  EXPECT_EQ(attrs_of<AttentionAttrs>(g).size(), 1u);
+  EXPECT_EQ(attrs_of<AttentionAttrs>(g)[0]->head_dim, 512);
+  Graph back = graph_from_json(graph_to_json(g), "roundtrip");
+  EXPECT_EQ(graph_to_json(back), graph_to_json(g));
+  // Other block types are refused by name.
+  json cfg = load("tests/fixtures/sd_real/sd_vae_config.json");
+  cfg["down_block_types"][1] = "AttnDownEncoderBlock2D";
+  try {
+    build_vae_encoder_graph(parse_autoencoder_kl_config(cfg, "vae"));
+    ADD_FAILURE() << "built an encoder with AttnDownEncoderBlock2D";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::Unsupported);
+    EXPECT_NE(std::string(e.what()).find("AttnDownEncoderBlock2D"), std::string::npos) << e.what();
+  }
 }
 
 TEST(SdBuilder, Sd15GraphPlansAt64x64WithContext77) {

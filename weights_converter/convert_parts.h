@@ -25,8 +25,8 @@ std::map<std::string, SafeTensor> load_weights(const std::filesystem::path& dir,
 std::filesystem::path component_dir(const std::filesystem::path& root, const std::string& name);
 // The UTC time as ISO 8601 (provenance).
 std::string utc_now();
-// The AutoencoderKL decoder of vae_dir (config checked against latent_channels before any weights are read), as a
-// model-file VaeDecoder; its tensors ("vae.*") are appended to `tensors`, its warnings (prefixed "vae: ") to
+// The AutoencoderKL decoder of vae_dir (config checked against latent_channels before any weights are read; the
+// encoder is left out), as a model-file VaeDecoder; its tensors ("vae.*") are appended to `tensors`, its warnings (prefixed "vae: ") to
 // `warnings`.
 VaeDecoder convert_vae_component(const std::filesystem::path& vae_dir, int latent_channels, const ConvertOptions& opt,
                                  std::vector<TensorBlob>* tensors, std::vector<std::string>* warnings,

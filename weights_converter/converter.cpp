@@ -19,6 +19,7 @@
 #include "weights_converter/unet2d_condition_config.h"
 #include "weights_converter/unet2d_config.h"
 #include "weights_converter/vae_decoder_builder.h"
+#include "weights_converter/vae_encoder_builder.h"
 
 namespace fs = std::filesystem;
 
@@ -141,7 +142,8 @@ fs::path component_dir(const fs::path& root, const std::string& name) {
 struct VaePart {
   AutoencoderKLConfig cfg;
   VaeDecoder decoder;
-  BuiltModel built;
+  VaeEncoder encoder;  // empty when not converted (no_vae_encoder, or a checkpoint without encoder weights)
+  BuiltModel built, built_encoder;
   fs::path dir;
   std::string config_path, weights_path;
 };
@@ -170,6 +172,14 @@ void convert_vae(VaePart& v, const ConvertOptions& opt) {
   v.built = build_vae_decoder(v.cfg, weights, opt.dtype, opt.strict, v.weights_path);
   v.decoder.scaling_factor = v.cfg.scaling_factor;
   v.decoder.graph = std::move(v.built.graph);
+  if (opt.no_vae_encoder) return;
+  if (!has_vae_encoder_weights(weights)) {
+    v.built.warnings.push_back(v.weights_path + " holds no encoder weights (encoder.*): the model file gets the "
+                                                "decoder alone, so image-to-image and inpainting will not work");
+    return;
+  }
+  v.built_encoder = build_vae_encoder(v.cfg, weights, opt.dtype, opt.strict, v.weights_path);
+  v.encoder.graph = std::move(v.built_encoder.graph);
   if (v.cfg.force_upcast && opt.dtype == DType::F16)
     v.built.warnings.push_back(v.config_path + ": force_upcast is set (this VAE overflows in fp16); its decoder is "
                                                "stored in fp16 as requested -- prefer --dtype bf16 or fp32");
@@ -255,7 +265,9 @@ VaeDecoder convert_vae_component(const fs::path& vae_dir, int latent_channels, c
                                  std::vector<TensorBlob>* tensors, std::vector<std::string>* warnings,
                                  std::string* config_path, std::string* weights_path) {
   VaePart v = read_vae_config(vae_dir, latent_channels);
-  convert_vae(v, opt);
+  ConvertOptions decoder_only = opt;  // the callers' pipelines (DiT) take no image input: no encoder
+  decoder_only.no_vae_encoder = true;
+  convert_vae(v, decoder_only);
   *config_path = v.config_path;
   *weights_path = v.weights_path;
   for (const auto& w : v.built.warnings) warnings->push_back("vae: " + w);
@@ -405,8 +417,11 @@ ConvertReport convert_diffusers(const ConvertOptions& opt) {
     convert_vae(vae, opt);
     rep.vae_source = vae.weights_path;
     rep.vae_nodes = vae.decoder.graph.nodes.size();
+    rep.vae_encoder_nodes = vae.encoder.graph.nodes.size();
     for (const auto& w : vae.built.warnings) rep.warnings.push_back("vae: " + w);
+    for (const auto& w : vae.built_encoder.warnings) rep.warnings.push_back("vae encoder: " + w);
     for (auto& t : vae.built.tensors) m.tensors.push_back(std::move(t));
+    for (auto& t : vae.built_encoder.tensors) m.tensors.push_back(std::move(t));
   }
 
   if (with_text) {
@@ -438,7 +453,8 @@ ConvertReport convert_diffusers(const ConvertOptions& opt) {
   }
   std::vector<uint8_t> bytes = serialize_model_file(rep.family, cfg_json, m.graph, m.tensors, sched.config, cond, prov,
                                                     vae.decoder.present() ? &vae.decoder : nullptr,
-                                                    with_text ? &text.encoder : nullptr, with_text ? &text.tokenizer : nullptr);
+                                                    with_text ? &text.encoder : nullptr, with_text ? &text.tokenizer : nullptr,
+                                                    vae.encoder.present() ? &vae.encoder : nullptr);
   rep.tensors = m.tensors.size();
   rep.nodes = m.graph.nodes.size();
   std::vector<TensorBlob>().swap(m.tensors);  // peak memory: the blobs are in `bytes` now

@@ -2,7 +2,8 @@
 //  * a UNet2DModel or UNet2DConditionModel folder (config.json + diffusion_pytorch_model.safetensors
 //    or a sharded index, optional scheduler_config.json);
 //  * a pipeline folder (model_index.json, unet/, scheduler/; for latent diffusion -- a
-//    UNet2DConditionModel -- also vae/ with an AutoencoderKL, whose decoder is stored with the UNet, and,
+//    UNet2DConditionModel -- also vae/ with an AutoencoderKL, whose decoder and encoder (+ quant_conv, for
+//    image-to-image and inpainting) are stored with the UNet, and,
 //    when model_index.json names them, text_encoder/ (transformers CLIPTextModel: config.json +
 //    model.safetensors or a sharded index) and tokenizer/ (CLIPTokenizer: vocab.json, merges.txt,
 //    tokenizer_config.json, special_tokens_map.json), stored so `diffrt sample --prompt` works).
@@ -25,7 +26,8 @@ struct ConvertOptions {
   std::string scheduler_config;  // overrides the folder's scheduler_config.json when set
   bool strict = false;           // unexpected tensors are errors
   int null_class = -2;           // -2: auto (last class of a class-conditional UNet; 1000 for a DiT), -1: none
-  bool no_vae = false;           // latent-diffusion pipelines: convert the UNet / transformer without the VAE decoder
+  bool no_vae = false;           // latent-diffusion pipelines: convert the denoiser without the VAE (decoder and encoder)
+  bool no_vae_encoder = false;   // latent-diffusion pipelines: keep the VAE decoder, leave out its encoder
   bool no_text_encoder = false;  // latent-diffusion pipelines: leave out the text encoder and tokenizer
 };
 
@@ -34,7 +36,7 @@ struct ConvertReport {
   std::string unet_dir, weights_source, scheduler_source;  // unet_dir: the denoiser's folder (DiT: transformer/)
   std::string vae_source;        // the VAE weights file ("" when no VAE was converted)
   std::string text_encoder_source;  // the text encoder weights file ("" when none was converted)
-  size_t tensors = 0, nodes = 0, vae_nodes = 0, text_encoder_nodes = 0;
+  size_t tensors = 0, nodes = 0, vae_nodes = 0, vae_encoder_nodes = 0, text_encoder_nodes = 0;
   uint64_t bytes = 0;
   std::vector<std::string> warnings;
 };

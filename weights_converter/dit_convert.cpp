@@ -265,7 +265,7 @@ ConvertReport convert_dit(const ConvertOptions& opt) {
     prov["source_vae_weights"] = "vae/" + fs::path(rep.vae_source).filename().string();
   }
   std::vector<uint8_t> bytes = serialize_model_file(rep.family, cfg_json, m.graph, m.tensors, sched.config, cond, prov,
-                                                    vae.present() ? &vae : nullptr, nullptr, nullptr, &pinfo);
+                                                    vae.present() ? &vae : nullptr, nullptr, nullptr, nullptr, &pinfo);
   rep.tensors = m.tensors.size();
   rep.nodes = m.graph.nodes.size();
   std::vector<TensorBlob>().swap(m.tensors);

@@ -91,9 +91,10 @@ AutoencoderKLConfig parse_autoencoder_kl_config(const json& j, const std::string
     c.block_out_channels = {64};
   }
   const size_t n = c.block_out_channels.size();
-  // The encoder is not built, but its block list must still be well formed.
-  std::vector<std::string> down = f.has("down_block_types") ? f.get_string_list("down_block_types", kMaxLevels)
-                                                            : std::vector<std::string>{"DownEncoderBlock2D"};
+  // The encoder's blocks (built by vae_encoder_builder.cpp, which refuses other block types by name).
+  c.down_block_types = f.has("down_block_types") ? f.get_string_list("down_block_types", kMaxLevels)
+                                                 : std::vector<std::string>{"DownEncoderBlock2D"};
+  const std::vector<std::string>& down = c.down_block_types;
   if (down.size() != n)
     f.fail("down_block_types", "has " + std::to_string(down.size()) + " entries but block_out_channels has " +
                                    std::to_string(n));
@@ -119,7 +120,7 @@ AutoencoderKLConfig parse_autoencoder_kl_config(const json& j, const std::string
   }
   c.scaling_factor = f.get_number("scaling_factor", 0.18215, 1e-6, 1e6);
   c.force_upcast = f.get_bool("force_upcast", true);
-  f.get_bool("use_quant_conv", true);  // encoder side
+  c.use_quant_conv = f.get_bool("use_quant_conv", true);  // encoder side
   c.use_post_quant_conv = f.get_bool("use_post_quant_conv", true);
   c.mid_block_add_attention = f.get_bool("mid_block_add_attention", true);
 

@@ -21,6 +21,7 @@ namespace diffrt {
 struct AutoencoderKLConfig {
   int in_channels = 3, out_channels = 3;
   int latent_channels = 4;
+  std::vector<std::string> down_block_types;  // DownEncoderBlock2D (the encoder: vae_encoder_builder.h)
   std::vector<std::string> up_block_types;  // UpDecoderBlock2D
   std::vector<int> block_out_channels;
   int layers_per_block = 1;
@@ -28,6 +29,7 @@ struct AutoencoderKLConfig {
   int sample_size = 32;
   double scaling_factor = 0.18215;
   bool force_upcast = true;
+  bool use_quant_conv = true;  // encoder side
   bool use_post_quant_conv = true;
   bool mid_block_add_attention = true;
 

@@ -14,7 +14,9 @@
 //   key     = { seed & 0xffffffff, seed >> 32 }
 //   counter = { element / 4, sample_index, step, tag }
 //   element = the NCHW index within one sample: c*H*W + y*W + x, so noise is layout independent.
-//   tag     = kTagInitial (initial x_T, step 0) or kTagStep (scheduler noise at loop step `step`).
+//   tag     = kTagInitial (initial x_T, step 0) or kTagStep (scheduler noise at loop step `step`), or
+//             kTagPosterior (the VAE encoder's posterior sample; `step` holds the encode's stream: 0 the
+//             init image, 1 the masked image of inpainting).
 // The sample index sits in the counter (not mixed into the key) so distinct (seed, sample) pairs
 // can never collide. Sample i of a batch equals a batch-of-one run with the same seed and index i.
 //
@@ -52,6 +54,7 @@ constexpr uint32_t kW1 = 0xBB67AE85u;
 
 constexpr uint32_t kTagInitial = 0;  // initial noise x_T
 constexpr uint32_t kTagStep = 1;     // per-step scheduler noise
+constexpr uint32_t kTagPosterior = 2;  // VAE posterior sample (kernels/vae_posterior); `step` = which encode of a request
 
 struct U32x4 { uint32_t v[4]; };
 

@@ -13,6 +13,7 @@
 #include "runtime/cuda/cuda_executor.h"
 #include "model/model_file.h"
 #include "runtime/sampler.h"
+#include "runtime/vae_encode.h"
 
 namespace diffrt {
 
@@ -27,5 +28,20 @@ std::vector<float> sample_latents_cuda(const ModelFile& mf, const CudaWeights& w
 // decode overflowed (see above).
 std::vector<float> decode_latents_cuda(const ModelFile& mf, const CudaWeights& weights, CudaContext& ctx,
                                        const std::vector<float>& latents, int n, int h, int w);
+
+// VAE encoder on the GPU (runtime/vae_encode.h): images NHWC [n, H, W, Cin] fp32 in [-1, 1] -> the posterior's
+// moments NHWC [n, h, w, 2C] fp32 (checked finite: an fp16 overflow is Error(Unsupported), as for the decoder).
+EncodedLatents encode_moments_cuda(const ModelFile& mf, const CudaWeights& weights, CudaContext& ctx,
+                                   const std::vector<float>& images, int n, int h, int w);
+// The device half of an encode, for pipelines that keep the latents on the GPU: uploads the images to `encoder`
+// (an executor of mf.vae_encoder.graph), enqueues the graph and then the fused posterior kernel
+// (kernels/vae_posterior) on the moments in the executor's arena, writing latents [n, h, w, C] fp32 to `d_out`
+// (device memory). A torch-RNG sample draws its noise from o.generator on the host and uploads it into
+// `d_eps_scratch` (grown as needed). Asynchronous on the context's stream after the uploads.
+void enqueue_encode_latents_cuda(CudaExecutor& encoder, const float* images, const PosteriorOptions& o, float* d_out,
+                                 DeviceBuffer& d_eps_scratch);
+// Host convenience: the above, then latents (and the moments, checked finite) downloaded.
+EncodedLatents encode_latents_cuda(const ModelFile& mf, const CudaWeights& weights, CudaContext& ctx,
+                                   const std::vector<float>& images, int n, int h, int w, const PosteriorOptions& o);
 
 }  // namespace diffrt

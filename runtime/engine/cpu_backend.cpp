@@ -1,7 +1,8 @@
 // The CPU backend of a session (contract in engine.h): the model's shared fp32 weights and a small cache of CPU
 // executors (their activation arenas) keyed by (graph, batch, h, w, context length), most recently used first.
 // The denoising loop is runtime/sampler.h's run_sampler with the denoiser on a cached executor (with the text
-// context as encoder_hidden_states for text-conditioned models), then the VAE decode on a cached executor.
+// context as encoder_hidden_states for text-conditioned models), then the VAE decode on a cached executor. The VAE
+// encoder runs on a cached executor too, followed by the posterior's CPU reference (runtime/vae_encode.h).
 // Tested by tests/api_test.cpp, tests/concurrency_test.cpp and every CLI test.
 #include <unistd.h>
 
@@ -77,6 +78,21 @@ class CpuBackend final : public Backend {
     return img;
   }
 
+  EncodedLatents encode(const std::vector<float>& images, int n, int h, int w) override {
+    CpuExecutor& enc = encoder(images, n, h, w);
+    const ValueShape& os = enc.plan().shapes[size_t(enc.graph().output)];
+    EncodedLatents r;
+    r.n = n; r.h = int(os.h); r.w = int(os.w); r.c = int(os.c);
+    r.data = encode_moments_cpu(enc, images.data());
+    return r;
+  }
+
+  EncodedLatents encode_latents(const std::vector<float>& images, int n, int h, int w,
+                                const PosteriorOptions& o) override {
+    const EncodedLatents m = encode(images, n, h, w);
+    return posterior_cpu(file(), m.data, m.n, m.h, m.w, o);
+  }
+
   TextEmbeds encode_text(const std::vector<int32_t>& ids, int batch, int len) override {
     return encode_ids_cpu(file(), *weights_, ids, batch, len);
   }
@@ -94,6 +110,16 @@ class CpuBackend final : public Backend {
 
  private:
   const ModelFile& file() const { return model_->file(); }
+
+  // The VAE encoder's executor for images [n, h, w, Cin] (checked against the graph).
+  CpuExecutor& encoder(const std::vector<float>& images, int n, int h, int w) {
+    const ModelFile& mf = file();
+    require_vae_encoder(mf);
+    const Graph& g = mf.vae_encoder.graph;
+    if (n < 1 || h < 1 || w < 1 || images.size() != size_t(n) * size_t(h) * size_t(w) * size_t(g.in_channels))
+      fail(ErrorCode::InvalidArgument, "images do not match [n, h, w, " + std::to_string(g.in_channels) + "]");
+    return executor(g, n, h, w, 0);
+  }
 
   CpuExecutor& executor(const Graph& g, int n, int h, int w, int len) {
     return executors_.get({&g, n, h, w, len}, [&] {

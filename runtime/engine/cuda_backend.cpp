@@ -164,6 +164,16 @@ class CudaBackend final : public Backend {
     return on_device("decoding", 0, [&] { return decode_latents_cuda(file(), *weights_, *ctx_, latents, n, h, w); });
   }
 
+  EncodedLatents encode(const std::vector<float>& images, int n, int h, int w) override {
+    return on_device("encoding the images", 0, [&] { return encode_moments_cuda(file(), *weights_, *ctx_, images, n, h, w); });
+  }
+
+  EncodedLatents encode_latents(const std::vector<float>& images, int n, int h, int w,
+                                const PosteriorOptions& o) override {
+    return on_device("encoding the images", 0,
+                     [&] { return encode_latents_cuda(file(), *weights_, *ctx_, images, n, h, w, o); });
+  }
+
   TextEmbeds encode_text(const std::vector<int32_t>& ids, int batch, int len) override {
     return on_device("encoding the prompts", 0, [&] { return encode_ids_cuda(file(), *weights_, *ctx_, ids, batch, len); });
   }

@@ -4,8 +4,8 @@
 //    phase of a request (text encoder, denoising loop, VAE): one fp32 host copy, one upload per CUDA device.
 //  * Job: a validated sampling request (the API builds it from its options: api/request.cpp).
 //  * Backend: one session's execution state on one device (CPU executors and their arenas, or a CUDA context,
-//    stream, handles and executors); it runs jobs, single forward passes, VAE decodes, the text encoder and the
-//    benchmark/profiling workloads, one call at a time.
+//    stream, handles and executors); it runs jobs, single forward passes, VAE decodes and encodes, the text encoder
+//    and the benchmark/profiling workloads, one call at a time.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -21,6 +21,7 @@
 #include "runtime/sampler.h"
 #include "runtime/schedule.h"
 #include "runtime/text_encoder.h"
+#include "runtime/vae_encode.h"
 
 namespace diffrt {
 
@@ -94,6 +95,13 @@ class Backend {
   virtual void eval(const EvalJob& e, float* y) = 0;
   // VAE decode of latents NHWC [n, h, w, C] (not yet divided by the scaling factor) -> NHWC in about [-1, 1].
   virtual std::vector<float> decode(const std::vector<float>& latents, int n, int h, int w) = 0;
+  // The VAE encoder (runtime/vae_encode.h) on images NHWC [n, h, w, Cin] in [-1, 1] -> the posterior's moments
+  // NHWC [n, h', w', 2C] (mean, raw logvar), checked finite.
+  virtual EncodedLatents encode(const std::vector<float>& images, int n, int h, int w) = 0;
+  // The encoder and the posterior: latents NHWC [n, h', w', C] = scaling_factor * (sample or mean) (o.scaled), the
+  // noise from the request's generator (o). CUDA: the posterior is one fused kernel on the device moments.
+  virtual EncodedLatents encode_latents(const std::vector<float>& images, int n, int h, int w,
+                                        const PosteriorOptions& o) = 0;
   // The text encoder on token ids [batch, len] -> last_hidden_state [batch, len, hidden].
   virtual TextEmbeds encode_text(const std::vector<int32_t>& ids, int batch, int len) = 0;
   // `diffrt bench` / `diffrt profile` workloads (runtime/bench_workload.h) on this backend.
