@@ -39,6 +39,7 @@
 //                cudnn_heuristic (same, cuDNN heuristic's first algorithm). fp32 without TF32.
 //   linear       y [M, N] = x [M, K] w [N, K]^T + bias.  F = 2 M N K, B = (M K + N K + M N + N) s.
 //                impls: diffrt (linear_cuda through cuBLASLt, bias epilogue), cublas (cublasGemmEx, no bias).
+//   ada_ln, gated_linear, patch_embed: DiT-XL/2 ops, see bench/dit_cases.cuh.
 //   sched        one fused DDIM (eta 0, eps, clip) or DDPM (fixed_large, Philox noise) update.
 //                x fp32 [B, C, H, W]; model_out [Bm, ...] in the model dtype (Bm = 2B with CFG); the next
 //                model input (model dtype) is written. B = Bm C HW sm (model_out) + 2 B C HW 4 (x in/out)
@@ -84,6 +85,7 @@
 #include "kernels/gemm/gemm_cuda.h"
 #include "kernels/group_norm/group_norm.h"
 #include "kernels/layer_norm/layer_norm.h"
+#include "kernels/patch_embed/patch_embed.h"
 #include "kernels/scheduler_step/scheduler_step.h"
 #include "kernels/scheduler_step/scheduler_step_cuda.h"
 
@@ -538,6 +540,9 @@ void add_attention_cases(std::vector<Case>& cases, const Options& o) {
       {"ddpm_celebahq_T256_d512_h1", {1, 16}, 1, 256, 256, 512, kHalfAndFloat},
       {"clip_causal_T77_d64_h12", {2}, 12, 77, 77, 64, kHalfAndFloat, true},  // SD 1.x text encoder, CFG
       {"clip_causal_T77_d64_h16", {2}, 16, 77, 77, 64, kHalves, true},        // SD 2.x (OpenCLIP-H)
+      // DiT-XL/2: 16 heads of 72 (the 80 bucket), batch 1 with CFG (2) and batch 32 with CFG (64).
+      {"dit256_selfattn_T256_d72_h16", {2, 64}, 16, 256, 256, 72, kHalfAndFloat},
+      {"dit512_selfattn_T1024_d72_h16", {2, 64}, 16, 1024, 1024, 72, kHalves},
   };
   for (const A& a : as)
     for (DType t : dtypes_for(o, a.dts))
@@ -557,8 +562,10 @@ void add_attention_cases(std::vector<Case>& cases, const Options& o) {
           const double visible = a.causal ? (a.lq + 1.0) / (2.0 * a.lq) : 1.0;
           const double flops = 4.0 * b * a.heads * double(a.lq) * a.lkv * a.d * visible;
           const double bytes = double(2 * nq + 2 * nkv) * es;
+          const diffrt::AttentionLaunch al = diffrt::attention_cuda_launch(p);
+          const std::string path = std::string(al.tensor_cores ? "mma" : "simt") + " d" + std::to_string(al.head_dim_bucket);
           c.measure("diffrt", flops, bytes, [&] { diffrt::attention_cuda(p, c.stream); DIFFRT_CUDA_CHECK_LAUNCH(); },
-                    a.causal ? "causal" : "");
+                    a.causal ? "causal, " + path : path);
           if (a.causal) return;  // the naive softmax below has no mask
 
           // Naive: batched GEMMs through cuBLAS over (b, h) pointer arrays, S materialised in dtype t.
@@ -724,6 +731,9 @@ void add_linear_cases(std::vector<Case>& cases, const Options& o) {
       }});
     }
 }
+
+// ================================ DiT: adaLN, gated linear, patch embedding ======================
+#include "bench/dit_cases.cuh"
 
 // ================================ scheduler step ==================================================
 
@@ -924,6 +934,7 @@ int main(int argc, char** argv) {
   add_conv_cases(cases, opt);
   add_linear_cases(cases, opt);
   add_scheduler_cases(cases, opt);
+  add_dit_cases(cases, opt);
   std::vector<const Case*> selected;
   for (const Case& c : cases)
     if (std::regex_search(c.id(), filter_re)) selected.push_back(&c);

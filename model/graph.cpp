@@ -20,6 +20,8 @@ struct OpNameOf {
   const char* operator()(const GegluAttrs&) const { return "geglu"; }
   const char* operator()(const EmbeddingAttrs&) const { return "embedding"; }
   const char* operator()(const ActivationAttrs&) const { return "activation"; }
+  const char* operator()(const PatchEmbedAttrs&) const { return "patch_embed"; }
+  const char* operator()(const UnpatchifyAttrs&) const { return "unpatchify"; }
 };
 }  // namespace
 

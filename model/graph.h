@@ -24,10 +24,14 @@ struct Conv2dAttrs {  // inputs: [x] or [x, residual]; weights: weight [Cout,KH,
   int pad_top = 1, pad_left = 1, pad_bottom = 1, pad_right = 1;
   float out_scale = 1.0f;
 };
-struct LinearAttrs {  // inputs: [x] or [x, residual]; acts on the last dim; weights: weight [out,in], bias
+// inputs: [x], [x, residual] or, gated (gate_offset >= 0), [x, residual, gate_src]; acts on the last dim;
+// weights: weight [out,in], bias. Gated: y = residual + gate_src[s, gate_offset + j] * (x W^T + b)[.., j] with s
+// the sample (leading dim) of the row: the adaLN-Zero gated residual of DiT blocks; gate_src is [N, M].
+struct LinearAttrs {
   int in = 0, out = 0;
   bool silu_input = false;
   float out_scale = 1.0f;
+  int gate_offset = -1;  // -1: not gated
 };
 struct GroupNormAttrs {  // inputs: [x] or [x, emb]; weights: weight, bias
   int groups = 32;
@@ -49,8 +53,26 @@ struct Upsample2xAttrs {};  // inputs: [x]
 struct AffineAttrs {        // inputs: [x]; y = x * scale + shift
   float scale = 1.0f, shift = 0.0f;
 };
-struct LayerNormAttrs {  // inputs: [x]; normalises the last dim (biased variance); weights: weight, bias
+// inputs: [x] or, modulated (shift_offset >= 0), [x, mod]; normalises the last dim C (biased variance);
+// weights: weight, bias (optional: elementwise_affine=False). Modulated (adaLN):
+// y = LN(x) * (1 + mod[s, scale_offset + c]) + mod[s, shift_offset + c], s the sample of the row, mod [N, M].
+struct LayerNormAttrs {
   float eps = 1e-5f;
+  int shift_offset = -1, scale_offset = -1;  // -1: not modulated (both set or neither)
+};
+// Patch embedding of DiT (diffusers PatchEmbed, layer_norm=False): inputs [x [N,H,W,cin]] -> [N, H/p, W/p, dim]
+// = conv(k=p, s=p)(x) + bias (+ the fixed 2-D sin-cos position table when pos_embed; see
+// kernels/patch_embed/patch_embed.h). weights: weight [dim, p, p, cin] (KRSC), bias [dim].
+struct PatchEmbedAttrs {
+  int patch = 2, cin = 0, dim = 0;
+  bool pos_embed = true;
+  int base_size = 1;                  // config sample_size / patch
+  float interpolation_scale = 1.0f;
+};
+// Unpatchify (DiT's final reshape): inputs [x [N, gh, gw, p*p*C]] -> [N, gh*p, gw*p, C] with
+// y[n, i*p+u, j*p+v, c] = x[n, i, j, (u*p+v)*C + c].
+struct UnpatchifyAttrs {
+  int patch = 2, channels = 0;
 };
 struct GegluAttrs {};  // inputs: [x] with last dim 2F -> [.., F]: x[:F] * gelu_erf(x[F:]) (diffusers GEGLU)
 // inputs: [input_ids [N, L] int32]; weights: token [vocab, dim], position [max_positions, dim] ->
@@ -64,7 +86,7 @@ struct ActivationAttrs {  // inputs: [x]; elementwise gelu / gelu_tanh / quick_g
 
 using OpAttrs = std::variant<TimeEmbeddingAttrs, Conv2dAttrs, LinearAttrs, GroupNormAttrs,
                              AttentionAttrs, ConcatAttrs, Upsample2xAttrs, AffineAttrs, LayerNormAttrs,
-                             GegluAttrs, EmbeddingAttrs, ActivationAttrs>;
+                             GegluAttrs, EmbeddingAttrs, ActivationAttrs, PatchEmbedAttrs, UnpatchifyAttrs>;
 
 // The op name is the variant alternative's stem: "time_embedding", "conv2d", ...
 const char* op_name(const OpAttrs& a);

@@ -16,6 +16,7 @@ namespace {
 
 constexpr int64_t kMaxChannels = (1 << 20) - 1;  // channels, dims, classes: > 0 and < 2^20
 constexpr int64_t kMaxValues = 1 << 20;
+constexpr int64_t kMaxGateOffset = (int64_t(1) << 30) - 1;  // channel offsets into a modulation vector
 
 const char* emb_mode_name(EmbMode m) {
   switch (m) {
@@ -37,7 +38,9 @@ struct AttrsToJson {
             {"pad_right", a.pad_right}, {"out_scale", a.out_scale}};
   }
   json operator()(const LinearAttrs& a) const {
-    return {{"in", a.in}, {"out", a.out}, {"silu_input", a.silu_input}, {"out_scale", a.out_scale}};
+    json j = {{"in", a.in}, {"out", a.out}, {"silu_input", a.silu_input}, {"out_scale", a.out_scale}};
+    if (a.gate_offset >= 0) j["gate_offset"] = a.gate_offset;  // optional key: files without it read as before
+    return j;
   }
   json operator()(const GroupNormAttrs& a) const {
     return {{"groups", a.groups}, {"eps", a.eps}, {"silu", a.silu}, {"emb_mode", emb_mode_name(a.emb_mode)}};
@@ -50,12 +53,24 @@ struct AttrsToJson {
   json operator()(const ConcatAttrs&) const { return json::object(); }
   json operator()(const Upsample2xAttrs&) const { return json::object(); }
   json operator()(const AffineAttrs& a) const { return {{"scale", a.scale}, {"shift", a.shift}}; }
-  json operator()(const LayerNormAttrs& a) const { return {{"eps", a.eps}}; }
+  json operator()(const LayerNormAttrs& a) const {
+    json j = {{"eps", a.eps}};
+    if (a.shift_offset >= 0) {  // optional keys (adaLN modulation)
+      j["shift_offset"] = a.shift_offset;
+      j["scale_offset"] = a.scale_offset;
+    }
+    return j;
+  }
   json operator()(const GegluAttrs&) const { return json::object(); }
   json operator()(const EmbeddingAttrs& a) const {
     return {{"vocab", a.vocab}, {"dim", a.dim}, {"max_positions", a.max_positions}};
   }
   json operator()(const ActivationAttrs& a) const { return {{"kind", activation_name(a.kind)}}; }
+  json operator()(const PatchEmbedAttrs& a) const {
+    return {{"patch", a.patch}, {"cin", a.cin}, {"dim", a.dim}, {"pos_embed", a.pos_embed},
+            {"base_size", a.base_size}, {"interpolation_scale", a.interpolation_scale}};
+  }
+  json operator()(const UnpatchifyAttrs& a) const { return {{"patch", a.patch}, {"channels", a.channels}}; }
 };
 
 int to_int(int64_t v) { return static_cast<int>(v); }  // callers range-check first
@@ -89,12 +104,16 @@ OpAttrs parse_conv2d(const JsonCheck& c, const json& j, const std::string& p) {
   return a;
 }
 OpAttrs parse_linear(const JsonCheck& c, const json& j, const std::string& p) {
-  c.only_keys(j, p, {"in", "out", "silu_input", "out_scale"});
+  c.only_keys(j, p, {"in", "out", "silu_input", "out_scale", "gate_offset"});
   LinearAttrs a;
   a.in = to_int(c.int_at(j, p, "in", 1, kMaxChannels));
   a.out = to_int(c.int_at(j, p, "out", 1, kMaxChannels));
   a.silu_input = c.bool_at(j, p, "silu_input");
   a.out_scale = c.f32_at(j, p, "out_scale");
+  if (j.contains("gate_offset")) {
+    a.gate_offset = to_int(c.int_at(j, p, "gate_offset", 0, kMaxGateOffset));
+    if (a.out_scale != 1.0f) c.fail(json_path(p, "out_scale"), "must be 1 for a gated linear");
+  }
   return a;
 }
 OpAttrs parse_group_norm(const JsonCheck& c, const json& j, const std::string& p) {
@@ -141,10 +160,38 @@ OpAttrs parse_affine(const JsonCheck& c, const json& j, const std::string& p) {
 }
 
 OpAttrs parse_layer_norm(const JsonCheck& c, const json& j, const std::string& p) {
-  c.only_keys(j, p, {"eps"});
+  c.only_keys(j, p, {"eps", "shift_offset", "scale_offset"});
   LayerNormAttrs a;
   a.eps = c.f32_at(j, p, "eps");
   if (!(a.eps > 0.0f && a.eps < 1.0f)) c.fail(json_path(p, "eps"), "must be in (0, 1)");
+  if (j.contains("shift_offset") != j.contains("scale_offset"))
+    c.fail(json_path(p, j.contains("shift_offset") ? "scale_offset" : "shift_offset"),
+           "shift_offset and scale_offset come together");
+  if (j.contains("shift_offset")) {
+    a.shift_offset = to_int(c.int_at(j, p, "shift_offset", 0, kMaxGateOffset));
+    a.scale_offset = to_int(c.int_at(j, p, "scale_offset", 0, kMaxGateOffset));
+  }
+  return a;
+}
+OpAttrs parse_patch_embed(const JsonCheck& c, const json& j, const std::string& p) {
+  c.only_keys(j, p, {"patch", "cin", "dim", "pos_embed", "base_size", "interpolation_scale"});
+  PatchEmbedAttrs a;
+  a.patch = to_int(c.int_at(j, p, "patch", 1, 64));
+  a.cin = to_int(c.int_at(j, p, "cin", 1, 4096));
+  a.dim = to_int(c.int_at(j, p, "dim", 1, kMaxChannels));
+  a.pos_embed = c.bool_at(j, p, "pos_embed");
+  a.base_size = to_int(c.int_at(j, p, "base_size", 1, 65536));
+  a.interpolation_scale = c.f32_at(j, p, "interpolation_scale");
+  if (!(a.interpolation_scale > 0.0f)) c.fail(json_path(p, "interpolation_scale"), "must be > 0");
+  if (a.pos_embed && a.dim % 4 != 0)
+    c.fail(json_path(p, "dim"), std::to_string(a.dim) + " is not divisible by 4 (the 2-D sin-cos table needs it)");
+  return a;
+}
+OpAttrs parse_unpatchify(const JsonCheck& c, const json& j, const std::string& p) {
+  c.only_keys(j, p, {"patch", "channels"});
+  UnpatchifyAttrs a;
+  a.patch = to_int(c.int_at(j, p, "patch", 1, 64));
+  a.channels = to_int(c.int_at(j, p, "channels", 1, 4096));
   return a;
 }
 OpAttrs parse_geglu(const JsonCheck& c, const json& j, const std::string& p) {
@@ -176,11 +223,12 @@ struct OpRow {
 };
 constexpr OpRow kOps[] = {
     {"time_embedding", parse_time_embedding, 1, 2}, {"conv2d", parse_conv2d, 1, 2},
-    {"linear", parse_linear, 1, 2},                 {"group_norm", parse_group_norm, 1, 2},
+    {"linear", parse_linear, 1, 3},                 {"group_norm", parse_group_norm, 1, 2},
     {"attention", parse_attention, 1, 2},           {"concat", parse_concat, 2, 2},
     {"upsample2x", parse_upsample2x, 1, 1},         {"affine", parse_affine, 1, 1},
-    {"layer_norm", parse_layer_norm, 1, 1},         {"geglu", parse_geglu, 1, 1},
+    {"layer_norm", parse_layer_norm, 1, 2},         {"geglu", parse_geglu, 1, 1},
     {"embedding", parse_embedding, 1, 1},           {"activation", parse_activation, 1, 1},
+    {"patch_embed", parse_patch_embed, 1, 1},       {"unpatchify", parse_unpatchify, 1, 1},
 };
 
 // Arity rules that depend on the attributes (the optional second input).
@@ -190,6 +238,16 @@ void check_inputs_against_attrs(const JsonCheck& c, const Node& n, const Graph& 
     if (n.inputs.size() != want)
       c.fail(json_path(p, "inputs"), "group_norm with emb_mode " + std::string(emb_mode_name(gn->emb_mode)) +
                                          " takes " + std::to_string(want) + " input(s)");
+  }
+  if (auto* l = std::get_if<LinearAttrs>(&n.attrs)) {
+    if ((l->gate_offset >= 0) != (n.inputs.size() == 3))
+      c.fail(json_path(p, "inputs"), l->gate_offset >= 0 ? "a gated linear takes [x, residual, gate source]"
+                                                         : "a linear takes [x] or [x, residual] (3 inputs need gate_offset)");
+  }
+  if (auto* ln = std::get_if<LayerNormAttrs>(&n.attrs)) {
+    if ((ln->shift_offset >= 0) != (n.inputs.size() == 2))
+      c.fail(json_path(p, "inputs"), ln->shift_offset >= 0 ? "a modulated layer_norm takes [x, mod]"
+                                                           : "a layer_norm takes [x] (2 inputs need shift_offset)");
   }
   if (auto* te = std::get_if<TimeEmbeddingAttrs>(&n.attrs)) {
     size_t want = te->num_classes > 0 ? 2 : 1;
@@ -302,9 +360,8 @@ Graph graph_from_json(const json& j, const std::string& origin, const std::strin
   g.output = value_id(c.member(j, gp, "output"), json_path(gp, "output"));
   g.in_channels = to_int(c.int_at(j, gp, "in_channels", 1, kMaxChannels));
   g.out_channels = to_int(c.int_at(j, gp, "out_channels", 1, kMaxChannels));
+  // UNets halve per level (powers of two); a DiT's factor is its patch size, any value.
   g.downsample_factor = to_int(c.int_at(j, gp, "downsample_factor", 1, 1024));
-  if (g.downsample_factor & (g.downsample_factor - 1))
-    c.fail(json_path(gp, "downsample_factor"), "must be a power of two");
 
   const std::string np = json_path(gp, "nodes");
   const json& nodes = c.array(c.member(j, gp, "nodes"), np);

@@ -18,6 +18,7 @@
 #include "base/checked_math.h"
 #include "base/error.h"
 #include "base/strict_json.h"
+#include "model/pipeline_json.h"
 #include "model/tokenizer_json.h"
 
 namespace diffrt {
@@ -160,6 +161,10 @@ void check_weight_refs(const Graph& g, const std::map<std::string, const TensorI
     } else if (auto* cv = std::get_if<Conv2dAttrs>(&n.attrs)) {
       want_numel("weight", uint64_t(cv->cout) * uint64_t(cv->kh) * uint64_t(cv->kw) * uint64_t(cv->cin));
       want_numel("bias", uint64_t(cv->cout));
+    } else if (auto* pe = std::get_if<PatchEmbedAttrs>(&n.attrs)) {
+      if (!n.weights.count("weight")) c.fail(json_path(p, "weights"), "a patch embedding needs a weight");
+      want_numel("weight", uint64_t(pe->dim) * uint64_t(pe->patch) * uint64_t(pe->patch) * uint64_t(pe->cin));
+      want_numel("bias", uint64_t(pe->dim));
     }
     auto* gn = std::get_if<GroupNormAttrs>(&n.attrs);
     auto w = n.weights.find("weight");
@@ -256,7 +261,7 @@ ModelFile parse_header(std::string_view text, uint64_t file_size, uint64_t data_
   c.object(h, "header");
   c.only_keys(h, "header", {"format", "version", "family", "config", "graph", "tensors", "scheduler",
                             "conditioning", "provenance", "vae", "text_encoder", "tokenizer", "vae_encoder",
-                            "data_size"});
+                            "pipeline", "data_size"});
   if (c.string_at(h, "", "format") != "diffrt") c.fail("format", "must be \"diffrt\"");
   if (c.u64_at(h, "", "version") != version) c.fail("version", "header version differs from the preamble");
   ModelFile m;
@@ -306,6 +311,14 @@ ModelFile parse_header(std::string_view text, uint64_t file_size, uint64_t data_
   if (h.contains("tokenizer")) {
     m.tokenizer = tokenizer_from_json(h["tokenizer"], c, "tokenizer");
     m.has_tokenizer = true;
+  }
+  if (h.contains("pipeline")) {
+    m.pipeline = pipeline_from_json(h["pipeline"], c, "pipeline");
+    for (size_t i = 0; i < m.pipeline.id2label.size(); ++i)
+      if (m.pipeline.id2label[i].first >= m.conditioning.num_classes)
+        c.fail("pipeline.id2label[" + std::to_string(i) + "][0]",
+               "class id " + std::to_string(m.pipeline.id2label[i].first) + " is not below conditioning.num_classes " +
+                   std::to_string(m.conditioning.num_classes));
   }
   check_graph_refs(m, c);
   return m;
@@ -399,7 +412,7 @@ std::vector<uint8_t> serialize_model_file(const std::string& family, const json&
                                           const std::vector<TensorBlob>& tensors, const json& scheduler,
                                           const Conditioning& cond, const json& provenance, const VaeDecoder* vae,
                                           const TextEncoder* text_encoder, const ClipTokenizerSpec* tokenizer,
-                                          const VaeEncoder* vae_encoder) {
+                                          const VaeEncoder* vae_encoder, const PipelineInfo* pipeline) {
   auto arg_fail = [](const std::string& what) { throw Error(ErrorCode::InvalidArgument, "serialize_model_file: " + what); };
   json table = json::array();
   uint64_t cursor = 0;
@@ -437,6 +450,7 @@ std::vector<uint8_t> serialize_model_file(const std::string& family, const json&
                               {"graph", graph_to_json(text_encoder->graph)}};
   if (tokenizer) header["tokenizer"] = tokenizer_to_json(*tokenizer);
   if (vae_encoder && vae_encoder->present()) header["vae_encoder"] = {{"graph", graph_to_json(vae_encoder->graph)}};
+  if (pipeline && pipeline->present()) header["pipeline"] = pipeline_to_json(*pipeline);
   std::string text;
   try {
     text = header.dump();

@@ -11,7 +11,8 @@
 //   "scheduler":{...diffusers scheduler config...},"conditioning":{...},"provenance":{...},
 //   optional "vae":{"config":{...},"scaling_factor":f,"graph":{...}},
 //   optional "text_encoder":{"config":{...},"graph":{...}}, optional "tokenizer":{...},
-//   optional "vae_encoder":{"graph":{...}} (version 2),"data_size":N}
+//   optional "vae_encoder":{"graph":{...}} (version 2),
+//   optional "pipeline":{"class","cfg_order","extra_channels","id2label"},"data_size":N}
 // "graph" is the denoiser; "vae" is the VAE decoder of a latent-diffusion model (its tensors are
 // named "vae.<diffusers name>" in the same table); "text_encoder" is a CLIP text model (input_ids ->
 // last_hidden_state, tensors "text_encoder.<transformers name>") and "tokenizer" its BPE tokenizer
@@ -28,6 +29,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -65,6 +67,29 @@ struct Conditioning {
   int null_class = -1;
 };
 
+// Pipeline semantics a sampler needs beyond the graph: header object "pipeline" (optional; absent for the UNet
+// families, whose class-conditional guidance batches [uncond; cond] and whose extra output channels are what the
+// scheduler's variance type says). Written for DiTPipeline folders (family "dit").
+enum class CfgOrder : uint8_t { UncondFirst, CondFirst };
+struct PipelineInfo {
+  std::string class_name;            // the diffusers pipeline class, e.g. "DiTPipeline" ("" when absent)
+  // Row order of the guided model batch: [uncond; cond] (StableDiffusionPipeline, diffrt's class-conditional
+  // UNets) or [cond; uncond] (DiTPipeline: latents duplicated, labels [y; null_class]).
+  CfgOrder cfg_order = CfgOrder::UncondFirst;
+  // True: output channels [in_channels, out_channels) (DiT's learned sigma) are dropped before the scheduler step
+  // whatever its variance type (DiTPipeline does this whenever out_channels // 2 == in_channels); guidance applies
+  // to the first in_channels channels.
+  bool drop_extra_channels = false;
+  // model_index.json's id2label in file order: (class id, "name, synonym, ..."). Empty when the folder had none.
+  std::vector<std::pair<int, std::string>> id2label;
+  bool present() const { return !class_name.empty(); }
+};
+// DiTPipeline.labels: every id2label value split on ',', each piece stripped of surrounding whitespace, name -> id;
+// for a name listed twice the later entry in file order wins (ImageNet's "crane" is 134 and 517 -> 517).
+std::map<std::string, int> class_label_ids(const PipelineInfo& p);
+// The class id of `name` under class_label_ids (exact match after stripping `name`), or -1.
+int class_label_id(const PipelineInfo& p, const std::string& name);
+
 // The VAE decoder of a latent-diffusion model: latents [N,h,w,latent_channels] -> image
 // [N,f*h,f*w,3] in about [-1, 1]. Its graph starts by dividing by scaling_factor (diffusers'
 // `latents / vae.config.scaling_factor`) and has no timestep input.
@@ -93,7 +118,8 @@ struct TextEncoder {
 };
 
 struct ModelFile {
-  std::string family;            // "unet2d" (UNet2DModel) or "unet2d_condition" (UNet2DConditionModel)
+  std::string family;            // "unet2d" (UNet2DModel), "unet2d_condition" (UNet2DConditionModel) or "dit"
+                                 // (Transformer2DModel with norm_type ada_norm_zero, DiTPipeline)
   nlohmann::json config;         // the diffusers model config, as converted
   Graph graph;
   std::vector<TensorInfo> tensors;
@@ -106,6 +132,7 @@ struct ModelFile {
   TextEncoder text_encoder;      // latent-diffusion models converted with their text encoder
   bool has_tokenizer = false;
   ClipTokenizerSpec tokenizer;   // valid when has_tokenizer (always together with text_encoder)
+  PipelineInfo pipeline;         // optional "pipeline" header object
   std::vector<uint8_t> data;     // the data section (tensor bytes)
 
   const TensorInfo* find(const std::string& name) const;
@@ -135,7 +162,8 @@ std::vector<uint8_t> serialize_model_file(const std::string& family, const nlohm
                                           const nlohmann::json& provenance, const VaeDecoder* vae = nullptr,
                                           const TextEncoder* text_encoder = nullptr,
                                           const ClipTokenizerSpec* tokenizer = nullptr,
-                                          const VaeEncoder* vae_encoder = nullptr);
+                                          const VaeEncoder* vae_encoder = nullptr,
+                                          const PipelineInfo* pipeline = nullptr);
 
 // Graph <-> JSON; graph_from_json validates op names, attribute types/ranges and value references.
 nlohmann::json graph_to_json(const Graph& g);

@@ -89,6 +89,8 @@ struct CpuLaunch {
   void operator()(const GegluParams& p) const { geglu_ref(p); }
   void operator()(const EmbeddingParams& p) const { embedding_ref(p); }
   void operator()(const ActivationParams& p) const { activation_ref(p); }
+  void operator()(const PatchEmbedParams& p) const { patch_embed_ref(p); }
+  void operator()(const UnpatchifyParams& p) const { unpatchify_ref(p); }
 };
 
 }  // namespace

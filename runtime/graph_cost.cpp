@@ -21,6 +21,8 @@ uint64_t weight_elems_from_attrs(const A& a, const Node& nd, const ValueShape& o
     return uint64_t(a.out) * uint64_t(a.in) + (has("bias") ? uint64_t(a.out) : 0);
   } else if constexpr (std::is_same_v<A, GroupNormAttrs> || std::is_same_v<A, LayerNormAttrs>) {
     return (has("weight") ? uint64_t(out.c) : 0) + (has("bias") ? uint64_t(out.c) : 0);
+  } else if constexpr (std::is_same_v<A, PatchEmbedAttrs>) {
+    return uint64_t(a.dim) * uint64_t(a.patch) * uint64_t(a.patch) * uint64_t(a.cin) + (has("bias") ? uint64_t(a.dim) : 0);
   } else if constexpr (std::is_same_v<A, TimeEmbeddingAttrs>) {
     uint64_t e = uint64_t(a.dim) * uint64_t(a.out_dim) + uint64_t(a.out_dim) * uint64_t(a.out_dim);
     if (has("b1")) e += uint64_t(a.out_dim);
@@ -41,10 +43,17 @@ NodeCost node_cost(const Graph& g, const MemoryPlan& p, size_t k, size_t elem_by
   NodeCost c;
   // Activation traffic: each distinct input once, the output once.
   std::set<int> seen;
-  for (int v : nd.inputs) {
+  for (size_t i = 0; i < nd.inputs.size(); ++i) {
+    const int v = nd.inputs[i];
     if (!seen.insert(v).second) continue;
     const size_t es = (v == g.timestep || v == g.class_labels || v == g.input_ids) ? 4 : elem_bytes;
-    c.bytes += p.shapes.at(size_t(v)).numel() * es;
+    uint64_t elems = p.shapes.at(size_t(v)).numel();
+    // A modulation / gate source [N, M] is read only at its slices: shift + scale (C each) or the gate (out).
+    if (const auto* ln = std::get_if<LayerNormAttrs>(&nd.attrs); ln && i == 1 && ln->shift_offset >= 0)
+      elems = uint64_t(out.n) * uint64_t(out.c) * 2;
+    if (const auto* l = std::get_if<LinearAttrs>(&nd.attrs); l && i == 2 && l->gate_offset >= 0)
+      elems = uint64_t(out.n) * uint64_t(out.c);
+    c.bytes += elems * es;
   }
   c.bytes += out.numel() * elem_bytes;
 
@@ -64,6 +73,8 @@ NodeCost node_cost(const Graph& g, const MemoryPlan& p, size_t k, size_t elem_by
       // Causal self-attention computes only the unmasked (query, key) pairs: Lq (Lq + 1) / 2 of them.
       const double pairs = a.causal && nd.inputs.size() == 1 ? lq * (lq + 1) / 2 : lq * lkv;
       c.flops = 4.0 * double(out.n) * a.heads * pairs * a.head_dim;
+    } else if constexpr (std::is_same_v<A, PatchEmbedAttrs>) {
+      c.flops = 2.0 * double(out.n) * double(out.h) * double(out.w) * a.dim * double(a.patch) * a.patch * a.cin;
     } else if constexpr (std::is_same_v<A, TimeEmbeddingAttrs>) {
       c.flops = 2.0 * double(out.n) * (double(a.dim) * a.out_dim + double(a.out_dim) * a.out_dim);
     }

@@ -7,10 +7,12 @@
 //   attention        4 * B * heads * Lq * Lkv * head_dim     (QK^T and PV; softmax not counted; causal
 //                    self-attention counts the Lq (Lq + 1) / 2 unmasked pairs instead of Lq * Lkv)
 //   time_embedding   2 * N * (dim * out_dim + out_dim * out_dim)   (the MLP; the sinusoid not counted)
+//   patch_embed      2 * N * gh * gw * dim * p * p * cin       (the patch conv; the position table not counted)
 //   everything else  0 (norms, activations, softmax, bias and residual adds, copies: memory-bound)
 // Bytes are the fewest a node must move: every distinct input value read once, the output written once, every
 // weight tensor read once (activations and weights in the model dtype; timesteps fp32, labels and token ids
-// int32); an embedding lookup reads only the rows it gathers.
+// int32); an embedding lookup reads only the rows it gathers; an adaLN layer_norm reads only its shift and scale
+// slices of the modulation vector, a gated linear only its gate slice.
 #pragma once
 #include <cstdint>
 #include <map>

@@ -45,6 +45,9 @@ struct Builder {
     p.dtype = b.dtype;
     return p;
   }
+  // Rows of the output per sample (tokens): the per-sample vectors of adaLN and the gate broadcast over them.
+  long long rows_per_sample() const { return (long long)(ys().numel() / uint64_t(ys().c) / uint64_t(ys().n)); }
+
   NodeParams operator()(const LinearAttrs& a) const {
     LinearParams p;
     p.x = b.in[0]; p.w = b.weight("weight"); p.bias = b.weight("bias");
@@ -52,6 +55,11 @@ struct Builder {
     p.y = b.out;
     p.m = int(ys().numel() / uint64_t(ys().c)); p.n = a.out; p.k = a.in;
     p.silu_input = a.silu_input; p.out_scale = a.out_scale;
+    if (a.gate_offset >= 0) {  // [x, residual, gate source [N, M]]: the gate at gate_offset
+      p.gate = at(b.in[2], size_t(a.gate_offset) * dtype_size(b.dtype));
+      p.gate_ld = xs(2).c;
+      p.rows_per_gate = rows_per_sample();
+    }
     p.dtype = b.dtype;
     return p;
   }
@@ -110,6 +118,13 @@ struct Builder {
     LayerNormParams p;
     p.x = b.in[0]; p.y = b.out; p.gamma = b.weight("weight"); p.beta = b.weight("bias");
     p.rows = (long long)(ys().numel() / uint64_t(ys().c)); p.c = int(ys().c); p.eps = a.eps;
+    if (a.shift_offset >= 0) {  // adaLN: [x, mod [N, M]] with shift and scale slices of mod
+      const size_t es = dtype_size(b.dtype);
+      p.shift = at(b.in[1], size_t(a.shift_offset) * es);
+      p.scale = at(b.in[1], size_t(a.scale_offset) * es);
+      p.mod_ld = xs(1).c;
+      p.rows_per_sample = rows_per_sample();
+    }
     p.dtype = b.dtype;
     return p;
   }
@@ -130,6 +145,21 @@ struct Builder {
   NodeParams operator()(const ActivationAttrs& a) const {
     ActivationParams p;
     p.x = b.in[0]; p.y = b.out; p.count = (long long)ys().numel(); p.kind = a.kind;
+    p.dtype = b.dtype;
+    return p;
+  }
+  NodeParams operator()(const PatchEmbedAttrs& a) const {
+    PatchEmbedParams p;
+    p.x = b.in[0]; p.w = b.weight("weight"); p.bias = b.weight("bias"); p.y = b.out;
+    p.n = int(xs(0).n); p.h = int(xs(0).h); p.w_in = int(xs(0).w); p.cin = a.cin; p.dim = a.dim; p.patch = a.patch;
+    p.pos_embed = a.pos_embed; p.base_size = a.base_size; p.interpolation_scale = a.interpolation_scale;
+    p.dtype = b.dtype;
+    return p;
+  }
+  NodeParams operator()(const UnpatchifyAttrs& a) const {
+    UnpatchifyParams p;
+    p.x = b.in[0]; p.y = b.out;
+    p.n = int(xs(0).n); p.gh = int(xs(0).h); p.gw = int(xs(0).w); p.patch = a.patch; p.c = a.channels;
     p.dtype = b.dtype;
     return p;
   }

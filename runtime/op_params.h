@@ -21,7 +21,9 @@
 #include "kernels/gemm/gemm.h"
 #include "kernels/group_norm/group_norm.h"
 #include "kernels/layer_norm/layer_norm.h"
+#include "kernels/patch_embed/patch_embed.h"
 #include "kernels/timestep_embedding/timestep_embedding.h"
+#include "kernels/unpatchify/unpatchify.h"
 #include "model/graph.h"
 #include "runtime/plan.h"
 
@@ -29,7 +31,7 @@ namespace diffrt {
 
 using NodeParams = std::variant<TimestepEmbeddingParams, Conv2dParams, LinearParams, GroupNormParams, AttentionParams,
                                 ConcatParams, Upsample2xParams, AffineParams, LayerNormParams, GegluParams,
-                                EmbeddingParams, ActivationParams>;
+                                EmbeddingParams, ActivationParams, PatchEmbedParams, UnpatchifyParams>;
 
 // A node's values and weights bound to one backend's memory.
 struct NodeBinding {

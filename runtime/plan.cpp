@@ -48,12 +48,19 @@ ValueShape infer(const Node& nd, const std::vector<ValueShape>& s) {
       if (nd.inputs.size() == 2 && (in(1).rank != 4 || in(1).numel() != o.numel() || in(1).c != o.c))
         bad(nd, "residual " + in(1).str() + " does not match output " + o.str());
     } else if constexpr (std::is_same_v<A, LinearAttrs>) {
-      want_inputs(1, 2);
+      want_inputs(1, a.gate_offset >= 0 ? 3 : 2);
       if (in(0).c != a.in || in(0).rank < 2) bad(nd, "expects last dim " + std::to_string(a.in) + ", got " + in(0).str());
       o = in(0);
       o.c = a.out;
-      if (nd.inputs.size() == 2 && (in(1).numel() != o.numel() || in(1).c != o.c))
+      if (nd.inputs.size() >= 2 && (in(1).numel() != o.numel() || in(1).c != o.c))
         bad(nd, "residual " + in(1).str() + " does not match output " + o.str());
+      if (a.gate_offset >= 0) {  // gate source [N, M] holds the gate at [gate_offset, gate_offset + out)
+        if (nd.inputs.size() != 3) bad(nd, "a gated linear takes [x, residual, gate source]");
+        const ValueShape& g = in(2);
+        if (g.rank != 2 || g.n != o.n || int64_t(a.gate_offset) + a.out > g.c)
+          bad(nd, "gate source " + g.str() + " must be [" + std::to_string(o.n) + ", >= " +
+                      std::to_string(int64_t(a.gate_offset) + a.out) + "]");
+      }
     } else if constexpr (std::is_same_v<A, GroupNormAttrs>) {
       want_inputs(1, 2);
       o = in(0);
@@ -94,9 +101,15 @@ ValueShape infer(const Node& nd, const std::vector<ValueShape>& s) {
       want_inputs(1, 1);
       o = in(0);
     } else if constexpr (std::is_same_v<A, LayerNormAttrs>) {
-      want_inputs(1, 1);
+      want_inputs(a.shift_offset >= 0 ? 2 : 1, a.shift_offset >= 0 ? 2 : 1);
       o = in(0);
       if (o.rank < 2) bad(nd, "expects [..., C], got " + o.str());
+      if (a.shift_offset >= 0) {  // adaLN: mod [N, M] holds shift and scale slices of C channels each
+        const ValueShape& m = in(1);
+        const int64_t need = std::max(int64_t(a.shift_offset), int64_t(a.scale_offset)) + o.c;
+        if (m.rank != 2 || m.n != o.n || need > m.c)
+          bad(nd, "modulation " + m.str() + " must be [" + std::to_string(o.n) + ", >= " + std::to_string(need) + "]");
+      }
     } else if constexpr (std::is_same_v<A, GegluAttrs>) {
       want_inputs(1, 1);
       o = in(0);
@@ -112,6 +125,21 @@ ValueShape infer(const Node& nd, const std::vector<ValueShape>& s) {
                                              " positions");
       o = ids;
       o.c = a.dim;
+    } else if constexpr (std::is_same_v<A, PatchEmbedAttrs>) {
+      want_inputs(1, 1);
+      const ValueShape& x = in(0);
+      if (x.rank != 4 || x.c != a.cin) bad(nd, "expects [N,H,W," + std::to_string(a.cin) + "], got " + x.str());
+      if (x.h % a.patch || x.w % a.patch)
+        fail(ErrorCode::InvalidArgument, "graph node '" + nd.name + "': input " + x.str() +
+                                             " is not a whole number of " + std::to_string(a.patch) + "x" +
+                                             std::to_string(a.patch) + " patches");
+      o = {4, x.n, x.h / a.patch, x.w / a.patch, a.dim};
+    } else if constexpr (std::is_same_v<A, UnpatchifyAttrs>) {
+      want_inputs(1, 1);
+      const ValueShape& x = in(0);
+      if (x.rank != 4 || x.c != int64_t(a.patch) * a.patch * a.channels)
+        bad(nd, "expects [N,gh,gw," + std::to_string(int64_t(a.patch) * a.patch * a.channels) + "], got " + x.str());
+      o = {4, x.n, x.h * a.patch, x.w * a.patch, a.channels};
     } else {
       static_assert(std::is_same_v<A, ActivationAttrs>);
       want_inputs(1, 1);

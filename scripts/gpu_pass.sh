@@ -25,8 +25,16 @@
 #   CUDNN_ROOT     cuDNN root with include/ and lib/ (default: the pip package nvidia.cudnn, then the toolkit).
 #   JOBS           build parallelism (default nproc).  SANITIZER_FILTER: gtest filter for compute-sanitizer.
 #   GPU_PASS_MODELS_S  seconds reserved for the whole-model benchmarks (default 170; 0 = skip them).
+#   GPU_PASS_MODELS    comma list of the whole-model benchmarks (default "cifar10,sd15"; add "dit" for DiT-XL/2 256 and
+#                  512: diffrt bench at batch 1 with CFG 4 and batch 32 with CFG, bench_dit.json, and the diffusers
+#                  peer in peer.json). A DiT session in one call:
+#                    GPU_PASS_MODELS=dit GPU_PASS_TESTS='dit|attention|layer_norm|gemm' GPU_PASS_SANITIZER=0 \
+#                      GPU_PASS_MODELS_S=300 scripts/gpu_pass.sh
+#   GPU_PASS_TESTS     ctest -R regex for the GPU tests (default: all of them).
+#   GPU_PASS_SANITIZER 0 skips compute-sanitizer.
 # Results in $OUT (at most 8 files come back from the device tool): summary.md, ctest_gpu.xml, kernels.json,
-# bench_cifar10.json, bench_sd15.json (schema diffrt.bench.v1), peer.json, logs.tar.gz (logs and the traces).
+# bench_cifar10.json, bench_sd15.json (schema diffrt.bench.v1), bench_dit.json (with dit: the four DiT runs'
+# records {model, batch, dtype, step_ms_p50, ...} and their full bench documents), peer.json, logs.tar.gz.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -71,6 +79,9 @@ SUMMARY="$OUT/summary.md"
 declare -a STEP_RESULTS=()
 
 MODELS_S=${GPU_PASS_MODELS_S:-170}
+PASS_MODELS=",${GPU_PASS_MODELS:-cifar10,sd15},"
+TEST_FILTER=()
+[[ -n "${GPU_PASS_TESTS:-}" ]] && TEST_FILTER=(-R "$GPU_PASS_TESTS")
 RESERVE=$MODELS_S  # seconds later steps need; lowered to 0 when they start
 left() { echo $((BUDGET - ($(date +%s) - START))); }
 # run_step NAME TIMEOUT_S CMD... : runs with a timeout (capped by the budget left minus RESERVE), logs to
@@ -161,20 +172,23 @@ run_step configure 90 cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=R
 run_step build 300 cmake --build "$BUILD" -j "$JOBS"
 
 # ---- tests ------------------------------------------------------------------------------------------------------
-run_step ctest_gpu 200 ctest --test-dir "$BUILD" -L gpu --output-on-failure --timeout 150 -j 1 \
+run_step ctest_gpu 200 ctest --test-dir "$BUILD" -L gpu "${TEST_FILTER[@]}" --output-on-failure --timeout 150 -j 1 \
   --output-junit "$OUT/ctest_gpu.xml"
 
 # ---- compute-sanitizer on the kernel tests (reduced filters) -----------------------------------------------
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
 FILTER=${SANITIZER_FILTER:--*Larger*:*RealModel*:*Many*:*Random*}
-if [[ -n "$SAN" ]]; then
+if [[ "${GPU_PASS_SANITIZER:-1}" == "0" ]]; then
+  STEP_RESULTS+=("| compute-sanitizer | skipped (GPU_PASS_SANITIZER=0) | 0 |")
+elif [[ -n "$SAN" ]]; then
   for t in "$BUILD"/tests/gpu_*_test; do
     [[ -x "$t" ]] || continue
     name=$(basename "$t")
     [[ "$name" == gpu_executor_test ]] && continue  # whole models: too slow under the sanitizer
     run_step "memcheck_$name" 45 "$SAN" --tool memcheck --error-exitcode 3 --leak-check full "$t" "--gtest_filter=$FILTER"
   done
-  for name in gpu_group_norm_test gpu_layer_norm_test gpu_attention_test gpu_scheduler_step_test gpu_timestep_embedding_test gpu_block_sum_test; do
+  for name in gpu_group_norm_test gpu_layer_norm_test gpu_attention_test gpu_scheduler_step_test gpu_timestep_embedding_test \
+              gpu_block_sum_test gpu_dit_test; do
     t="$BUILD/tests/$name"
     [[ -x "$t" ]] || continue
     run_step "racecheck_$name" 40 "$SAN" --tool racecheck --error-exitcode 3 "$t" "--gtest_filter=$FILTER"
@@ -199,7 +213,7 @@ MODELS_DIR="$BUILD/bench_models"
 DIFFRT="$BUILD/diffrt"
 export DIFFRT_GIT_SHA=${DIFFRT_GIT_SHA:-$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)}
 declare -a BENCH_FILES=()
-if ((MODELS_S > 0)) && [[ -x "$DIFFRT" ]]; then
+if ((MODELS_S > 0)) && [[ -x "$DIFFRT" ]] && [[ "$PASS_MODELS" == *,cifar10,* ]]; then
   # cifar10-32 (~20 s): 143 MB of fp32 safetensors, converted to fp16.
   run_step cifar_model 40 python3 "$ROOT/scripts/make_bench_models.py" "$MODELS_DIR" --models cifar10-32
   run_step cifar_convert 30 "$DIFFRT" convert "$MODELS_DIR/ddpm-cifar10-32" -o "$BUILD/cifar10.drt" --dtype fp16 -q
@@ -208,6 +222,8 @@ if ((MODELS_S > 0)) && [[ -x "$DIFFRT" ]]; then
       --warmup 20 --repeat 200 --name ddpm-cifar10-32 --json "$OUT/bench_cifar10.json" --trace "$LOGS/trace_cifar10.json"
     BENCH_FILES+=("$OUT/bench_cifar10.json")
   fi
+fi
+if ((MODELS_S > 0)) && [[ -x "$DIFFRT" ]] && [[ "$PASS_MODELS" == *,sd15,* ]]; then
   # Stable Diffusion 1.5 (~120-150 s): 1.76 GiB of fp16 safetensors written by numpy, converted to fp16 (the VAE is
   # fp16 too: a random-weight decode may overflow, which the JSON reports as vae_finite; timings stay valid).
   run_step sd15_model 60 python3 "$ROOT/scripts/make_bench_models.py" "$MODELS_DIR" --models sd15 --sd-dtype fp16
@@ -224,7 +240,56 @@ if ((MODELS_S > 0)) && [[ -x "$DIFFRT" ]]; then
     run_step profile_sd15 90 "$DIFFRT" profile "${SD_ARGS[@]}" --warmup 2 --repeat 5 --name sd15 \
       -o "$LOGS/trace_sd15.json" --json "$LOGS/profile_sd15.json"
   fi
-else
+fi
+if ((MODELS_S > 0)) && [[ -x "$DIFFRT" ]] && [[ "$PASS_MODELS" == *,dit,* ]]; then
+  # DiT-XL/2 (facebook/DiT-XL-2-256 / -512 architectures, random weights; ~45 s: 1.5 GB of fp16 safetensors written
+  # once, the 512 folder hard-links them), converted to fp16 (the converter stores one of the 28 identical embedder
+  # copies: 675 M transformer parameters + the SD VAE decoder). DiTPipeline's workload: DDIM 50 steps, guidance 4
+  # (the transformer runs [cond; uncond] at 2B), at batch 1 and batch 32; the 256 model also gets a profile trace.
+  run_step dit_models 120 python3 "$ROOT/scripts/make_bench_models.py" "$MODELS_DIR" --models dit-xl2-256,dit-xl2-512 \
+    --dit-dtype fp16
+  for res in 256 512; do
+    run_step "dit${res}_convert" 60 "$DIFFRT" convert "$MODELS_DIR/dit-xl2-$res" -o "$BUILD/dit$res.drt" --dtype fp16 -q
+  done
+  rm -rf "$MODELS_DIR/dit-xl2-256" "$MODELS_DIR/dit-xl2-512"
+  DIT_JSONS=()
+  for res in 256 512; do
+    [[ -f "$BUILD/dit$res.drt" ]] || continue
+    for b in 1 32; do
+      reps=50; ((b == 32)) && reps=15; ((b == 32 && res == 512)) && reps=6
+      run_step "bench_dit${res}_b$b" 120 "$DIFFRT" bench -m "$BUILD/dit$res.drt" --device cuda -b "$b" \
+        --guidance-scale 4 --sampler ddim --steps 50 --warmup 3 --repeat "$reps" --vae-repeat 3 \
+        --name "dit-xl2-$res" --json "$LOGS/bench_dit${res}_b$b.json"
+      [[ -f "$LOGS/bench_dit${res}_b$b.json" ]] && DIT_JSONS+=("$LOGS/bench_dit${res}_b$b.json")
+    done
+  done
+  if [[ -f "$BUILD/dit256.drt" ]]; then
+    run_step profile_dit256 90 "$DIFFRT" profile -m "$BUILD/dit256.drt" --device cuda -b 1 --guidance-scale 4 \
+      --sampler ddim --steps 50 --warmup 2 --repeat 5 --name dit-xl2-256 -o "$LOGS/trace_dit256.json" \
+      --json "$LOGS/profile_dit256.json"
+  fi
+  if ((${#DIT_JSONS[@]})); then  # one file for the device tool's 8-file limit; peer_compare reads its records
+    python3 - "$OUT/bench_dit.json" "${DIT_JSONS[@]}" <<'PYEOF' >>"$LOGS/steps.log" 2>&1
+import json, sys
+runs = [json.load(open(p)) for p in sys.argv[2:]]
+recs = []
+for d in runs:
+    step = (d.get("results") or {}).get("step") or {}
+    vae = (d.get("results") or {}).get("vae_decode") or {}
+    if step.get("p50_ms") is None:
+        continue
+    r = {"model": d["name"], "batch": int(d["workload"]["batch"]), "dtype": d["model"]["dtype"],
+         "step_ms_p50": step["p50_ms"], "device": d["env"].get("device")}
+    if vae.get("p50_ms") is not None:
+        r["vae_decode_ms_p50"] = vae["p50_ms"]
+    recs.append(r)
+json.dump({"schema": "diffrt.bench.v1.collection", "results": recs, "runs": runs}, open(sys.argv[1], "w"), indent=1)
+print("wrote", sys.argv[1], len(recs), "records")
+PYEOF
+    BENCH_FILES+=("$OUT/bench_dit.json")
+  fi
+fi
+if ((MODELS_S <= 0)) || [[ ! -x "$DIFFRT" ]]; then
   STEP_RESULTS+=("| whole-model benchmarks | skipped (GPU_PASS_MODELS_S=0 or no diffrt binary) | 0 |")
 fi
 
@@ -233,8 +298,12 @@ if [[ -d "$ROOT/.whl" ]]; then
   DJ=()
   for f in "${BENCH_FILES[@]}"; do [[ -f "$f" ]] && DJ+=(--diffrt-json "$f"); done
   pb=$(($(left) - 30)); ((pb > 240)) && pb=240
+  PEER_MODELS=""
+  [[ "$PASS_MODELS" == *,cifar10,* ]] && PEER_MODELS+=",cifar10-32,celebahq-256"
+  [[ "$PASS_MODELS" == *,sd15,* ]] && PEER_MODELS+=",sd15"
+  [[ "$PASS_MODELS" == *,dit,* ]] && PEER_MODELS+=",dit-xl2-256,dit-xl2-512"
   run_step peer_compare 260 python3 "$ROOT/scripts/peer_compare.py" --wheels "$ROOT/.whl" --budget-s "$((pb > 10 ? pb : 10))" \
-    --models cifar10-32,celebahq-256,sd15 --models-dir "$MODELS_DIR" --json "$OUT/peer.json" "${DJ[@]}"
+    --models "${PEER_MODELS#,}" --dit-batches 1,32 --models-dir "$MODELS_DIR" --json "$OUT/peer.json" "${DJ[@]}"
 else
   STEP_RESULTS+=("| peer_compare | skipped (no .whl: run scripts/vendor_wheels.sh and carry .whl) | 0 |")
 fi
@@ -276,20 +345,21 @@ fi
     [[ -f "$f" ]] || continue
     python3 - "$f" <<'PYEOF' 2>&1
 import json, sys
-d = json.load(open(sys.argv[1]))
-w, r, x, m = d["workload"], d["results"], d["derived"], d["memory"]
-p = lambda t: f"{t['p50_ms']:.3f}" if t else "-"
-line = (f"{d['name']} {w['width']}x{w['height']} b{w['batch']} {d['model']['dtype']} "
-        f"{'CFG ' + format(w['guidance_scale'], 'g') if w['cfg'] else 'no CFG'} {w['sampler']} {w['steps']}: "
-        f"step {p(r['step'])} ms p50 (graph {'yes' if r['graph_used'] else 'NO: ' + r['graph_fallback']}), "
-        f"eager {p(r['step_eager'])}, UNet eager/graph {p(r['unet'])}/{p(r['unet_graph'])}, VAE {p(r['vae_decode'])} ms"
-        f"{'' if r['vae_finite'] else ' (non-finite output)'}, {x['step_tflops'] or 0:.1f} TFLOP/s, "
-        f"peak {(m['peak_device_bytes'] or 0) / 2**30:.2f} GiB")
-if d["name"] == "sd15" and r["step"]:
-    line += f"; targets: <= 5 ms/step {'met' if r['step']['p50_ms'] <= 5 else 'NOT met'}"
-    if r["vae_decode"]:
-        line += f", VAE <= 15 ms {'met' if r['vae_decode']['p50_ms'] <= 15 else 'NOT met'}"
-print(line)
+top = json.load(open(sys.argv[1]))
+for d in (top["runs"] if top.get("schema") == "diffrt.bench.v1.collection" else [top]):
+  w, r, x, m = d["workload"], d["results"], d["derived"], d["memory"]
+  p = lambda t: f"{t['p50_ms']:.3f}" if t else "-"
+  line = (f"{d['name']} {w['width']}x{w['height']} b{w['batch']} {d['model']['dtype']} "
+          f"{'CFG ' + format(w['guidance_scale'], 'g') if w['cfg'] else 'no CFG'} {w['sampler']} {w['steps']}: "
+          f"step {p(r['step'])} ms p50 (graph {'yes' if r['graph_used'] else 'NO: ' + r['graph_fallback']}), "
+          f"eager {p(r['step_eager'])}, UNet eager/graph {p(r['unet'])}/{p(r['unet_graph'])}, VAE {p(r['vae_decode'])} ms"
+          f"{'' if r['vae_finite'] else ' (non-finite output)'}, {x['step_tflops'] or 0:.1f} TFLOP/s, "
+          f"peak {(m['peak_device_bytes'] or 0) / 2**30:.2f} GiB")
+  if d["name"] == "sd15" and r["step"]:
+      line += f"; targets: <= 5 ms/step {'met' if r['step']['p50_ms'] <= 5 else 'NOT met'}"
+      if r["vae_decode"]:
+          line += f", VAE <= 15 ms {'met' if r['vae_decode']['p50_ms'] <= 15 else 'NOT met'}"
+  print(line)
 PYEOF
   done
   grep -h -A12 "^| model | batch | dtype | peer |" "$LOGS/peer_compare.log" 2>/dev/null

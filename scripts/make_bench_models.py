@@ -16,7 +16,18 @@ context, v-prediction; 865,910,724 parameters), each with the SD VAE (Autoencode
     <out>/<name>/unet/config.json + diffusion_pytorch_model.safetensors
     <out>/<name>/vae/config.json  + diffusion_pytorch_model.safetensors
     <out>/<name>/scheduler/scheduler_config.json              (sd15: PNDMScheduler; sd21: DDIMScheduler v_prediction)
-The configs and the exact state-dict names and shapes come from tests/fixtures/sd_real/ (made by diffusers; the
+DiT (fp16 by default, --dit-dtype): dit-xl2-256 and dit-xl2-512 (facebook/DiT-XL-2-256 / -512's Transformer2DModel,
+749,826,464 parameters in the file: 28 identical copies of the timestep/label embedder, as the hub checkpoints have
+them, so the converter stores one; 674,834,720 unique), each with the SD VAE, as DiTPipeline folders:
+    <out>/<name>/model_index.json                             (DiTPipeline, id2label with a few ImageNet names)
+    <out>/<name>/transformer/config.json + diffusion_pytorch_model.safetensors
+    <out>/<name>/vae/config.json  + diffusion_pytorch_model.safetensors
+    <out>/<name>/scheduler/scheduler_config.json              (the hub's DDIMScheduler)
+The configs, names and shapes come from tests/fixtures/dit/ (published_configs.json, dit_xl2_256_keys_shapes.txt:
+made by diffusers 0.27.2 from the conversion script's config). 256 and 512 differ only in sample_size: the 512
+folder hard-links the 256 folder's weight files when both are built (same bytes, no second 1.5 GB write).
+Convert with `diffrt convert <out>/dit-xl2-256 -o dit256.drt --dtype fp16`.
+The SD configs and the exact state-dict names and shapes come from tests/fixtures/sd_real/ (made by diffusers; the
 sd21 list is the sd15 list with linear proj_in/proj_out [C, C] and attn2.to_k/to_v [C, 1024]). Convert with
 `diffrt convert <out>/sd15 -o sd15.drt --dtype fp16`. There is no text encoder: benchmarks use random text
 embeddings [B, 77, 768] (CLIP's cost, ~1 ms, is not part of the per-step figures).
@@ -32,8 +43,8 @@ parameters) and the brief for celebahq-256 (block_out_channels [128,128,256,256,
 (cifar: fixed_large per the spec; celebahq: fixed_small, recalled, not re-read; sd15: spec section 11.6; sd21:
 recalled from the hub, not re-read).
 
-Usage: make_bench_models.py OUT_DIR [--models cifar10-32,celebahq-256,sd15,sd21] [--seed 0] [--sd-dtype fp16]
-                                    [--check] [--list]
+Usage: make_bench_models.py OUT_DIR [--models cifar10-32,celebahq-256,sd15,sd21,dit-xl2-256,dit-xl2-512] [--seed 0]
+                                    [--sd-dtype fp16] [--dit-dtype fp16] [--check] [--list]
 """
 import argparse
 import json
@@ -44,6 +55,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SD_REAL = os.path.join(HERE, "..", "tests", "fixtures", "sd_real")
+DIT_FIXTURES = os.path.join(HERE, "..", "tests", "fixtures", "dit")
 
 UNET_COMMON = {
     "_class_name": "UNet2DModel",
@@ -470,24 +482,148 @@ def check_sd(root, name):
     print(f"{name}: check ok (UNet and VAE names/shapes match diffusers {__import__('diffusers').__version__})")
 
 
+# ---- DiT-XL/2 (Transformer2DModel ada_norm_zero + AutoencoderKL), shapes from tests/fixtures/dit ------------------
+
+DIT_MODELS = {"dit-xl2-256": "transformer_256", "dit-xl2-512": "transformer_512"}
+DIT_PARAMS = 749826464  # in the file (28 embedder copies); 674,834,720 unique
+ALIASES.update({"dit256": "dit-xl2-256", "dit512": "dit-xl2-512", "dit-xl-2-256": "dit-xl2-256",
+                "dit-xl-2-512": "dit-xl2-512"})
+# A few ImageNet-1k names in the hub's model_index.json format (string keys, comma-separated synonyms).
+DIT_ID2LABEL = {"0": "tench, Tinca tinca", "1": "goldfish, Carassius auratus", "207": "golden retriever",
+                "360": "otter", "387": "lesser panda, red panda, panda, bear cat, cat bear, Ailurus fulgens",
+                "417": "balloon", "979": "valley, vale"}
+
+
+def dit_parts(name):
+    pub = load_json(os.path.join(DIT_FIXTURES, "published_configs.json"))
+    cfg = pub[DIT_MODELS[name]]
+    shapes = []
+    with open(os.path.join(DIT_FIXTURES, "dit_xl2_256_keys_shapes.txt")) as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if not line or line.startswith("#"):
+                continue
+            k, dims = line.split("\t")
+            shapes.append((k, tuple(int(d) for d in dims.strip("()").replace(" ", "").split(",") if d)))
+    n = sum(int(math.prod(s)) for _, s in shapes)
+    if n != DIT_PARAMS:
+        raise SystemExit(f"{name}: {n:,} parameters in the key list, expected {DIT_PARAMS:,}")
+    return cfg, shapes, pub["scheduler"]
+
+
+def write_dit_transformer(path, shapes, dtype, seed, metadata):
+    """Streams random tensors (U(-1,1)/sqrt(fan_in) weights, +-0.02 biases); every block's norm1.emb.* tensor is a
+    copy of block 0's (the hub checkpoints' layout), so the converter deduplicates them."""
+    import re
+    import numpy as np
+    st_dtype, np_dtype, es = {"fp16": ("F16", "<f2", 2), "fp32": ("F32", "<f4", 4)}[dtype]
+    header, offset = {}, 0
+    for name, shape in shapes:
+        nbytes = int(math.prod(shape)) * es
+        header[name] = {"dtype": st_dtype, "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    header["__metadata__"] = metadata
+    hb = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    hb += b" " * ((8 - len(hb) % 8) % 8)
+    rng = np.random.default_rng(seed)
+    emb0 = {}
+    pat = re.compile(r"^transformer_blocks\.(\d+)\.norm1\.emb\.(.*)$")
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(hb)))
+        f.write(hb)
+        for name, shape in shapes:
+            m = pat.match(name)
+            if m and m.group(1) != "0":
+                data = emb0[m.group(2)]
+            else:
+                data = random_tensor_f32(rng, name, shape).astype(np_dtype).tobytes()
+                if m:
+                    emb0[m.group(2)] = data
+            f.write(data)
+    os.replace(tmp, path)
+    return offset
+
+
+def build_dit(out_dir, name, seed, dtype="fp16", link_from=None):
+    """A DiTPipeline folder with random weights in `dtype`. link_from: a built DiT folder whose weight files are
+    hard-linked (256 and 512 have the same tensors)."""
+    import time
+    t0 = time.time()
+    cfg, shapes, sched = dit_parts(name)
+    root = os.path.join(out_dir, name)
+    for sub in ("transformer", "vae", "scheduler"):
+        os.makedirs(os.path.join(root, sub), exist_ok=True)
+    write_json(os.path.join(root, "transformer", "config.json"), cfg)
+    write_json(os.path.join(root, "scheduler", "scheduler_config.json"), sched)
+    write_json(os.path.join(root, "vae", "config.json"), load_json(os.path.join(SD_REAL, "sd_vae_config.json")))
+    write_json(os.path.join(root, "model_index.json"), {
+        "_class_name": "DiTPipeline", "_diffusers_version": "0.12.0.dev0", "id2label": DIT_ID2LABEL,
+        "scheduler": ["diffusers", "DDIMScheduler"], "transformer": ["diffusers", "Transformer2DModel"],
+        "vae": ["diffusers", "AutoencoderKL"]})
+    files = ("transformer/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors")
+    if link_from:
+        for rel in files:
+            dst = os.path.join(root, rel)
+            if os.path.exists(dst):
+                os.remove(dst)
+            os.link(os.path.join(link_from, rel), dst)
+        nb = sum(os.path.getsize(os.path.join(root, rel)) for rel in files)
+    else:
+        note = {"format": "pt", "note": f"random weights, seed {seed}, architecture of facebook/DiT-XL-2"}
+        nb = write_dit_transformer(os.path.join(root, files[0]), shapes, dtype, seed, note)
+        vae_shapes = read_key_shapes(os.path.join(SD_REAL, "sd_vae_keys_shapes.txt"))
+        nb += write_safetensors_streamed(os.path.join(root, files[1]), vae_shapes, dtype, seed + 1, note)
+    print(f"{name}: transformer {len(shapes)} tensors, {DIT_PARAMS:,} parameters (28 identical embedder copies); "
+          f"{dtype}, {nb / 2**30:.2f} GiB in {time.time() - t0:.1f} s{' (hard links)' if link_from else ''} -> {root}")
+    return root
+
+
+def check_dit(name):
+    import torch  # noqa: F401
+    from diffusers import Transformer2DModel
+    cfg, shapes, _ = dit_parts(name)
+    kw = {k: v for k, v in cfg.items() if not k.startswith("_")}
+    if hasattr(torch.device("cpu"), "__enter__"):  # torch >= 2.0: no memory for the weights
+        with torch.device("meta"):
+            ref = Transformer2DModel(**kw)
+    else:  # torch 1.x: a real CPU model (3 GB of fp32)
+        ref = Transformer2DModel(**kw)
+    ref_shapes = sorted((k, tuple(v.shape)) for k, v in ref.state_dict().items())
+    if ref_shapes != sorted(shapes):
+        raise SystemExit(f"{name}: state dict mismatch with diffusers")
+    print(f"{name}: check ok (names/shapes match diffusers {__import__('diffusers').__version__})")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out_dir", nargs="?", help="output folder (not needed with --list)")
     ap.add_argument("--models", default="cifar10-32,celebahq-256",
-                    help="comma-separated: cifar10-32, celebahq-256, sd15, sd21")
+                    help="comma-separated: cifar10-32, celebahq-256, sd15, sd21, dit-xl2-256, dit-xl2-512")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sd-dtype", choices=["fp16", "fp32"], default="fp16",
                     help="storage dtype of the Stable Diffusion safetensors (fp16: half the bytes, faster to write)")
+    ap.add_argument("--dit-dtype", choices=["fp16", "fp32"], default="fp16", help="storage dtype of the DiT safetensors")
     ap.add_argument("--check", action="store_true", help="compare with diffusers (and run one forward for pixel models)")
     ap.add_argument("--list", action="store_true", help="only enumerate and count the parameters; write nothing")
     args = ap.parse_args(argv)
     names = [ALIASES.get(m.strip(), m.strip()) for m in args.models.split(",") if m.strip()]
     for n in names:
-        if n not in MODELS and n not in SD_MODELS:
-            ap.error(f"unknown model {n}; known: {', '.join(list(MODELS) + list(SD_MODELS))}")
+        if n not in MODELS and n not in SD_MODELS and n not in DIT_MODELS:
+            ap.error(f"unknown model {n}; known: {', '.join(list(MODELS) + list(SD_MODELS) + list(DIT_MODELS))}")
     if not args.list and not args.out_dir:
         ap.error("give OUT_DIR (or --list)")
+    dit_built = None
     for n in names:
+        if n in DIT_MODELS:
+            if args.list:
+                _, shapes, _ = dit_parts(n)
+                print(f"{n}: transformer {len(shapes)} tensors, {DIT_PARAMS} parameters (674834720 unique)")
+                continue
+            dit_built = build_dit(args.out_dir, n, args.seed, args.dit_dtype, link_from=dit_built)
+            if args.check:
+                check_dit(n)
+            continue
         if args.list:
             if n in SD_MODELS:
                 _, us, _, vs, nu, nv = sd_parts(n)

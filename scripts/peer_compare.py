@@ -29,6 +29,13 @@ the published config (tests/fixtures/sd_real, via make_bench_models.py; no weigh
 dtype; StableDiffusionPipeline would upcast an fp16 VAE to fp32 because of force_upcast) as vae_decode_ms_p50.
 Compiled modes compile the UNet only.
 
+DiT (--models dit-xl2-256,dit-xl2-512): diffusers Transformer2DModel + DDIMScheduler steps exactly as DiTPipeline
+runs them with guidance: latents [B, 4, S, S] duplicated to [x; x], labels [y; 1000] (its [cond; uncond] order), the
+transformer on the 2B batch with the 0-d timestep expanded, guidance on the first 4 (epsilon) channels, the learned-sigma
+channels split off, then scheduler.step on all 2B rows (as the pipeline does); random init on the GPU from the published
+config (tests/fixtures/dit/published_configs.json) in --dit-dtypes (fp16), batches --dit-batches (1,32), guidance
+--dit-guidance-scale (4.0, DiTPipeline's default). The eager worker also times the VAE decode (1/0.18215 * latents).
+
 --diffrt-json PATH (repeatable): diffrt's results -- `diffrt bench --json` files (schema diffrt.bench.v1; the
 model is its "name", e.g. `--name sd15`), or a JSON list / {"results": [...]} of records with fields model, batch,
 dtype, step_ms_p50 -- and prints diffrt/peer ratios (< 1: diffrt faster) per peer mode, for the step and, where
@@ -55,6 +62,8 @@ ALIASES = {"cifar10-32": "ddpm-cifar10-32", "celebahq-256": "ddpm-celebahq-256",
            "google/ddpm-cifar10-32": "ddpm-cifar10-32", "google/ddpm-celebahq-256": "ddpm-celebahq-256",
            "sd1.5": "sd15", "sd-1.5": "sd15", "sd2.1": "sd21", "sd-2.1": "sd21"}
 SD_NAMES = ("sd15", "sd21")
+DIT_NAMES = ("dit-xl2-256", "dit-xl2-512")
+ALIASES.update({"dit256": "dit-xl2-256", "dit512": "dit-xl2-512"})
 MODE_RANK = {"eager": 0, "reduce-overhead": 1, "default": 2, "max-autotune": 3}
 DTYPE_RANK = {"fp16": 0, "bf16": 1, "fp32": 2}
 
@@ -316,6 +325,115 @@ def run_worker_sd(spec):
             torch._dynamo.reset()
 
 
+# ---- worker: DiT (Transformer2DModel ada_norm_zero + DDIM with DiTPipeline's guidance, VAE decode) --------------
+
+def dit_step(torch, fn, sched, lmi, t, t_dev, y_in, g_scale, cin):
+    """One DiTPipeline.__call__ loop iteration (diffusers 0.27.2): lmi holds [x; x] with guidance (g > 1), else x;
+    y_in is [y; 1000 x B] or y. Returns the new lmi (scheduler.step over all rows, as the pipeline does)."""
+    cfg_on = g_scale > 1
+    if cfg_on:
+        half = lmi[: len(lmi) // 2]
+        lmi = torch.cat([half, half], dim=0)
+    lmi = sched.scale_model_input(lmi, t)
+    tt = t_dev[None].expand(lmi.shape[0])
+    out = fn(lmi, timestep=tt, class_labels=y_in).sample
+    if cfg_on:
+        eps, rest = out[:, :cin], out[:, cin:]
+        cond, uncond = torch.split(eps, len(eps) // 2, dim=0)
+        half_eps = uncond + g_scale * (cond - uncond)
+        out = torch.cat([torch.cat([half_eps, half_eps], dim=0), rest], dim=1)
+    model_output = torch.split(out, cin, dim=1)[0] if out.shape[1] // 2 == cin else out  # learned sigma dropped
+    return sched.step(model_output, t, lmi).prev_sample
+
+
+def run_worker_dit(spec):
+    import torch
+    if spec.get("wheel_site"):
+        sys.path.insert(0, spec["wheel_site"])
+    torch.backends.cuda.matmul.allow_tf32 = bool(spec["fp32_tf32"])
+    torch.backends.cudnn.allow_tf32 = bool(spec["fp32_tf32"])
+    from diffusers import AutoencoderKL, DDIMScheduler, Transformer2DModel
+    sys.path.insert(0, HERE)
+    import make_bench_models as mbm
+    dev = torch.device("cuda")
+    model, mode = spec["model"], spec["mode"]
+    cfg, _, sched_cfg = mbm.dit_parts(model)
+    vae_cfg = mbm.load_json(os.path.join(mbm.SD_REAL, "sd_vae_config.json"))
+    tdt = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    size, cin = cfg["sample_size"], cfg["in_channels"]
+    g_scale = float(spec["dit_guidance_scale"])
+    for dtype in spec["dtypes"]:
+        t_load = time.time()
+        kw = {k: v for k, v in cfg.items() if not k.startswith("_")}
+        if hasattr(dev, "__enter__"):
+            with dev:  # random init straight on the GPU
+                tr = Transformer2DModel(**kw)
+        else:
+            tr = Transformer2DModel(**kw).to(dev)
+        tr = tr.to(dtype=tdt[dtype]).eval().requires_grad_(False)
+        load_s = round(time.time() - t_load, 2)
+        fn = tr
+        if mode != "eager":
+            torch._dynamo.reset()
+            fn = torch.compile(tr, mode=mode, fullgraph=False)
+        for batch in spec["batches"]:
+            cfg_on = g_scale > 1
+            rec = {"model": model, "mode": mode, "dtype": dtype, "batch": batch, "scheduler": "ddim", "cfg": cfg_on,
+                   "guidance_scale": g_scale, "unet_batch": 2 * batch if cfg_on else batch, "height": size * 8,
+                   "width": size * 8, "weights": "random-init", "load_s": load_s}
+            t0 = time.time()
+            try:
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+                sched = DDIMScheduler.from_config(sched_cfg)
+                n_total = spec["warmup"] + spec["steps"]
+                sched.set_timesteps(max(n_total, 50))
+                ts = list(sched.timesteps[:n_total])
+                while len(ts) < n_total:
+                    ts += ts[: n_total - len(ts)]
+                ts_dev = [t.to(dev) for t in ts]
+                gen = torch.Generator(device=dev).manual_seed(0)
+                x = torch.randn(batch, cin, size, size, device=dev, dtype=tdt[dtype], generator=gen)
+                y = torch.arange(batch, device=dev) % 1000
+                y_in = torch.cat([y, torch.full_like(y, 1000)]) if cfg_on else y  # DiTPipeline: [cond; uncond]
+                lmi = torch.cat([x, x]) if cfg_on else x
+                starts = [torch.cuda.Event(enable_timing=True) for _ in range(spec["steps"])]
+                ends = [torch.cuda.Event(enable_timing=True) for _ in range(spec["steps"])]
+                with torch.inference_mode():
+                    for i in range(n_total):
+                        timed = i >= spec["warmup"]
+                        if timed:
+                            starts[i - spec["warmup"]].record()
+                        lmi = dit_step(torch, fn, sched, lmi, ts[i], ts_dev[i], y_in, g_scale, cin)
+                        if timed:
+                            ends[i - spec["warmup"]].record()
+                        if i == spec["warmup"] - 1:
+                            torch.cuda.synchronize()
+                            rec["warmup_s"] = round(time.time() - t0, 2)
+                    torch.cuda.synchronize()
+                ms = sorted(s.elapsed_time(e) for s, e in zip(starts, ends))
+                p50 = percentile(ms, 0.5)
+                x = lmi.chunk(2)[0] if cfg_on else lmi
+                rec.update(status="ok", steps_timed=len(ms), step_ms_p50=p50, step_ms_p90=percentile(ms, 0.9),
+                           step_ms_p99=percentile(ms, 0.99), step_ms_min=ms[0], samples_per_s=batch / (p50 / 1e3),
+                           images_per_s=batch / (p50 / 1e3 * spec["image_steps"]), image_steps=spec["image_steps"],
+                           peak_mem_bytes=torch.cuda.max_memory_allocated(), finite=bool(torch.isfinite(x).all()))
+                if mode == "eager" and spec.get("vae", True):
+                    rec.update(vae_decode(vae_cfg, x, tdt[dtype], AutoencoderKL, torch))
+            except torch.cuda.OutOfMemoryError as e:
+                rec.update(status="oom", error=str(e).splitlines()[0][:300])
+            except Exception as e:
+                rec.update(status="error", error=f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
+            rec["wall_s"] = round(time.time() - t0, 2)
+            print("RESULT " + json.dumps(rec), flush=True)
+            x = lmi = out = None
+            torch.cuda.empty_cache()
+        del fn, tr
+        torch.cuda.empty_cache()
+        if mode != "eager":
+            torch._dynamo.reset()
+
+
 def vae_decode(vae_cfg, latents, dtype, AutoencoderKL, torch, reps=5):
     """Times AutoencoderKL.decode(latents / scaling_factor) (eager, one warm-up): p50 ms and whether it is finite."""
     with torch.device(latents.device):
@@ -352,19 +470,25 @@ def plan(args):
                "ddpm-celebahq-256": [int(b) for b in args.celebahq_batches.split(",") if b]}
     for sd in SD_NAMES:
         batches[sd] = [int(b) for b in args.sd_batches.split(",") if b]
+    for dit in DIT_NAMES:
+        batches[dit] = [int(b) for b in args.dit_batches.split(",") if b]
+    dit_dtypes = sorted([d.strip() for d in args.dit_dtypes.split(",") if d.strip()], key=lambda d: DTYPE_RANK.get(d, 9))
+
+    def dtypes_of(model):
+        return sd_dtypes if model in SD_NAMES else dit_dtypes if model in DIT_NAMES else dtypes
     groups = []
     for mode in modes:
         if mode == "eager":  # cheap: one worker per model runs every dtype (fp16 first)
             for model in models:
-                groups.append({"mode": mode, "model": model, "dtypes": sd_dtypes if model in SD_NAMES else dtypes,
+                groups.append({"mode": mode, "model": model, "dtypes": dtypes_of(model),
                                "batches": batches.get(model, [1])})
             continue
         for model in models:
-            for dtype in (sd_dtypes if model in SD_NAMES else dtypes):
+            for dtype in dtypes_of(model):
                 groups.append({"mode": mode, "model": model, "dtypes": [dtype], "batches": batches.get(model, [1])})
     # Within a mode: fp16 before the other dtypes, and pixel models before Stable Diffusion within a dtype.
     groups.sort(key=lambda g: (MODE_RANK.get(g["mode"], 9), DTYPE_RANK.get(g["dtypes"][0], 9) if g["mode"] != "eager"
-                               else 0, g["model"] in SD_NAMES))
+                               else 0, g["model"] in SD_NAMES or g["model"] in DIT_NAMES))
     return groups
 
 
@@ -378,7 +502,7 @@ def run_group(group, args, wheel_site, deadline, results, skipped):
     spec = dict(group, models_dir=args.models_dir, steps=args.steps, warmup=args.warmup if group["mode"] == "eager"
                 else max(args.warmup, 3), scheduler=args.scheduler, image_steps=args.image_steps,
                 fp32_tf32=args.fp32_tf32, channels_last=args.channels_last, wheel_site=wheel_site,
-                guidance_scale=args.guidance_scale, vae=not args.no_vae)
+                guidance_scale=args.guidance_scale, dit_guidance_scale=args.dit_guidance_scale, vae=not args.no_vae)
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)]
     print(f"[peer] {group['mode']} {group['model']} {group['dtypes']} batches {group['batches']} "
           f"(budget left {remaining:.0f} s)", flush=True)
@@ -500,7 +624,10 @@ def main(argv=None):
     ap.add_argument("--sd-batches", default="1", help="Stable Diffusion image batches (the UNet runs at 2x with CFG)")
     ap.add_argument("--sd-dtypes", default="fp16", help="Stable Diffusion dtypes")
     ap.add_argument("--guidance-scale", type=float, default=7.5, help="Stable Diffusion CFG scale (<= 1: no CFG)")
-    ap.add_argument("--no-vae", action="store_true", help="Stable Diffusion: do not time the VAE decode")
+    ap.add_argument("--no-vae", action="store_true", help="Stable Diffusion / DiT: do not time the VAE decode")
+    ap.add_argument("--dit-batches", default="1,32", help="DiT image batches (the transformer runs at 2x with CFG)")
+    ap.add_argument("--dit-dtypes", default="fp16", help="DiT dtypes")
+    ap.add_argument("--dit-guidance-scale", type=float, default=4.0, help="DiT CFG scale (DiTPipeline's default 4)")
     ap.add_argument("--scheduler", choices=["ddim", "ddpm"], default="ddim")
     ap.add_argument("--steps", type=int, default=20, help="timed steps per combination")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first (compiled: at least 3)")
@@ -518,7 +645,8 @@ def main(argv=None):
 
     if args.worker:
         spec = json.loads(args.worker)
-        (run_worker_sd if spec["model"] in SD_NAMES else run_worker)(spec)
+        (run_worker_sd if spec["model"] in SD_NAMES else run_worker_dit if spec["model"] in DIT_NAMES
+         else run_worker)(spec)
         return 0
 
     t_start = time.time()
@@ -537,7 +665,7 @@ def main(argv=None):
         sys.path.insert(0, HERE)
         import make_bench_models as mbm
         for m in models:
-            if m in SD_NAMES:  # random-initialised on the GPU by the worker: no files needed
+            if m in SD_NAMES or m in DIT_NAMES:  # random-initialised on the GPU by the worker: no files needed
                 continue
             if not os.path.isfile(os.path.join(args.models_dir, m, "unet", "config.json")):
                 mbm.build(args.models_dir, m, 0)

@@ -638,8 +638,11 @@ TEST(ModelFileReject, MissingClassLabelsInputIsNeverProduced) {
   expect_header_rejected([](json& h) { h["graph"]["inputs"].erase("class_labels"); }, "graph.nodes[0].inputs[1]",
                          "used before it is produced");
 }
-TEST(ModelFileReject, DownsampleFactorNotPowerOfTwo) {
-  expect_header_rejected([](json& h) { h["graph"]["downsample_factor"] = 6; }, "graph.downsample_factor", "power of two");
+TEST(ModelFileReject, DownsampleFactorOutOfRange) {
+  // Any factor in [1, 1024] is valid (a DiT's is its patch size, e.g. 3); 0 and 2048 are not.
+  expect_header_rejected([](json& h) { h["graph"]["downsample_factor"] = 0; }, "graph.downsample_factor", "out of range");
+  expect_header_rejected([](json& h) { h["graph"]["downsample_factor"] = 2048; }, "graph.downsample_factor",
+                         "out of range");
 }
 TEST(ModelFileReject, WeightRefersToMissingTensor) {
   expect_header_rejected([](json& h) { node(h, 3)["weights"]["weight"] = "ghost"; }, "graph.nodes[3].weights.weight",

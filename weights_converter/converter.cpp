@@ -10,6 +10,8 @@
 #include "model/model_file.h"
 #include "weights_converter/tokenizer_import.h"
 #include "weights_converter/clip_text_builder.h"
+#include "weights_converter/convert_parts.h"
+#include "weights_converter/dit_convert.h"
 #include "weights_converter/safetensors.h"
 #include "model/scheduler_config.h"
 #include "weights_converter/scheduler_import.h"
@@ -24,7 +26,8 @@ namespace fs = std::filesystem;
 
 namespace diffrt {
 
-namespace {
+// Helpers shared with the other pipeline converters (weights_converter/convert_parts.h).
+namespace convert_detail {
 
 using nlohmann::json;
 
@@ -165,6 +168,9 @@ DType vae_dtype_for(const AutoencoderKLConfig& cfg, const ConvertOptions& opt) {
   if (opt.vae_dtype) return *opt.vae_dtype;
   return opt.dtype == DType::F16 && cfg.force_upcast ? DType::F32 : opt.dtype;
 }
+VaeDecoder convert_vae_component(const fs::path& vae_dir, int latent_channels, const ConvertOptions& opt,
+                                 std::vector<TensorBlob>* tensors, std::vector<std::string>* warnings,
+                                 std::string* config_path, std::string* weights_path);
 
 void convert_vae(VaePart& v, const ConvertOptions& opt) {
   auto weights = load_weights(v.dir, &v.weights_path);
@@ -265,7 +271,23 @@ void convert_text_encoder(TextPart& t, const ConvertOptions& opt) {
   t.encoder.graph = std::move(t.built.graph);
 }
 
-}  // namespace
+VaeDecoder convert_vae_component(const fs::path& vae_dir, int latent_channels, const ConvertOptions& opt,
+                                 std::vector<TensorBlob>* tensors, std::vector<std::string>* warnings,
+                                 std::string* config_path, std::string* weights_path) {
+  VaePart v = read_vae_config(vae_dir, latent_channels);
+  ConvertOptions decoder_only = opt;  // the callers' pipelines (DiT) take no image input: no encoder
+  decoder_only.no_vae_encoder = true;
+  convert_vae(v, decoder_only);
+  *config_path = v.config_path;
+  *weights_path = v.weights_path;
+  for (const auto& w : v.built.warnings) warnings->push_back("vae: " + w);
+  for (auto& t : v.built.tensors) tensors->push_back(std::move(t));
+  return std::move(v.decoder);
+}
+
+}  // namespace convert_detail
+
+using namespace convert_detail;
 
 ConvertReport convert_diffusers(const ConvertOptions& opt) {
   ConvertReport rep;
@@ -274,6 +296,8 @@ ConvertReport convert_diffusers(const ConvertOptions& opt) {
     fail(ErrorCode::Unsupported, opt.input + ": pickle checkpoints can execute code and are refused; "
                                              "convert a safetensors diffusers folder instead");
   if (!fs::is_directory(in)) fail(ErrorCode::InvalidArgument, opt.input + ": not a directory");
+
+  if (is_dit_source(in)) return convert_dit(opt);  // DiTPipeline folder or bare Transformer2DModel (dit_convert.h)
 
   // ---- locate the parts ----
   const bool pipeline = fs::exists(in / "model_index.json");

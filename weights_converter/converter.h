@@ -7,7 +7,9 @@
 //    when model_index.json names them, text_encoder/ (transformers CLIPTextModel: config.json +
 //    model.safetensors or a sharded index) and tokenizer/ (CLIPTokenizer: vocab.json, merges.txt,
 //    tokenizer_config.json, special_tokens_map.json), stored so `diffrt sample --prompt` works).
-// Families: "unet2d" (UNet2DModel) and "unet2d_condition" (UNet2DConditionModel). Pickle checkpoints are
+//  * a DiTPipeline folder (model_index.json naming a transformer: Transformer2DModel with norm_type ada_norm_zero,
+//    vae/, scheduler/, optional id2label) or a bare Transformer2DModel folder: weights_converter/dit_convert.h.
+// Families: "unet2d" (UNet2DModel), "unet2d_condition" (UNet2DConditionModel) and "dit". Pickle checkpoints are
 // refused.
 #pragma once
 #include <optional>
@@ -32,15 +34,15 @@ struct ConvertOptions {
   std::optional<DType> text_encoder_dtype;
   std::string scheduler_config;  // overrides the folder's scheduler_config.json when set
   bool strict = false;           // unexpected tensors are errors
-  int null_class = -2;           // -2: auto (last class of a class-conditional model), -1: none
-  bool no_vae = false;           // latent-diffusion pipelines: convert the UNet without the VAE (decoder and encoder)
+  int null_class = -2;           // -2: auto (last class of a class-conditional UNet; 1000 for a DiT), -1: none
+  bool no_vae = false;           // latent-diffusion pipelines: convert the denoiser without the VAE (decoder and encoder)
   bool no_vae_encoder = false;   // latent-diffusion pipelines: keep the VAE decoder, leave out its encoder
   bool no_text_encoder = false;  // latent-diffusion pipelines: leave out the text encoder and tokenizer
 };
 
 struct ConvertReport {
-  std::string family;            // "unet2d" or "unet2d_condition"
-  std::string unet_dir, weights_source, scheduler_source;
+  std::string family;            // "unet2d", "unet2d_condition" or "dit"
+  std::string unet_dir, weights_source, scheduler_source;  // unet_dir: the denoiser's folder (DiT: transformer/)
   std::string vae_source;        // the VAE weights file ("" when no VAE was converted)
   std::string text_encoder_source;  // the text encoder weights file ("" when none was converted)
   size_t tensors = 0, nodes = 0, vae_nodes = 0, vae_encoder_nodes = 0, text_encoder_nodes = 0;

@@ -1,5 +1,8 @@
 // Linear layer: y[m, n] = (sum_k act(x[m, k]) * w[n, k] + bias[n] + residual[m, n]) * out_scale,
 // act = SiLU when silu_input (ResnetBlock2D's time_emb_proj(SiLU(temb))), identity otherwise.
+// Gated (DiT's adaLN-Zero residual, when gate is set): y[m, n] = residual[m, n] + gate[s, n] * t[m, n] with
+// t = act(x) w^T + bias rounded to the storage type first (diffusers: attn_output = gate * attn_output;
+// hidden_states = attn_output + hidden_states) and s = m / rows_per_gate (the sample of row m).
 // Also the blocked fp32 GEMM the CPU convolution uses.
 #pragma once
 #include <cuda_runtime_api.h>
@@ -17,6 +20,10 @@ struct LinearParams {
   int m = 0, n = 0, k = 0;
   bool silu_input = false;
   float out_scale = 1.0f;
+  const void* gate = nullptr;      // [samples, gate_ld] row view (already offset to the slice) or null; needs a
+                                   // residual that is not y, and out_scale 1
+  long long gate_ld = 0;           // >= N
+  long long rows_per_gate = 1;     // M / samples; M must be a multiple
   DType dtype = DType::F32;
 };
 

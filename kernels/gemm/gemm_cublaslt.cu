@@ -9,6 +9,10 @@
 //   bias, s == 1:        BIAS epilogue, beta = 1 with C = residual or 0      -> one kernel
 //   bias, s != 1:        as above, then a small in-place scale kernel (y *= s)
 // silu_input: a tiny pre-kernel writes silu(x) into a context-owned scratch buffer that feeds the GEMM.
+// gate (DiT's adaLN-Zero residual): the GEMM (+ bias epilogue) writes t into y, then one elementwise pass
+// y = residual + gate[m / rows_per_gate, n] * y (16-byte vectors when N, gate_ld and the pointers allow). cuBLASLt
+// has no per-sample column scale with a residual (its alpha vector is per column only, and the bias would have to
+// be pre-scaled per sample), so the gate costs one extra read+write of y; a CUTLASS epilogue could fold it in.
 // Compute is fp32 (CUBLAS_COMPUTE_32F) for every dtype; fp32 inputs use TF32 only when the context's
 // allow_tf32 option says so (off by default: fp32 is the exact path).
 // Plans (descriptors + the heuristic's first algorithm, given the real pointer alignments) are cached
@@ -68,6 +72,26 @@ __global__ void scale_kernel(T* y, long long count, float s) {
     y[i] = from_f<T>(to_f(y[i]) * s);
 }
 
+// y[m, n] = res[m, n] + gate[(m / rpg) * ld + n] * y[m, n], V elements per thread (n0 multiple of V).
+template <class T, int V>
+__global__ void gated_residual_kernel(T* y, const T* __restrict__ res, const T* __restrict__ gate, long long m,
+                                      int n, long long ld, long long rpg) {
+  const int nv = n / V;
+  const long long total = m * nv;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
+       i += (long long)gridDim.x * blockDim.x) {
+    const long long row = i / nv;
+    const int c0 = int(i % nv) * V;
+    float t[V], r[V], g[V];
+    load_vec<T, V>(y + row * n + c0, t);
+    load_vec_ro<T, V>(res + row * n + c0, r);
+    load_vec_ro<T, V>(gate + (row / rpg) * ld + c0, g);
+#pragma unroll
+    for (int j = 0; j < V; ++j) t[j] = fmaf(g[j], t[j], r[j]);
+    store_vec<T, V>(y + row * n + c0, t);
+  }
+}
+
 unsigned grid_for(long long work) {
   return unsigned(std::max<long long>(1, std::min<long long>(ceil_div(work, 256), 1 << 16)));
 }
@@ -96,8 +120,43 @@ bool capturing(cudaStream_t stream) {
 
 }  // namespace
 
+namespace {
+template <class T>
+void launch_gated(const LinearParams& p, cudaStream_t stream) {
+  T* y = static_cast<T*>(p.y);
+  const T* res = static_cast<const T*>(p.residual);
+  const T* gate = static_cast<const T*>(p.gate);
+  constexpr int kV = kVecElems<T>;
+  const bool vec = p.n % kV == 0 && p.gate_ld % kV == 0 && aligned_to(y, 16) && aligned_to(res, 16) &&
+                   aligned_to(gate, 16);
+  const long long work = (long long)p.m * p.n / (vec ? kV : 1);
+  if (vec)
+    gated_residual_kernel<T, kV><<<grid_for(work), 256, 0, stream>>>(y, res, gate, p.m, p.n, p.gate_ld, p.rows_per_gate);
+  else
+    gated_residual_kernel<T, 1><<<grid_for(work), 256, 0, stream>>>(y, res, gate, p.m, p.n, p.gate_ld, p.rows_per_gate);
+  DIFFRT_CUDA_CHECK_LAUNCH();
+}
+}  // namespace
+
 void linear_cuda(const LinearParams& p, CublasLtContext& ctx, cudaStream_t stream) {
   DIFFRT_REQUIRE(p.x && p.w && p.y, ErrorCode::InvalidArgument, "linear_cuda: null x, w or y");
+  if (p.gate) {
+    DIFFRT_REQUIRE(p.residual && p.residual != p.y && p.out_scale == 1.0f && p.gate_ld >= p.n &&
+                       p.rows_per_gate >= 1 && p.m % p.rows_per_gate == 0,
+                   ErrorCode::InvalidArgument,
+                   "linear_cuda: a gated linear needs a residual other than y, out_scale 1, gate_ld >= N and M a "
+                   "multiple of rows_per_gate");
+    LinearParams q = p;  // t = act(x) w^T + bias into y, then the gated residual in place
+    q.residual = nullptr;
+    q.gate = nullptr;
+    linear_cuda(q, ctx, stream);
+    switch (p.dtype) {
+      case DType::F32: launch_gated<float>(p, stream); break;
+      case DType::F16: launch_gated<__half>(p, stream); break;
+      case DType::BF16: launch_gated<__nv_bfloat16>(p, stream); break;
+    }
+    return;
+  }
   DIFFRT_REQUIRE(p.m > 0 && p.n > 0 && p.k > 0, ErrorCode::InvalidArgument,
                  "linear_cuda: bad shape m=" + std::to_string(p.m) + " n=" + std::to_string(p.n) +
                      " k=" + std::to_string(p.k));

@@ -18,7 +18,8 @@
 //   MR=6, NR=16 fills 12 of the 16 AVX2 registers with accumulators (2 x 8-wide per row).
 //   Nested use (inside another omp parallel region, as attention_ref does) runs single-threaded.
 //
-// linear_ref: y = (act(x) W^T + bias + residual) * out_scale, act = SiLU (on a copy) or identity.
+// linear_ref: y = (act(x) W^T + bias + residual) * out_scale, act = SiLU (on a copy) or identity;
+//   gated: y = residual + gate[m / rows_per_gate, n] * (act(x) W^T + bias), one fp32 rounding per op.
 //
 // Tested by tests/ops_ref_test.cpp: nn.Linear fixtures from torch, and property tests against a
 // naive double-precision triple loop over many awkward shapes (1, primes, non-tile multiples,
@@ -218,6 +219,27 @@ void linear_ref(const LinearParams& p) {
     xact.resize(mk);
     for (size_t i = 0; i < mk; ++i) xact[i] = silu(x[i]);
     x = xact.data();
+  }
+  if (p.gate) {
+    DIFFRT_REQUIRE(res && res != y && p.out_scale == 1.0f && p.gate_ld >= n && p.rows_per_gate >= 1 &&
+                       m % p.rows_per_gate == 0,
+                   ErrorCode::Internal, "linear_ref: a gated linear needs a residual other than y, out_scale 1, "
+                                        "gate_ld >= N and M a multiple of rows_per_gate");
+    const float* gate = static_cast<const float*>(p.gate);  // gate: [samples, gate_ld]
+    gemm_nt_f32(m, n, k, x, k, w, k, y, n, false);
+#pragma omp parallel for schedule(static) if (mn > 65536)
+    for (int i = 0; i < m; ++i) {
+      float* yi = y + static_cast<size_t>(i) * n;
+      const float* ri = res + static_cast<size_t>(i) * n;
+      const float* gi = gate + static_cast<long long>(i / p.rows_per_gate) * p.gate_ld;
+      for (int j = 0; j < n; ++j) {
+        float t = yi[j];
+        if (bias) t += bias[j];
+        const float gated = gi[j] * t;
+        yi[j] = ri[j] + gated;
+      }
+    }
+    return;
   }
   // A residual stored in y itself is accumulated by the GEMM; any other residual is added after.
   const bool res_in_place = res == y;

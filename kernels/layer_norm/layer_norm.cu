@@ -8,6 +8,7 @@
 //                                                              mean of 1e4 with unit spread loses nothing
 //                                                              beyond fp32 rounding; never E[x^2]-E[x]^2)
 //   y       = (x - mean) * rsqrt(var + eps) * gamma[c] + beta[c]
+//   adaLN:  y = y * (1 + scale[s, c]) + shift[s, c],  s = r / rows_per_sample    (DiT; shift/scale row views)
 // Layout: x, y [rows, C] row-major; gamma, beta [C] (null = 1 / 0). y may alias x: every thread loads its
 // whole share of the row before the first reduction and writes only after the last, and rows never share
 // threads, so no element is written before every read of its row. Hence x and y are not __restrict__ and
@@ -75,6 +76,26 @@ __device__ __forceinline__ float2 row_sum2(float a, float b, float2* scratch) {
   return t;
 }
 
+// adaLN modulation: per-sample row views of shift and scale (null: no modulation).
+template <class T>
+struct Mod {
+  const T* shift;
+  const T* scale;
+  long long ld, rows_per_sample;
+};
+
+// v = v * (1 + scale[s, c0..]) + shift[s, c0..] for the V elements at channel c0 of row r.
+template <class T, int V>
+__device__ __forceinline__ void modulate(const Mod<T>& m, long long r, int c0, float (&v)[V]) {
+  if (!m.shift) return;
+  const long long off = (r / m.rows_per_sample) * m.ld + c0;
+  float sh[V], sc[V];
+  load_vec_ro<T, V>(m.shift + off, sh);
+  load_vec_ro<T, V>(m.scale + off, sc);
+#pragma unroll
+  for (int j = 0; j < V; ++j) v[j] = fmaf(v[j], 1.0f + sc[j], sh[j]);
+}
+
 template <class T, int V>
 __device__ __forceinline__ void load_affine(const T* __restrict__ gamma, const T* __restrict__ beta, int c0,
                                             float (&g)[V], float (&b)[V]) {
@@ -93,7 +114,7 @@ __device__ __forceinline__ void load_affine(const T* __restrict__ gamma, const T
 template <class T, int V, int VPT>
 __global__ void __launch_bounds__(kMaxThreads) ln_cached(const T* x, T* y, const T* __restrict__ gamma,
                                                          const T* __restrict__ beta, long long rows, int c,
-                                                         float eps) {
+                                                         float eps, Mod<T> mod) {
   __shared__ float2 scratch[32];
   const int nvec = c / V;
   const float inv_c = 1.0f / float(c);
@@ -136,6 +157,7 @@ __global__ void __launch_bounds__(kMaxThreads) ln_cached(const T* x, T* y, const
         load_affine<T, V>(gamma, beta, i * V, g, b);
 #pragma unroll
         for (int j = 0; j < V; ++j) v[k][j] = fmaf((v[k][j] - dm) * rstd, g[j], b[j]);
+        modulate<T, V>(mod, r, i * V, v[k]);
         store_vec<T, V>(yr + i * V, v[k]);
       }
     }
@@ -146,7 +168,7 @@ __global__ void __launch_bounds__(kMaxThreads) ln_cached(const T* x, T* y, const
 template <class T, int V>
 __global__ void __launch_bounds__(kMaxThreads) ln_streamed(const T* x, T* y, const T* __restrict__ gamma,
                                                            const T* __restrict__ beta, long long rows, int c,
-                                                           float eps) {
+                                                           float eps, Mod<T> mod) {
   __shared__ float2 scratch[32];
   const int nvec = c / V;
   const float inv_c = 1.0f / float(c);
@@ -184,6 +206,7 @@ __global__ void __launch_bounds__(kMaxThreads) ln_streamed(const T* x, T* y, con
       load_affine<T, V>(gamma, beta, i * V, g, b);
 #pragma unroll
       for (int j = 0; j < V; ++j) v[j] = fmaf((v[j] - mean) * rstd, g[j], b[j]);
+      modulate<T, V>(mod, r, i * V, v);
       store_vec<T, V>(yr + i * V, v);
     }
   }
@@ -195,16 +218,18 @@ void ln_launch_vec(const LayerNormParams& p, const LayerNormLaunch& l, cudaStrea
   T* y = static_cast<T*>(p.y);
   const T* gamma = static_cast<const T*>(p.gamma);
   const T* beta = static_cast<const T*>(p.beta);
+  const Mod<T> mod{static_cast<const T*>(p.shift), static_cast<const T*>(p.scale), p.mod_ld,
+                   p.rows_per_sample > 0 ? p.rows_per_sample : 1};
   const unsigned grid = unsigned(std::min<long long>(ceil_div(p.rows, l.rows_per_block), kMaxBlocks));
   const dim3 block(unsigned(l.threads_per_row), unsigned(l.rows_per_block));
   if (l.path == LayerNormPath::Streamed) {
-    ln_streamed<T, V><<<grid, block, 0, stream>>>(x, y, gamma, beta, p.rows, p.c, p.eps);
+    ln_streamed<T, V><<<grid, block, 0, stream>>>(x, y, gamma, beta, p.rows, p.c, p.eps, mod);
   } else {
     switch (l.vecs_per_thread) {
-      case 1: ln_cached<T, V, 1><<<grid, block, 0, stream>>>(x, y, gamma, beta, p.rows, p.c, p.eps); break;
-      case 2: ln_cached<T, V, 2><<<grid, block, 0, stream>>>(x, y, gamma, beta, p.rows, p.c, p.eps); break;
-      case 4: ln_cached<T, V, 4><<<grid, block, 0, stream>>>(x, y, gamma, beta, p.rows, p.c, p.eps); break;
-      default: ln_cached<T, V, 8><<<grid, block, 0, stream>>>(x, y, gamma, beta, p.rows, p.c, p.eps); break;
+      case 1: ln_cached<T, V, 1><<<grid, block, 0, stream>>>(x, y, gamma, beta, p.rows, p.c, p.eps, mod); break;
+      case 2: ln_cached<T, V, 2><<<grid, block, 0, stream>>>(x, y, gamma, beta, p.rows, p.c, p.eps, mod); break;
+      case 4: ln_cached<T, V, 4><<<grid, block, 0, stream>>>(x, y, gamma, beta, p.rows, p.c, p.eps, mod); break;
+      default: ln_cached<T, V, 8><<<grid, block, 0, stream>>>(x, y, gamma, beta, p.rows, p.c, p.eps, mod); break;
     }
   }
   DIFFRT_CUDA_CHECK_LAUNCH();
@@ -244,6 +269,16 @@ void layer_norm_cuda(const LayerNormParams& p, cudaStream_t stream) {
   const size_t cb = size_t(p.c) * es;
   DIFFRT_REQUIRE(!overlaps(p.gamma, cb, p.y, bytes) && !overlaps(p.beta, cb, p.y, bytes),
                  ErrorCode::InvalidArgument, "layer_norm_cuda: gamma/beta overlap y");
+  DIFFRT_REQUIRE((p.shift == nullptr) == (p.scale == nullptr), ErrorCode::InvalidArgument,
+                 "layer_norm_cuda: shift and scale come together");
+  if (p.shift) {
+    DIFFRT_REQUIRE(p.mod_ld >= p.c && p.rows_per_sample >= 1 && p.rows % p.rows_per_sample == 0,
+                   ErrorCode::InvalidArgument,
+                   "layer_norm_cuda: modulation needs mod_ld >= C and rows a multiple of rows_per_sample");
+    const size_t mb = size_t((p.rows / p.rows_per_sample - 1) * p.mod_ld + p.c) * es;
+    DIFFRT_REQUIRE(!overlaps(p.shift, mb, p.y, bytes) && !overlaps(p.scale, mb, p.y, bytes),
+                   ErrorCode::InvalidArgument, "layer_norm_cuda: shift/scale overlap y");
+  }
   switch (p.dtype) {
     case DType::F32: ln_launch<float>(p, stream); break;
     case DType::F16: ln_launch<__half>(p, stream); break;

@@ -3,6 +3,9 @@
 // mean_r / var_r: mean and biased variance of row r over its C channels. Statistics are fp32 on the GPU
 // (double in the CPU reference). Used by the transformer blocks of SD's UNet2DConditionModel (norm1/2/3 of
 // BasicTransformerBlock over [N*HW, C] tokens) and the CLIP text encoder.
+// adaLN modulation (DiT's AdaLayerNormZero / norm3 / norm_out), when shift and scale are given:
+//   y[r, c] = LN(x)[r, c] * (1 + scale[s, c]) + shift[s, c],   s = r / rows_per_sample (the sample of row r)
+// with LN(x) as above rounded to fp32 first (diffusers computes norm(x) * (1 + scale) + shift as three fp32 ops).
 #pragma once
 #include <cuda_runtime_api.h>
 
@@ -21,6 +24,12 @@ struct LayerNormParams {
   long long rows = 0;           // 0 is a no-op
   int c = 0;                    // >= 1
   float eps = 1e-5f;            // >= 0, finite
+  // Modulation (both or neither): row views [samples, mod_ld] of a per-sample vector, already offset to the
+  // slice, e.g. DiT's adaLN output [N, 6C] with shift at +0 and scale at +C. dtype as x.
+  const void* shift = nullptr;
+  const void* scale = nullptr;
+  long long mod_ld = 0;           // row stride of shift/scale (elements), >= C
+  long long rows_per_sample = 1;  // rows / samples (tokens per sample); rows must be a multiple
   DType dtype = DType::F32;
 };
 
@@ -41,7 +50,8 @@ struct LayerNormLaunch {
   int threads_per_row = 32;
   int rows_per_block = 1;
 };
-// Vector width: 16 bytes when C is a multiple of it and x, y, gamma, beta are all 16-byte aligned, else 1.
+// Vector width: 16 bytes when C (and mod_ld) are multiples of it and x, y, gamma, beta (shift, scale) are all
+// 16-byte aligned, else 1.
 // Path: Warp when C <= 1024 (and the row fits 8 vectors per lane); else Block while the row fits 512
 // threads x 8 vectors (fewest vectors per thread that keeps the block at <= 256 threads, else 8); else
 // Streamed. Pure host logic: no device query, so a planner may call it too.
@@ -50,7 +60,7 @@ inline LayerNormLaunch layer_norm_cuda_launch(const LayerNormParams& p) {
   const int full = int(16 / dtype_size(p.dtype));
   auto aligned16 = [](const void* q) { return (reinterpret_cast<uintptr_t>(q) & 15u) == 0; };
   const bool wide = p.c > 0 && p.c % full == 0 && aligned16(p.x) && aligned16(p.y) && aligned16(p.gamma) &&
-                    aligned16(p.beta);
+                    aligned16(p.beta) && aligned16(p.shift) && aligned16(p.scale) && p.mod_ld % full == 0;
   l.vec = wide ? full : 1;
   const int nvec = p.c / l.vec;
   if (p.c <= 1024 && nvec <= 32 * 8) {

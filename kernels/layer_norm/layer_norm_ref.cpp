@@ -2,6 +2,8 @@
 //   mean_r = sum_c x[r, c] / C                        (double)
 //   var_r  = sum_c (x[r, c] - mean_r)^2 / C           (double, biased, two-pass: exact for large means)
 //   y[r, c] = (x[r, c] - mean_r) / sqrt(var_r + eps) * gamma[c] + beta[c]   (double, rounded to fp32)
+// Modulated (adaLN): yn = float(the above); y = yn * (1 + scale[s, c]) + shift[s, c] in fp32, one rounding per op
+// as torch's eager ops (s = r / rows_per_sample).
 // Layout: x, y [rows, C], rows contiguous. gamma/beta [C], either may be null (1 / 0). y may alias x:
 // each row's statistics are complete before any element of that row is written, and rows are
 // independent. Rows run in parallel (OpenMP); every row's arithmetic is sequential, so the result does not
@@ -29,8 +31,15 @@ void layer_norm_ref(const LayerNormParams& p) {
   uint64_t count = 0;
   DIFFRT_REQUIRE(mul_ok(static_cast<uint64_t>(p.rows), static_cast<uint64_t>(p.c) * sizeof(float), &count),
                  ErrorCode::Internal, "layer_norm_ref: rows * c overflows");
+  DIFFRT_REQUIRE((p.shift == nullptr) == (p.scale == nullptr), ErrorCode::Internal,
+                 "layer_norm_ref: shift and scale come together");
+  const bool mod = p.shift != nullptr;
+  DIFFRT_REQUIRE(!mod || (p.mod_ld >= p.c && p.rows_per_sample >= 1 && p.rows % p.rows_per_sample == 0),
+                 ErrorCode::Internal, "layer_norm_ref: bad modulation layout");
   if (p.rows == 0) return;
   DIFFRT_REQUIRE(p.x && p.y, ErrorCode::Internal, "layer_norm_ref: null x or y");
+  const float* shift = static_cast<const float*>(p.shift);  // [samples, mod_ld] or null
+  const float* scale = static_cast<const float*>(p.scale);  // [samples, mod_ld] or null
   const float* x = static_cast<const float*>(p.x);          // x: [rows, C]
   float* y = static_cast<float*>(p.y);                      // y: [rows, C]
   const float* gamma = static_cast<const float*>(p.gamma);  // [C] or null
@@ -50,11 +59,20 @@ void layer_norm_ref(const LayerNormParams& p) {
       ss += d * d;
     }
     const double rstd = 1.0 / std::sqrt(ss / C + eps);
+    const long long smp = mod ? r / p.rows_per_sample : 0;
+    const float* shr = mod ? shift + smp * p.mod_ld : nullptr;
+    const float* scr = mod ? scale + smp * p.mod_ld : nullptr;
     for (int c = 0; c < C; ++c) {
       double v = (static_cast<double>(xr[c]) - mean) * rstd;
       if (gamma) v *= gamma[c];
       if (beta) v += beta[c];
-      yr[c] = static_cast<float>(v);
+      float f = static_cast<float>(v);
+      if (mod) {
+        const float one_plus = 1.0f + scr[c];
+        const float scaled = f * one_plus;
+        f = scaled + shr[c];
+      }
+      yr[c] = f;
     }
   }
 }

@@ -215,6 +215,8 @@ struct CudaLaunch {
   void operator()(const GegluParams& p) const { geglu_cuda(p, st); }
   void operator()(const EmbeddingParams& p) const { embedding_cuda(p, st); }
   void operator()(const ActivationParams& p) const { activation_cuda(p, st); }
+  void operator()(const PatchEmbedParams& p) const { patch_embed_cuda(p, st); }
+  void operator()(const UnpatchifyParams& p) const { unpatchify_cuda(p, st); }
 };
 
 }  // namespace

@@ -6,6 +6,8 @@
 #include "base/npy.h"
 #include "runtime/plan.h"
 #include "runtime/schedule.h"
+#include "weights_converter/dit_builder.h"
+#include "weights_converter/dit_config.h"
 #include "weights_converter/safetensors.h"
 #include "weights_converter/unet2d_builder.h"
 #include "weights_converter/unet2d_condition_builder.h"
@@ -60,6 +62,15 @@ int config(const uint8_t* data, size_t size) {
   try {
     Graph g = build_unet2d_condition_graph(parse_unet2d_condition_config(j, "fuzz.json"));
     plan_memory(g, PlanInputs{1, g.downsample_factor, g.downsample_factor, 3});
+  } catch (const Error&) {
+  }
+  try {  // DiT: both conditioning forms; a built graph must also survive the model file's JSON validation
+    const DiTConfig c = parse_dit_config(j, "fuzz.json");
+    for (bool shared : {true, false}) {
+      Graph g = build_dit_graph(c, shared);
+      (void)graph_from_json(graph_to_json(g), "fuzz.json");
+      plan_memory(g, PlanInputs{1, g.downsample_factor, g.downsample_factor, 0});
+    }
   } catch (const Error&) {
   }
   try {

@@ -2,7 +2,8 @@
 // 512; Lq/Lkv of 1, 7, 77, 256, 1000, 4096 (not tile multiples); self and cross attention; separate
 // contiguous q/k/v/o, a packed QKV buffer with a padded (strided) output whose gap columns must stay
 // untouched, and misaligned base pointers (element-wise fetch path); all dtypes; large logits (online
-// softmax rescaling). See gpu_test_util.h for the method and bounds.
+// softmax rescaling); DiT's head dim 72 with 16 heads at 256 and 1024 tokens. See gpu_test_util.h for the method
+// and bounds.
 #include "kernels/attention/attention.h"
 
 #include <cmath>
@@ -147,6 +148,33 @@ TEST(AttentionGpu, LargeLogits) {
   const AttnCase cases[] = {{1, 2, 256, 1000, 64}, {1, 1, 128, 4096, 40}, {1, 1, 64, 300, 256}};
   for (const AttnCase& s : cases)
     for (DType t : kAllDtypes) run_case(s, t, Layout::Contiguous, 4.0f);
+}
+
+// DiT: head dim 72 (not a power of two; the tensor-core path pads it to the 80 bucket), 16 heads, fused QKV
+// [B, L, 3 * 1152] read in place as the graph does; 256 tokens (256 px), 1024 (512 px), batch 1 with CFG (2) and a
+// larger batch; plus L not a tile multiple.
+TEST(AttentionGpu, DiTHeadDim72) {
+  DIFFRT_SKIP_WITHOUT_GPU();
+  const AttnCase packed[] = {{2, 16, 256, 256, 72}, {2, 16, 1024, 1024, 72}, {8, 16, 256, 256, 72}, {1, 3, 100, 100, 72}};
+  const AttnCase plain[] = {{2, 16, 256, 256, 72}, {1, 2, 77, 300, 72}};
+  int ran = 0;
+  for (DType t : kAllDtypes) {
+    for (const AttnCase& s : packed) {
+      AttentionParams q;
+      q.head_dim = s.d;
+      q.dtype = t;
+      const AttentionLaunch l = attention_cuda_launch(q);
+      EXPECT_EQ(l.tensor_cores, t != DType::F32);
+      EXPECT_EQ(l.head_dim_bucket, t == DType::F32 ? 96 : 80);
+      run_case(s, t, Layout::PackedQkv);
+      ++ran;
+    }
+    for (const AttnCase& s : plain) {
+      run_case(s, t, Layout::Contiguous);
+      ++ran;
+    }
+  }
+  EXPECT_EQ(ran, 18);
 }
 
 TEST(AttentionGpu, RejectsBadArguments) {
