@@ -35,6 +35,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/cfg_order.h"
 #include "base/dtype.h"
 #include "model/graph.h"
 #include "model/tokenizer_spec.h"
@@ -70,7 +71,6 @@ struct Conditioning {
 // Pipeline semantics a sampler needs beyond the graph: header object "pipeline" (optional; absent for the UNet
 // families, whose class-conditional guidance batches [uncond; cond] and whose extra output channels are what the
 // scheduler's variance type says). Written for DiTPipeline folders (family "dit").
-enum class CfgOrder : uint8_t { UncondFirst, CondFirst };
 struct PipelineInfo {
   std::string class_name;            // the diffusers pipeline class, e.g. "DiTPipeline" ("" when absent)
   // Row order of the guided model batch: [uncond; cond] (StableDiffusionPipeline, diffrt's class-conditional

@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <string>
 
+#include "base/cfg_order.h"
 #include "base/dtype.h"
 
 namespace diffrt {
@@ -88,7 +89,6 @@ struct StepRow {
   uint32_t write_mask = 0;           // bit r: register r is written (persistent ones are stored back)
 };
 
-enum class CfgOrder : uint8_t { UncondFirst, CondFirst };
 
 struct SamplerStepParams {
   const StepRow* row = nullptr;  // host row (CPU reference); the CUDA entry takes a device table instead
