@@ -50,6 +50,8 @@ struct Prepared {
 };
 // Checks the options against the model (no memory limit, no allocation beyond the request's own size).
 Prepared prepare(const Model& model, const SampleOptions& o);
+// The scheduler config a request runs (sampler, karras, scheduler_config, scheduler_overrides; see SampleOptions).
+SchedulerConfig request_scheduler(const ModelFile& mf, const SampleOptions& o);
 // The job's encoder_hidden_states for a text-conditioned model: from the prompt embeddings (checked finite), or
 // the prompts run through `encode` (the session backend's text encoder), as StableDiffusionPipeline does.
 void fill_text_context(const Model& model, const SampleOptions& o, const TextEncodeFn& encode, engine::Job& job);

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstring>
+#include <iterator>
 #include <memory>
 #include <new>
 #include <string>
@@ -127,7 +128,8 @@ constexpr StructVersion kSessionOptionsVersions[] = {
 constexpr StructVersion kSampleParamsVersions[] = {
     version_ending_at<diffrt_sample_params>(offsetof(diffrt_sample_params, user) + sizeof(void*)),              // 0.1
     version_ending_at<diffrt_sample_params>(offsetof(diffrt_sample_params, output) + sizeof(diffrt_output)),    // 0.2
-    {sizeof(diffrt_sample_params), sizeof(diffrt_sample_params)},                                                // 0.3
+    version_ending_at<diffrt_sample_params>(offsetof(diffrt_sample_params, sampler_name) + sizeof(const char*)), // 0.3
+    {sizeof(diffrt_sample_params), sizeof(diffrt_sample_params)},                                                // 0.4
 };
 #if defined(__x86_64__) || defined(__aarch64__)
 // The LP64 sizes of version 0.1, as compiled by its users: they must never change.
@@ -218,17 +220,19 @@ std::vector<std::string> to_strings(const char* const* v, size_t n, const char* 
   return out;
 }
 
+// diffrt_sampler values 1.. in order: the sampler names they stand for.
+constexpr const char* kSamplerNames[] = {"ddpm", "ddim", "pndm", "dpmpp-2m", "dpmpp-2m-sde",
+                                         "euler", "euler-a", "heun", "unipc", "lcm"};
+
 diffrt::SampleOptions to_options(const diffrt_sample_params* in) {
   diffrt_sample_params d;
   diffrt_params_init(&d);
   const diffrt_sample_params p = read_versioned(in, d, kSampleParamsVersions, "params");
   diffrt::SampleOptions o;
-  switch (enum_int(p.sampler)) {
-    case DIFFRT_SAMPLER_DEFAULT: o.sampler.clear(); break;
-    case DIFFRT_SAMPLER_DDPM: o.sampler = "ddpm"; break;
-    case DIFFRT_SAMPLER_DDIM: o.sampler = "ddim"; break;
-    default: bad("params->sampler = " + std::to_string(enum_int(p.sampler)) + " is not a diffrt_sampler");
-  }
+  const int sampler = enum_int(p.sampler);
+  if (sampler == DIFFRT_SAMPLER_DEFAULT) o.sampler.clear();
+  else if (sampler > 0 && sampler <= int(std::size(kSamplerNames))) o.sampler = kSamplerNames[sampler - 1];
+  else bad("params->sampler = " + std::to_string(sampler) + " is not a diffrt_sampler");
   if (p.steps == DIFFRT_STEPS_DEFAULT) o.steps = 0;
   else if (p.steps < 1) bad("params->steps = " + std::to_string(p.steps) + " must be >= 1 (or DIFFRT_STEPS_DEFAULT)");
   else o.steps = p.steps;
@@ -274,10 +278,24 @@ diffrt::SampleOptions to_options(const diffrt_sample_params* in) {
     if (!*p.sampler_name) bad("params->sampler_name is an empty string (use NULL for params->sampler)");
     o.sampler = bounded_string(p.sampler_name, 256, "sampler_name");
   }
+  if (p.karras != 0 && p.karras != 1) bad("params->karras = " + std::to_string(p.karras) + " must be 0 or 1");
+  o.karras = p.karras == 1;
+  if (p.scheduler_config_file_json) {
+    o.scheduler_config = bounded_string(p.scheduler_config_file_json, size_t(1) << 20, "scheduler_config_file_json");
+    if (o.scheduler_config.empty())
+      bad("params->scheduler_config_file_json is an empty string (use NULL for the model's config)");
+  }
   return o;
 }
 
-diffrt_sampler to_c_sampler(const std::string& s) { return s == "ddim" ? DIFFRT_SAMPLER_DDIM : DIFFRT_SAMPLER_DDPM; }
+// The class a model's scheduler config runs, as the C enum.
+diffrt_sampler to_c_sampler(const std::string& short_name) {
+  for (size_t i = 0; i < std::size(kSamplerNames); ++i)
+    if (short_name == kSamplerNames[i]) return diffrt_sampler(i + 1);
+  if (short_name.rfind("dpm", 0) == 0)  // other DPM-Solver variants: the class
+    return short_name.find("-sde") != std::string::npos ? DIFFRT_SAMPLER_DPMPP_2M_SDE : DIFFRT_SAMPLER_DPMPP_2M;
+  return DIFFRT_SAMPLER_DDPM;
+}
 
 }  // namespace
 

@@ -79,7 +79,7 @@ extern "C" {
 
 /* The version of this header. diffrt_version() reports the library's (they must agree). */
 #define DIFFRT_VERSION_MAJOR 0
-#define DIFFRT_VERSION_MINOR 3
+#define DIFFRT_VERSION_MINOR 4
 #define DIFFRT_VERSION_PATCH 0
 
 typedef enum diffrt_status {
@@ -107,7 +107,7 @@ const char* diffrt_status_name(diffrt_status status);
 
 /* Library version. Any pointer may be NULL. */
 void diffrt_version(int* major, int* minor, int* patch);
-const char* diffrt_version_string(void); /* "0.2.0" */
+const char* diffrt_version_string(void); /* "0.4.0" */
 
 /* ---- models --------------------------------------------------------------------------------- */
 
@@ -121,6 +121,15 @@ typedef enum diffrt_sampler {
   DIFFRT_SAMPLER_DEFAULT = 0, /* the model's: diffrt_model_info.default_sampler */
   DIFFRT_SAMPLER_DDPM = 1,
   DIFFRT_SAMPLER_DDIM = 2,
+  /* since 0.4: every scheduler class (a value selects the class; its options come from the config) */
+  DIFFRT_SAMPLER_PNDM = 3,         /* PNDMScheduler */
+  DIFFRT_SAMPLER_DPMPP_2M = 4,     /* DPMSolverMultistepScheduler (as a request: dpmsolver++, order 2) */
+  DIFFRT_SAMPLER_DPMPP_2M_SDE = 5, /* DPMSolverMultistepScheduler with sde-dpmsolver++ (as a request) */
+  DIFFRT_SAMPLER_EULER = 6,        /* EulerDiscreteScheduler */
+  DIFFRT_SAMPLER_EULER_A = 7,      /* EulerAncestralDiscreteScheduler */
+  DIFFRT_SAMPLER_HEUN = 8,         /* HeunDiscreteScheduler */
+  DIFFRT_SAMPLER_UNIPC = 9,        /* UniPCMultistepScheduler */
+  DIFFRT_SAMPLER_LCM = 10,         /* LCMScheduler */
   DIFFRT_SAMPLER_FORCE_INT32_ = 0x7fffffff
 } diffrt_sampler;
 
@@ -145,7 +154,9 @@ typedef struct diffrt_model_info {
   int image_channels;      /* channels of the images diffrt_sample writes (3 with an SD VAE) */
   int image_size;          /* default image height = width in pixels: sample_size *
                               vae_scale_factor; 0 when the model config has no sample_size */
-  diffrt_sampler default_sampler; /* what DIFFRT_SAMPLER_DEFAULT runs (DDPM or DDIM) */
+  diffrt_sampler default_sampler; /* the class DIFFRT_SAMPLER_DEFAULT runs: the model's scheduler
+                                     (before 0.4 libraries: DDPM or DDIM); a DPM-Solver config of any
+                                     variant reads as DIFFRT_SAMPLER_DPMPP_2M or _DPMPP_2M_SDE */
   /* ---- since 0.3 ---- */
   int has_text_encoder;    /* 1: prompts as text work (diffrt_sample_params.prompts) */
 } diffrt_model_info;
@@ -216,7 +227,7 @@ typedef struct diffrt_text_embeds {
   int batch, len, dim;
 } diffrt_text_embeds;
 
-#define DIFFRT_STEPS_DEFAULT (-1) /* steps: the pipeline default (DDPM 1000, DDIM 50) */
+#define DIFFRT_STEPS_DEFAULT (-1) /* steps: the pipeline default (DDPM 1000, LCM 4, others 50) */
 
 /* Called after each completed step (step = 1..total) on the sampling thread; return nonzero to
  * cancel: diffrt_sample then returns DIFFRT_E_CANCELLED and writes nothing. */
@@ -238,7 +249,7 @@ typedef struct diffrt_sample_params {
   float guidance_scale;         /* classifier-free guidance in [0, 1000]; <= 1 (default 1): off.
                                    (StableDiffusionPipeline's default is 7.5.) */
   const char* scheduler_config_json; /* NULL (default) or a JSON object whose keys override the
-                                        model's diffusers scheduler config, e.g.
+                                        base scheduler config (from_config keyword arguments), e.g.
                                         "{\"timestep_spacing\":\"trailing\"}" */
   diffrt_progress_fn progress;  /* may be NULL */
   void* user;                   /* passed to progress */
@@ -260,8 +271,17 @@ typedef struct diffrt_sample_params {
   const char* const* negative_prompts; /* with guidance: NULL / 0 ("" for every prompt, as diffusers),
                                           one for every prompt, or one per prompt */
   size_t num_negative_prompts;
-  const char* sampler_name;     /* NULL (default): `sampler` decides; else a sampler name ("ddpm",
-                                   "ddim"), which then overrides `sampler` */
+  const char* sampler_name;     /* NULL (default): `sampler` decides; else a sampler name, which then
+                                   overrides `sampler`: a diffusers class name or ddpm ddim pndm
+                                   dpmpp-2m dpmpp-2m-sde euler euler-a heun unipc lcm (0.3 libraries:
+                                   ddpm and ddim only). The run uses NAME.from_config(base config) */
+  /* ---- since 0.4: Karras sigmas, whole scheduler configs ---- */
+  int karras;                   /* nonzero: use_karras_sigmas = True (dpmpp-2m, dpmpp-2m-sde, euler,
+                                   heun, unipc; other samplers refuse it). Default 0 */
+  const char* scheduler_config_file_json; /* NULL (default) or the text of a whole diffusers
+                                   scheduler_config.json, replacing the model's config as the base:
+                                   taken as <_class_name>.from_config(it) (keys it lacks get the
+                                   class's defaults). scheduler_config_json still applies on top */
 } diffrt_sample_params;
 
 void diffrt_params_init(diffrt_sample_params* params);

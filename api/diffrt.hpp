@@ -50,8 +50,9 @@ struct ModelInfo {
   int num_classes = 0;         // 0: unconditional
   int null_class = -1;         // CFG's unconditional label; -1: none
   int num_train_timesteps = 0; // of the model's default scheduler config (0 if it is invalid)
-  std::string default_sampler; // "ddpm" or "ddim" (DDPMScheduler configs and pixel models without a
-                               // scheduler class: ddpm; DDIM, PNDM and other SD schedulers: ddim)
+  std::string default_sampler; // the short name of the model's scheduler ("ddpm" for pixel models without a
+                               // scheduler class; SD 1.5: "pndm"); see sampler_display_name
+  std::string scheduler;       // the model's scheduler and the options that shape sampling (one line)
   int context_dim = 0;         // text-conditioned UNets: prompt embedding channels; 0: none
   bool has_vae = false;        // the file holds a VAE decoder (sample() decodes the latents)
   bool has_vae_encoder = false;  // the file holds the VAE's encoder too: Session::encode works (image-to-image)
@@ -129,8 +130,15 @@ struct TextEmbeddings {
 using ProgressCallback = std::function<bool(int step, int total)>;
 
 struct SampleOptions {
-  std::string sampler;                // "": the model's scheduler (ModelInfo::default_sampler); "ddpm", "ddim"
-  int steps = 0;                      // 0: the pipeline default (DDPM 1000, DDIM 50)
+  // Scheduler selection, as diffusers users do it. The base config is `scheduler_config` (a whole diffusers
+  // scheduler_config.json, taken as `<_class_name>.from_config(it)`: keys it lacks get that class's defaults)
+  // or else the model's own. `sampler` (a diffusers class name or a short name: ddpm ddim pndm dpmpp-2m
+  // dpmpp-2m-sde euler euler-a heun unipc lcm) makes it `NAME.from_config(base)`: the betas, spacing and offset
+  // are kept. `karras` adds use_karras_sigmas=True (dpmpp-2m, dpmpp-2m-sde, euler, heun, unipc);
+  // `scheduler_overrides` (a JSON object) are further from_config keyword arguments, applied last.
+  std::string sampler;                // "": the base config's class (ModelInfo::default_sampler for the model's)
+  bool karras = false;
+  int steps = 0;                      // 0: the pipeline default (DDPM 1000, LCM 4, others 50)
   float eta = 0.0f;                   // DDIM only, [0, 1]
   uint64_t seed = 0;
   Rng rng = Rng::Philox;
@@ -140,7 +148,7 @@ struct SampleOptions {
   std::vector<int32_t> class_labels;  // empty, one (broadcast) or `batch` labels
   float guidance_scale = 1.0f;        // [0, 1000]; > 1 enables classifier-free guidance
   std::string scheduler_config;       // "" or a whole diffusers scheduler config (JSON object) replacing the model's
-  std::string scheduler_overrides;    // "" or a JSON object overriding scheduler config keys (applied last)
+  std::string scheduler_overrides;    // "" or a JSON object of from_config keyword arguments (applied last)
   ProgressCallback progress;          // may be empty
   // Text-conditioned models: prompt embeddings (batch 1, used for every image, or `batch`) and, for
   // guidance_scale > 1, negative prompt embeddings of the same shape. height/width are in pixels.
@@ -167,7 +175,8 @@ struct EncodeOptions {
 
 // What a request resolves to (Session::describe): the settings that will run and the output shape.
 struct SampleDescription {
-  std::string sampler;            // "ddpm" | "ddim"
+  std::string sampler;            // the short name of the sampler that runs ("ddim", "dpmpp-2m", ...)
+  std::string scheduler;          // its class and options in one line (describe_scheduler)
   int steps = 0;
   int images = 0;                 // prompts.size() * batch with text prompts, else batch
   float guidance_scale = 1.0f;

@@ -62,9 +62,13 @@ std::shared_ptr<const Model> Model::load(const std::string& path) {
   in.null_class = mf.conditioning.null_class;
   const nlohmann::json sj = mf.scheduler.is_object() ? mf.scheduler : nlohmann::json::object();
   try {
-    in.num_train_timesteps = scheduler_config_from_json(sj, path + " (scheduler)").num_train_timesteps;
-  } catch (const Error&) {
-    in.num_train_timesteps = 0;  // reported when sampling without an override that fixes it
+    const SchedulerConfig sc = scheduler_config_from_json(sj, path + " (scheduler)");
+    in.num_train_timesteps = sc.num_train_timesteps;
+    in.default_sampler = sampler_display_name(sc);
+    in.scheduler = describe_scheduler(sc);
+  } catch (const Error& e) {
+    in.num_train_timesteps = 0;  // reported when sampling without a scheduler config that fixes it
+    in.scheduler = std::string("invalid: ") + e.what();
   }
   in.context_dim = mf.graph.context >= 0 ? mf.graph.context_dim : 0;
   in.has_vae = mf.vae.present();
@@ -74,10 +78,6 @@ std::shared_ptr<const Model> Model::load(const std::string& path) {
   in.image_size = in.sample_size * in.vae_scale_factor;
   in.has_vae_encoder = mf.vae_encoder.present();
   in.encoder_image_channels = in.has_vae_encoder ? mf.vae_encoder.graph.in_channels : 0;
-  // DDPMScheduler configs (and pixel models without a scheduler class) sample with DDPM; DDIM and the other
-  // Stable Diffusion schedulers (PNDM, ...) with DDIM.
-  const nlohmann::json cls = sj.value("_class_name", nlohmann::json(""));
-  in.default_sampler = cls == "DDPMScheduler" || (cls == "" && in.context_dim == 0) ? "ddpm" : "ddim";
   in.family = mf.family;
   in.has_text_encoder = mf.text_encoder.present() && mf.has_tokenizer;
   in.default_guidance_scale = in.context_dim > 0 ? 7.5f : 1.0f;

@@ -18,29 +18,64 @@ namespace {
 
 constexpr size_t kMaxSchedulerJsonBytes = 1 << 20;
 
-nlohmann::json merged_scheduler_json(const ModelFile& mf, const std::string& whole, const std::string& overrides) {
-  nlohmann::json j = mf.scheduler.is_object() ? mf.scheduler : nlohmann::json::object();
-  if (!whole.empty()) {
-    if (whole.size() > kMaxSchedulerJsonBytes) bad("scheduler config: larger than 1 MiB");
-    try {
-      j = parse_json_strict(whole, "scheduler config");
-    } catch (const Error& e) {
-      bad(e.what());
-    }
-    if (!j.is_object()) bad("scheduler config: expected a JSON object, got " + std::string(j.type_name()));
-  }
-  if (overrides.empty()) return j;
-  if (overrides.size() > kMaxSchedulerJsonBytes) bad("scheduler config override: larger than 1 MiB");
-  nlohmann::json o;
+nlohmann::json caller_json(const std::string& text, const char* what) {
+  if (text.size() > kMaxSchedulerJsonBytes) bad(std::string(what) + ": larger than 1 MiB");
+  nlohmann::json j;
   try {
-    o = parse_json_strict(overrides, "scheduler config override");
+    j = parse_scheduler_config_text(text, what);  // Python's json: -Infinity (lambda_min_clipped) is valid
   } catch (const Error& e) {
     bad(e.what());
   }
-  if (!o.is_object()) bad("scheduler config override: expected a JSON object, got " + std::string(o.type_name()));
-  for (auto it = o.begin(); it != o.end(); ++it) j[it.key()] = it.value();
+  if (!j.is_object()) bad(std::string(what) + ": expected a JSON object, got " + std::string(j.type_name()));
   return j;
 }
+
+}  // namespace
+
+// diffusers' scheduler selection (see diffrt.hpp SampleOptions): the base config is the caller's whole config
+// (`Class.from_config(file)`) or the model's; a sampler name makes it `NAME.from_config(base, **overrides)`,
+// Karras sigmas and the caller's overrides are from_config keyword arguments. Errors in the caller's inputs are
+// argument errors; errors in the model's own config are model errors.
+SchedulerConfig request_scheduler(const ModelFile& mf, const SampleOptions& o) {
+  SchedulerConfig base;
+  if (!o.scheduler_config.empty()) {
+    const nlohmann::json j = caller_json(o.scheduler_config, "scheduler config");
+    try {
+      base = scheduler_config_from_json(j, "scheduler config");
+    } catch (const Error& e) {
+      bad(e.what());
+    }
+  } else {
+    base = scheduler_config_from_json(mf.scheduler.is_object() ? mf.scheduler : nlohmann::json::object(),
+                                      "model scheduler config");
+  }
+  SchedulerClass target = base.klass;
+  nlohmann::json kwargs = nlohmann::json::object();
+  if (!o.sampler.empty()) {
+    const SamplerName n = parse_sampler_name(o.sampler);  // unknown names: InvalidArgument listing every name
+    target = n.klass;
+    kwargs = nlohmann::json::parse(n.overrides_json);
+  }
+  if (o.karras) {
+    if (!scheduler_class_takes(target, "use_karras_sigmas"))
+      bad(std::string("karras: ") + scheduler_class_name(target) + " has no Karras sigmas; they apply to dpmpp-2m, "
+          "dpmpp-2m-sde, euler, heun and unipc");
+    kwargs["use_karras_sigmas"] = true;
+  }
+  if (!o.scheduler_overrides.empty()) {
+    const nlohmann::json ov = caller_json(o.scheduler_overrides, "scheduler config override");
+    for (auto it = ov.begin(); it != ov.end(); ++it) kwargs[it.key()] = it.value();
+  }
+  if (target == base.klass && kwargs.empty()) return base;
+  try {
+    return resolve_scheduler_config(base, target, kwargs, "scheduler config");
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::InvalidModel) bad(e.what());
+    throw;
+  }
+}
+
+namespace {
 
 void check_size(const char* what, int v, int factor, const std::string& factor_why) {
   if (v < 1 || v > 8192) bad(std::string(what) + " = " + std::to_string(v) + " out of range: must be in [1, 8192]");
@@ -186,12 +221,13 @@ Prepared prepare(const Model& model, const SampleOptions& o) {
 
   // Sizes: pixels; the denoiser runs on latents vae_scale_factor times smaller.
   const bool text = info.context_dim > 0;
+  const bool latent = text || info.has_vae;  // Stable Diffusion, DiT
   if (o.output != Output::Images && o.output != Output::Latents) bad("output: unknown value " + std::to_string(int(o.output)));
   const bool latents_out = o.output == Output::Latents;
-  if (latents_out && !text) bad("output = latents: this model samples pixels, not latents");
-  if (text && !latents_out && !info.has_vae)
+  if (latents_out && !latent) bad("output = latents: this model samples pixels, not latents");
+  if (latent && !latents_out && !info.has_vae)
     bad("this model file has no VAE decoder to decode the latents: request output = latents");
-  job.decode = text && !latents_out && info.has_vae;
+  job.decode = latent && !latents_out && info.has_vae;
   const int f = info.has_vae ? info.vae_scale_factor : 1;
   const int img_h = o.height ? o.height : info.image_size, img_w = o.width ? o.width : info.image_size;
   if (img_h == 0 || img_w == 0) bad("the model has no sample_size: set height and width");
@@ -228,6 +264,7 @@ Prepared prepare(const Model& model, const SampleOptions& o) {
     if (o.class_labels.size() > 1) r.class_labels = o.class_labels;
   }
   r.null_class = info.null_class;
+  r.cfg_order = mf.pipeline.cfg_order;  // DiTPipeline batches [cond; uncond]
   prepare_text(info, o, r.batch, job);
   const bool class_cfg = r.guidance_scale > 1.0f && !r.class_labels.empty();
   if (class_cfg && r.null_class < 0)
@@ -237,27 +274,11 @@ Prepared prepare(const Model& model, const SampleOptions& o) {
     bad("batch = " + std::to_string(r.batch) + " with guidance runs " + std::to_string(job.model_batch) +
         " model rows, above the limit " + std::to_string(kMaxBatch) + " (use batch <= " + std::to_string(kMaxBatch / 2) + ")");
 
-  // Scheduler: the model's config with the caller's keys on top; errors in the caller's keys are argument
-  // errors, errors in the model's own config are model errors.
-  const nlohmann::json sj = merged_scheduler_json(mf, o.scheduler_config, o.scheduler_overrides);
-  const bool callers = !o.scheduler_config.empty() || !o.scheduler_overrides.empty();
-  try {
-    job.sched = scheduler_config_from_json(sj, callers ? "scheduler config" : "model scheduler config");
-  } catch (const Error& e) {
-    if (callers && e.code() == ErrorCode::InvalidModel) bad(e.what());
-    throw;
-  }
-  // Default: DDPMScheduler configs (and pixel models without a scheduler class) sample with DDPM; DDIM and the
-  // other Stable Diffusion schedulers (PNDM, ...) with DDIM.
-  const nlohmann::json cls = sj.value("_class_name", nlohmann::json(""));
-  const std::string sampler =
-      !o.sampler.empty() ? o.sampler : cls == "DDPMScheduler" || (cls == "" && !text) ? "ddpm" : "ddim";
-  if (sampler == "ddpm" || sampler == "DDPMScheduler") r.sampler = SamplerKind::Ddpm;
-  else if (sampler == "ddim" || sampler == "DDIMScheduler") r.sampler = SamplerKind::Ddim;
-  else bad("sampler '" + o.sampler + "' is not supported; supported: ddpm, ddim");
-  r.steps = o.steps ? o.steps : (r.sampler == SamplerKind::Ddim ? 50 : 1000);
-  if (r.steps > job.sched.num_train_timesteps)
-    bad("steps = " + std::to_string(r.steps) + " exceeds num_train_timesteps = " +
+  job.sched = request_scheduler(mf, o);
+  r.sampler = job.sched.klass;
+  r.steps = o.steps;  // 0: the class's pipeline default (effective_steps)
+  if (effective_steps(r) > job.sched.num_train_timesteps)
+    bad("steps = " + std::to_string(effective_steps(r)) + " exceeds num_train_timesteps = " +
         std::to_string(job.sched.num_train_timesteps));
   if (o.rng != Rng::Philox && o.rng != Rng::Torch) bad("rng: unknown value " + std::to_string(int(o.rng)));
   r.rng = o.rng == Rng::Torch ? RngKind::Torch : RngKind::Philox;
@@ -274,11 +295,12 @@ Prepared prepare(const Model& model, const SampleOptions& o) {
   job.out_c = job.decode ? info.image_channels : r.channels;
 
   SampleDescription& d = p.description;
-  d.sampler = sampler;
+  d.sampler = sampler_display_name(job.sched);
+  d.scheduler = describe_scheduler(job.sched);
   d.steps = effective_steps(r);
   d.images = r.batch;
   d.guidance_scale = r.guidance_scale;
-  d.scheduler_config = sj.dump();
+  d.scheduler_config = scheduler_config_to_json(job.sched).dump();
 
   if (job.text && !o.prompts.empty()) {
     job.context_len = mf.tokenizer.max_length;  // what encoding will give

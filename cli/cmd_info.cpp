@@ -4,6 +4,7 @@
 #include "api/diffrt.hpp"
 #include "cli/commands.h"
 #include "model/model_file.h"
+#include "model/scheduler_config.h"
 
 namespace diffrt::cli {
 
@@ -70,6 +71,14 @@ void add_info_command(CLI::App& app) {
                   mf.tokenizer.merges.size(), mf.tokenizer.max_length, mf.tokenizer.pad_id);
     else if (mf.graph.context >= 0)
       std::printf("text:        no text encoder (sample with --prompt-embeds)\n");
+    try {  // the sampler `diffrt sample` runs by default, and the options that shape it
+      const SchedulerConfig sc = scheduler_config_from_json(mf.scheduler.is_object() ? mf.scheduler : nlohmann::json::object(),
+                                                            "model scheduler config");
+      std::printf("sampler:     %s (default steps %d; --sampler NAME converts it, see sample --help)\n",
+                  describe_scheduler(sc).c_str(), sc.klass == SchedulerClass::Ddpm ? 1000 : sc.klass == SchedulerClass::Lcm ? 4 : 50);
+    } catch (const Error& e) {
+      std::printf("sampler:     invalid scheduler config: %s\n", e.what());
+    }
     std::printf("scheduler:   %s\n", mf.scheduler.empty() ? "(diffusers DDPMScheduler defaults)" : mf.scheduler.dump().c_str());
     std::printf("provenance:  %s\n", mf.provenance.dump().c_str());
     if (*graph) {

@@ -13,6 +13,7 @@
 #include "base/npy.h"
 #include "cli/commands.h"
 #include "cli/progress.h"
+#include "model/scheduler_config.h"
 
 namespace diffrt::cli {
 
@@ -26,7 +27,7 @@ struct SampleOpts {
   int steps = 0, batch = 1, height = 0, width = 0, threads = 0, grid_cols = 0;
   double eta = 0.0, guidance = -1.0;  // < 0: the pipeline default (7.5 text-conditioned, else 1)
   std::string seed;
-  bool quiet = false;
+  bool quiet = false, karras = false;
 };
 
 // The flags that override single scheduler config keys, as one JSON object (applied after --scheduler-config).
@@ -103,7 +104,8 @@ bool ends_with(const std::string& s, const char* suffix) {
 void add_sample_command(CLI::App& app) {
   auto o = std::make_shared<SampleOpts>();
   CLI::App* c = app.add_subcommand(
-      "sample", "Sample images: noise -> DDPM/DDIM loop [-> VAE decode for latent models] -> PNG grid or .npy");
+      "sample", "Sample images: noise -> sampler loop (DDPM, DDIM, PNDM, DPM-Solver++, Euler, Heun, UniPC, LCM) [-> VAE "
+      "decode for latent models] -> PNG grid or .npy");
   c->add_option("-m,--model", o->model, "model file (.drt)")->required();
   c->add_option("-o,--output", o->output,
                 "output: .png (a grid when batch > 1; seed and settings in its metadata) or .npy "
@@ -124,11 +126,13 @@ void add_sample_command(CLI::App& app) {
   c->add_option("--output-type", o->output_type,
                 "image (decode latents with the VAE) or latent (write the final latents as NCHW .npy, like "
                 "output_type=\"latent\")")->check(CLI::IsMember({"image", "latent"}))->capture_default_str();
-  c->add_option("--sampler", o->sampler, "ddpm or ddim (default: ddpm for a DDPMScheduler config, or none on a pixel model; else ddim, "
-                "e.g. for DDIMScheduler and Stable Diffusion's PNDMScheduler configs)")
-      ->check(CLI::IsMember({"ddpm", "ddim"}));
-  CLI::Option* steps_opt = c->add_option("--steps", o->steps, "denoising steps (default: 1000 for ddpm, 50 for ddim, as diffusers' pipelines)");
-  c->add_option("--eta", o->eta, "DDIM eta: 0 is deterministic DDIM, 1 is DDPM-like noise")->capture_default_str();
+  c->add_option("--sampler", o->sampler,
+                "sampler: ddpm ddim pndm dpmpp-2m dpmpp-2m-sde euler euler-a heun unipc lcm, or a diffusers scheduler "
+                "class name; runs NAME.from_config(the model's scheduler config, or --scheduler-config's), keeping its "
+                "betas, spacing and offset (default: the model's own scheduler, see diffrt info)");
+  c->add_flag("--karras", o->karras, "Karras sigmas (use_karras_sigmas=True): dpmpp-2m, dpmpp-2m-sde, euler, heun, unipc");
+  CLI::Option* steps_opt = c->add_option("--steps", o->steps, "denoising steps (default: the pipeline's: 1000 for ddpm, 4 for lcm, else 50)");
+  c->add_option("--eta", o->eta, "DDIM eta: 0 is deterministic DDIM, 1 is DDPM-like noise (ddim only)")->capture_default_str();
   c->add_option("--seed", o->seed, "random seed in [0, 2^64-1] (default: random; the seed used is printed and stored in the PNG)");
   c->add_option("--rng", o->rng,
                 "noise generator: philox (counter-based; the same image per seed and sample index whatever the "
@@ -143,11 +147,14 @@ void add_sample_command(CLI::App& app) {
                 "image height in pixels (default: the model's sample_size, times the VAE's factor for latent models)");
   c->add_option("-W,--width", o->width,
                 "image width in pixels (default: the model's sample_size, times the VAE's factor for latent models)");
-  c->add_option("--scheduler-config", o->scheduler_config, "diffusers scheduler_config.json replacing the model file's default");
+  c->add_option("--scheduler-config", o->scheduler_config,
+                "a whole diffusers scheduler_config.json replacing the model's: taken as <_class_name>.from_config(file), "
+                "keys it lacks get that class's defaults (--sampler then converts it)");
   c->add_option("--timestep-spacing", o->timestep_spacing, "override: leading, linspace or trailing");
   c->add_option("--prediction-type", o->prediction_type, "override: epsilon, sample or v_prediction");
   c->add_option("--variance-type", o->variance_type, "override (DDPM): fixed_small, fixed_small_log, fixed_large, learned, learned_range");
-  c->add_option("--set", o->set, "override any scheduler config field: key=value (JSON value), repeatable");
+  c->add_option("--set", o->set, "override any scheduler config field: key=value (JSON value), repeatable; applied last, "
+                "as from_config keyword arguments");
   c->add_option("--grid-cols", o->grid_cols, "PNG grid columns (default: number of classes with --class all, else near-square)");
   c->add_option("--threads", o->threads, "CPU threads (default: all cores)");
   c->add_option("--device", o->device, "cpu, cuda or auto")->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str();
@@ -173,7 +180,8 @@ void add_sample_command(CLI::App& app) {
     const std::shared_ptr<const Model> model = Model::load(o->model);
     const ModelInfo& info = model->info();
     const bool text_model = info.context_dim > 0;
-    if (!want_latents && text_model && !info.has_vae)
+    const bool latent_model = text_model || info.has_vae;  // SD, DiT
+    if (!want_latents && latent_model && !info.has_vae)
       fail(ErrorCode::InvalidArgument, "this model file has no VAE decoder: use --output-type latent");
     if (text_model && !prompted && o->prompt_embeds.empty())
       fail(ErrorCode::InvalidArgument, info.has_text_encoder
@@ -186,10 +194,11 @@ void add_sample_command(CLI::App& app) {
     if (prompted && !info.has_text_encoder)
       fail(ErrorCode::InvalidArgument, "--prompt: this model file has no text encoder and tokenizer (convert the pipeline "
                                        "folder with its text_encoder/ and tokenizer/, or give --prompt-embeds)");
-    if (!text_model && want_latents) fail(ErrorCode::InvalidArgument, "--output-type latent: this model has no latents");
+    if (!latent_model && want_latents) fail(ErrorCode::InvalidArgument, "--output-type latent: this model has no latents");
 
     SampleOptions so;
     so.sampler = o->sampler;
+    so.karras = o->karras;
     so.steps = o->steps;
     so.eta = float(o->eta);
     so.seed = parse_seed(o->seed);
@@ -200,9 +209,14 @@ void add_sample_command(CLI::App& app) {
     so.guidance_scale = float(o->guidance >= 0 ? o->guidance : info.default_guidance_scale);
     so.output = want_latents ? Output::Latents : Output::Images;
     if (!o->scheduler_config.empty()) {
-      const nlohmann::json f = parse_json_strict(read_file_bytes(o->scheduler_config, 1 << 20), o->scheduler_config);
-      if (!f.is_object()) fail(ErrorCode::InvalidArgument, o->scheduler_config + ": expected a JSON object");
-      so.scheduler_config = f.dump();
+      so.scheduler_config = read_file_bytes(o->scheduler_config, 1 << 20);
+      try {  // checked here too, so that errors name the file
+        const nlohmann::json f = parse_scheduler_config_text(so.scheduler_config, o->scheduler_config);
+        if (!f.is_object()) fail(ErrorCode::InvalidArgument, o->scheduler_config + ": expected a JSON object");
+        (void)scheduler_config_from_json(f, o->scheduler_config);
+      } catch (const Error& e) {
+        fail(ErrorCode::InvalidArgument, e.what());
+      }
     }
     const nlohmann::json overrides = scheduler_overrides(*o);
     if (!overrides.empty()) so.scheduler_overrides = overrides.dump();
@@ -245,7 +259,7 @@ void add_sample_command(CLI::App& app) {
       if (!o->quiet) std::fprintf(stderr, "wrote %s (latents)\n", o->output.c_str());
       return;
     }
-    nlohmann::json meta = {{"seed", so.seed}, {"sampler", d.sampler}, {"steps", d.steps}, {"eta", so.eta},
+    nlohmann::json meta = {{"seed", so.seed}, {"sampler", d.sampler}, {"karras", so.karras}, {"steps", d.steps}, {"eta", so.eta},
                            {"rng", o->rng}, {"guidance_scale", d.guidance_scale}, {"batch", shape.batch},
                            {"height", shape.height}, {"width", shape.width}, {"model", o->model},
                            {"class_labels", so.class_labels}, {"scheduler", nlohmann::json::parse(d.scheduler_config)},

@@ -153,6 +153,9 @@ nlohmann::json scheduler_config_to_json(const SchedulerConfig& c);
 // "PNDMScheduler (pndm): skip_prk_steps=true, prediction_type=epsilon, timestep_spacing=leading, steps_offset=1,
 //  betas=scaled_linear 0.00085..0.012, T=1000".
 std::string describe_scheduler(const SchedulerConfig& c);
+// The short name of the sampler a config runs ("pndm", "euler-a"; DPM-Solver by variant: "dpmpp-2m",
+// "dpmpp-2m-sde", "dpm-3m", ...), for descriptions and PNG metadata.
+std::string sampler_display_name(const SchedulerConfig& c);
 // Re-checks a config built in code (same rules as the parser); throws Error(InvalidArgument).
 void validate_scheduler_config(const SchedulerConfig& c, const std::string& origin);
 

@@ -95,8 +95,7 @@ SchedulerConfig select_sampler(const SchedulerConfig& model_cfg, const std::stri
   return resolve_scheduler_config(model_cfg, s.klass, overrides, origin);
 }
 
-std::string describe_scheduler(const SchedulerConfig& c) {
-  std::ostringstream o;
+std::string sampler_display_name(const SchedulerConfig& c) {
   const K k = c.klass;
   std::string shown = scheduler_short_name(k);
   if (k == K::DpmSolverMultistep) {
@@ -104,6 +103,13 @@ std::string describe_scheduler(const SchedulerConfig& c) {
     const bool pp = c.algorithm_type == DpmAlgorithm::DpmSolverPP || c.algorithm_type == DpmAlgorithm::SdeDpmSolverPP;
     shown = std::string(pp ? "dpmpp-" : "dpm-") + std::to_string(c.solver_order) + "m" + (sde ? "-sde" : "");
   }
+  return shown;
+}
+
+std::string describe_scheduler(const SchedulerConfig& c) {
+  std::ostringstream o;
+  const K k = c.klass;
+  const std::string shown = sampler_display_name(c);
   o << scheduler_class_name(k) << " (" << shown << (c.use_karras_sigmas && scheduler_class_takes(k, "use_karras_sigmas") ? ", karras" : "")
     << "): ";
   auto yes = [](bool b) { return b ? "true" : "false"; };

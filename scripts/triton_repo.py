@@ -31,6 +31,7 @@ INPUTS = [
     ("HEIGHT", "TYPE_INT32", "[ 1 ]"),
     ("WIDTH", "TYPE_INT32", "[ 1 ]"),
     ("SAMPLER", "TYPE_STRING", "[ 1 ]"),
+    ("KARRAS", "TYPE_BOOL", "[ 1 ]"),
 ]
 OUTPUTS = [
     ("IMAGES", "TYPE_UINT8", "[ -1, -1, -1, -1 ]"),  # [N, H, W, C], C = 3 (RGB) or 1 (grey)

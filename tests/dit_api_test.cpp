@@ -63,12 +63,9 @@ TEST(DiTApi, EvalMatchesTheTransformer) {
   EXPECT_LE(test::rel_l2(out.data(), want.data(), want.size()), 1e-5);
 }
 
-// Disabled: the API on main decodes latents only for text-conditioned models (api/request.cpp prepare():
-// `p.decode = text && !latents_out && info.has_vae`), so a class-conditional latent model like DiT gets its latents
-// mapped to [0, 1] instead of decoded images, and Output::Latents is refused for it. Enable (drop DISABLED_) once
-// prepare() decodes every model with a VAE (the CLI's `diffrt sample` already matches DiTPipeline:
-// tests/cli/dit_cli_test.sh; the sampler loop itself: tests/dit_parity_test.cpp).
-TEST(DiTApi, DISABLED_SampleMatchesDiTPipeline) {
+// The API's sample() decodes every model with a VAE: DiTPipeline's images (guidance in the model file's
+// [cond; uncond] order, the learned sigma dropped, DDIM, vae.decode).
+TEST(DiTApi, SampleMatchesDiTPipeline) {
   Session s(Model::load(converted_s8()));
   for (const char* run : {"ddim10_g4_b2", "ddim8_g1_b1"}) {
     const fs::path d = fx(std::string("pipelines/") + run);

@@ -302,9 +302,7 @@ TEST(DiTParity, DdimPipelinesMatchDiTPipeline) {
 }
 
 // DPMSolverMultistepScheduler.from_config(pipe.scheduler.config) runs (dpm10_g4_b1, dpm6_g1_b2, dpm8_g4_b2: their
-// meta.json holds the effective DPM++ 2M config, "linspace" or "leading" spacing as the README explains). The sampler
-// on main runs DDPM and DDIM only; to enable this test once it runs DPM-Solver++, define the sampler kind here:
-// #define DIFFRT_DIT_DPM_SAMPLER SamplerKind::DpmSolverMultistep
-#ifdef DIFFRT_DIT_DPM_SAMPLER
-TEST(DiTParity, DpmPipelinesMatchDiTPipeline) { EXPECT_EQ(check_pipeline_runs("dpm", DIFFRT_DIT_DPM_SAMPLER), 3); }
-#endif
+// meta.json holds the effective DPM++ 2M config, "linspace" or "leading" spacing as the README explains).
+TEST(DiTParity, DpmPipelinesMatchDiTPipeline) {
+  EXPECT_EQ(check_pipeline_runs("dpm", SamplerKind::DpmSolverMultistep), 3);
+}

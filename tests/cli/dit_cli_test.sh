@@ -21,24 +21,26 @@ assert a.shape == b.shape, (a.shape, b.shape)
 rel = np.linalg.norm(a - b) / np.linalg.norm(b); print("dit eval rel_l2", rel); assert rel < 1e-5
 PYEOF
 
-# sample: DiTPipeline(class_labels=[207, 1], guidance_scale=4, 10 steps, seed 0). The C++ API behind the CLI decodes
-# latents for text-conditioned models only (api/request.cpp prepare(): `job.decode = text && ...`), so a DiT's
-# sample comes back as latents mapped to [0, 1]; set CHECK_SAMPLE=1 once it decodes every model with a VAE (before the
-# CLI moved onto the API, this check passed with max abs 6e-7).
-CHECK_SAMPLE=0
+# sample: DiTPipeline(class_labels=[207, 1], guidance_scale=4, 10 steps, seed 0), decoded by the VAE; then the same
+# through DPMSolverMultistepScheduler.from_config (the dpm runs' effective config) by name.
 P=$FX/pipelines/ddim10_g4_b2
-if [[ $CHECK_SAMPLE == 1 ]]; then
-  "$BIN" sample -m "$T/dit.drt" --class 207,1 -b 2 --guidance-scale 4 --sampler ddim --steps 10 --seed 0 --rng torch \
-    -o "$T/s.npy" -q --device cpu | grep -qx "seed: 0"
-  $PY - "$T/s.npy" "$P/images.npy" <<'PYEOF'
+"$BIN" sample -m "$T/dit.drt" --class 207,1 -b 2 --guidance-scale 4 --sampler ddim --steps 10 --seed 0 --rng torch \
+  -o "$T/s.npy" -q --device cpu | grep -qx "seed: 0"
+$PY - "$T/s.npy" "$P/images.npy" <<'PYEOF'
 import sys, numpy as np
 a, b = np.load(sys.argv[1]), np.load(sys.argv[2])
 assert a.shape == b.shape, (a.shape, b.shape)
 err = np.abs(a - b).max(); print("dit sample images max_abs", err); assert err < 1e-4
 PYEOF
-else
-  echo "dit cli: sample check off (CHECK_SAMPLE=0: the API does not decode class-conditional latent models yet)"
-fi
+P=$FX/pipelines/dpm10_g4_b1
+"$BIN" sample -m "$T/dit.drt" --class 134 --guidance-scale 4 --sampler DPMSolverMultistepScheduler --steps 10 --seed 2 \
+  --rng torch -o "$T/s.npy" -q --device cpu | grep -qx "seed: 2"
+$PY - "$T/s.npy" "$P/images.npy" <<'PYEOF'
+import sys, numpy as np
+a, b = np.load(sys.argv[1]), np.load(sys.argv[2])
+assert a.shape == b.shape, (a.shape, b.shape)
+err = np.abs(a - b).max(); print("dit dpm sample images max_abs", err); assert err < 1e-4
+PYEOF
 
 "$BIN" convert "$SRC/tests/fixtures/dit_extra/dit_p1_geglu/transformer" -o "$T/bare.drt" -q 2>/dev/null
 "$BIN" info "$T/bare.drt" | grep -q "classes:     1501"

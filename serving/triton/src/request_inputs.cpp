@@ -31,6 +31,7 @@ const Spec kSpecs[] = {
     {"HEIGHT", TRITONSERVER_TYPE_INT32, Kind::Scalar},
     {"WIDTH", TRITONSERVER_TYPE_INT32, Kind::Scalar},
     {"SAMPLER", TRITONSERVER_TYPE_BYTES, Kind::Text},
+    {"KARRAS", TRITONSERVER_TYPE_BOOL, Kind::Scalar},
 };
 
 size_t dtype_size(TRITONSERVER_DataType t) {
@@ -38,6 +39,7 @@ size_t dtype_size(TRITONSERVER_DataType t) {
     case TRITONSERVER_TYPE_UINT64: return 8;
     case TRITONSERVER_TYPE_INT32:
     case TRITONSERVER_TYPE_FP32: return 4;
+    case TRITONSERVER_TYPE_BOOL: return 1;
     default: return 0;  // BYTES: variable
   }
 }
@@ -96,7 +98,7 @@ Error read_one(TRITONBACKEND_Input* input, RequestInputs* r) {
   if (!spec)
     return invalid_arg(std::string("unknown input '") + name +
                        "' (known: PROMPT, NEGATIVE_PROMPT, PROMPT_EMBEDS, NEGATIVE_PROMPT_EMBEDS, CLASS_LABELS, SEED, "
-                       "STEPS, GUIDANCE_SCALE, NUM_IMAGES, HEIGHT, WIDTH, SAMPLER)");
+                       "STEPS, GUIDANCE_SCALE, NUM_IMAGES, HEIGHT, WIDTH, SAMPLER, KARRAS)");
   if (dtype != spec->dtype)
     return invalid_arg(std::string(name) + ": expected datatype " + TRITONSERVER_DataTypeString(spec->dtype) + ", got " +
                        TRITONSERVER_DataTypeString(dtype));
@@ -168,6 +170,8 @@ Error read_one(TRITONBACKEND_Input* input, RequestInputs* r) {
     r->height = scalar_i32();
   } else if (n == "WIDTH") {
     r->width = scalar_i32();
+  } else if (n == "KARRAS") {
+    r->karras = raw[0] != 0;
   }
   return nullptr;
 }

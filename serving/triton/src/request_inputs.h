@@ -29,6 +29,7 @@ struct RequestInputs {
   std::optional<int32_t> steps, num_images, height, width;  // STEPS, NUM_IMAGES, HEIGHT, WIDTH (INT32)
   std::optional<float> guidance_scale;               // GUIDANCE_SCALE (FP32)
   std::optional<std::string> sampler;                // SAMPLER (BYTES, one element)
+  std::optional<bool> karras;                        // KARRAS (BOOL): Karras sigmas
 };
 
 // Which outputs the client asked for (all of them when it named none).

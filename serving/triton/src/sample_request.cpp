@@ -64,6 +64,7 @@ Error make_sample_params(const diffrt_model_info& info, const ModelConfig& cfg, 
   diffrt_params_init(&p);
   DIFFRT_TRITON_TRY(set_prompt_text(info, in, &p));
   DIFFRT_TRITON_TRY(set_sampler(in.sampler, &p));
+  if (in.karras) p.karras = *in.karras ? 1 : 0;
   DIFFRT_TRITON_TRY(positive("STEPS", in.steps, " (leave STEPS out for the sampler's default)"));
   DIFFRT_TRITON_TRY(positive("NUM_IMAGES", in.num_images, ""));
   DIFFRT_TRITON_TRY(positive("HEIGHT", in.height, " (leave HEIGHT out for the model's size)"));
