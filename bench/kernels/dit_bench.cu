@@ -1,7 +1,8 @@
-// DiT cases of diffrt_kernel_bench (textually included by kernel_bench.cu inside its anonymous namespace: it uses
-// the harness there). DiT-XL/2 (D = 1152, 16 heads x 72, 28 blocks) at 256 px (256 tokens) and 512 px (1024 tokens),
-// batch 1 with CFG (2 rows) and batch 32 with CFG (64 rows). Minimal bytes B and FLOPs F as in kernel_bench.cu:
-//   attention     rows in add_attention_cases (dit256_*, dit512_*): head dim 72 -> the tensor-core kernel's 80
+// DiT cases of diffrt_kernel_bench. DiT-XL/2 (D = 1152, 16 heads x 72, 28 blocks) at 256 px (256 tokens) and
+// 512 px (1024 tokens), batch 1 with CFG (2 rows) and batch 32 with CFG (64 rows). Kept together rather than in
+// layer_norm/linear: the three ops share the DiT shapes and their rows stay in the order they always had.
+// Minimal bytes B and FLOPs F as in the other *_bench.cu files:
+//   attention     rows in attention_bench.cu (dit256_*, dit512_*): head dim 72 -> the tensor-core kernel's 80
 //                 bucket; the note names the bucket.
 //   ada_ln        x [rows, 1152] -> LN(x) * (1 + scale[s]) + shift[s], no affine, shift/scale rows of the fused
 //                 modulation vector [N, 195840].  B = 2 rows C s + 2 N C s, F = 0. impls: diffrt (layer_norm_cuda
@@ -12,12 +13,25 @@
 //                 what an epilogue-fused gate would cost).
 //   patch_embed   x [N, H, W, 4] -> tokens [N, H/2, W/2, 1152] + the sin-cos table. F = 2 N L D 16,
 //                 B = (N H W 4 + D 16 + D + N L D) s. impls: diffrt (patch_embed_cuda), judged against COPY.
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "bench/kernels/harness.cuh"
+#include "kernels/gemm/gemm_cuda.h"
+#include "kernels/layer_norm/layer_norm.h"
+#include "kernels/patch_embed/patch_embed.h"
+
+namespace bench {
+namespace {
 
 constexpr int kDiTD = 1152;
 constexpr long long kDiTModWidth = 6LL * kDiTD * 28 + 2 * kDiTD;
 struct DiTShape { const char* name; int n, tokens; };
 const DiTShape kDiTShapes[] = {{"dit256_B1cfg", 2, 256}, {"dit256_B32cfg", 64, 256}, {"dit512_B1cfg", 2, 1024},
                                {"dit512_B32cfg", 64, 1024}};
+
+}  // namespace
 
 void add_dit_cases(std::vector<Case>& cases, const Options& o) {
   for (DType t : dtypes_for(o, kHalfAndFloat))
@@ -80,3 +94,5 @@ void add_dit_cases(std::vector<Case>& cases, const Options& o) {
       }});
     }
 }
+
+}  // namespace bench
