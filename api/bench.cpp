@@ -39,6 +39,7 @@ diffrt::Workload build_workload(Session& s, const Workload& o) {
 
   SampleOptions so;
   so.sampler = o.sampler;
+  so.karras = o.karras;
   so.steps = o.steps;
   so.eta = float(o.eta);
   so.seed = o.seed;

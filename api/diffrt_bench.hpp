@@ -22,7 +22,8 @@ struct Workload {
   int batch = 1;                 // images
   int height = 0, width = 0;     // pixels (0: the model's default size)
   int steps = 50;                // sampler steps per run
-  std::string sampler;           // "" = the model's
+  std::string sampler;           // "" = the model's; any SampleOptions::sampler name
+  bool karras = false;           // Karras sigmas (SampleOptions::karras)
   double eta = 0.0;
   double guidance_scale = -1.0;  // < 0: the model's default (7.5 text-conditioned, else 1)
   int context_len = 77;          // tokens of the random text embeddings

@@ -14,8 +14,9 @@ void add_workload_options(CLI::App* c, bench::Workload& o, const char* steps_hel
                 "image width in pixels (default: the model's sample_size, times the VAE's factor for latent models)");
   c->add_option("--steps", o.steps, steps_help)->capture_default_str();
   c->add_option("--sampler", o.sampler,
-                "ddpm or ddim (default: ddpm for a DDPMScheduler config or none on a pixel model, else ddim)")
-      ->check(CLI::IsMember({"ddpm", "ddim"}));
+                "sampler, as diffrt sample --sampler: ddpm ddim pndm dpmpp-2m dpmpp-2m-sde euler euler-a heun unipc lcm "
+                "or a diffusers class name (default: the model's own scheduler)");
+  c->add_flag("--karras", o.karras, "Karras sigmas (dpmpp-2m, dpmpp-2m-sde, euler, heun, unipc)");
   c->add_option("--eta", o.eta, "DDIM eta (eta > 0 draws noise every step)")->capture_default_str();
   c->add_option("--guidance-scale", o.guidance_scale,
                 "classifier-free guidance scale; > 1 runs the UNet on [uncond; cond] (twice the batch). Default: 7.5 "

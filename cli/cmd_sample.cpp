@@ -176,6 +176,13 @@ void add_sample_command(CLI::App& app) {
     if (!o->negative_prompts.empty() && !prompted)
       fail(ErrorCode::InvalidArgument, "--negative-prompt needs --prompt (with --prompt-embeds, give --negative-prompt-embeds)");
 
+    if (!o->sampler.empty()) {
+      try {
+        (void)parse_sampler_name(o->sampler);
+      } catch (const Error& e) {
+        fail(ErrorCode::InvalidArgument, std::string("--sampler: ") + e.what());
+      }
+    }
     const std::string device = resolve_device(o->device, o->quiet);
     const std::shared_ptr<const Model> model = Model::load(o->model);
     const ModelInfo& info = model->info();

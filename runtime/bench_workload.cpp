@@ -85,7 +85,8 @@ nlohmann::json workload_json(const Workload& w) {
   return {{"batch", w.req.batch}, {"model_batch", w.model_batch}, {"cfg", w.cfg},
           {"guidance_scale", w.req.guidance_scale}, {"height", w.img_h}, {"width", w.img_w},
           {"latent_height", w.latent_model ? w.req.height : 0}, {"latent_width", w.latent_model ? w.req.width : 0},
-          {"channels", w.req.channels}, {"steps", w.req.steps}, {"sampler", w.sampler}, {"eta", w.req.eta},
+          {"channels", w.req.channels}, {"steps", w.req.steps}, {"sampler", w.sampler},
+          {"karras", w.sched.use_karras_sigmas}, {"scheduler", describe_scheduler(w.sched)}, {"eta", w.req.eta},
           {"text_conditioned", w.text_model}, {"context_len", w.context_len}, {"random_text_embeddings", w.random_text},
           {"class_labels", w.req.class_labels}, {"latent_model", w.latent_model}, {"vae_factor", w.vae_factor},
           {"seed", w.req.seed}, {"unet_timestep", w.unet_timesteps.empty() ? 0.0f : w.unet_timesteps.front()}};

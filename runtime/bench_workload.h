@@ -35,7 +35,7 @@ struct Workload {
   SchedulerConfig sched;
   nlohmann::json scheduler_json;
   SampleRequest req;                 // batch, latent/pixel size, channels, guidance, labels, seed
-  std::string sampler;               // "ddpm" | "ddim"
+  std::string sampler;               // the sampler's short name ("ddim", "dpmpp-2m", ...)
   bool text_model = false, latent_model = false, cfg = false;
   int img_h = 0, img_w = 0;          // pixels
   int vae_factor = 1;

@@ -235,6 +235,11 @@ if ((MODELS_S > 0)) && [[ -x "$DIFFRT" ]] && [[ "$PASS_MODELS" == *,sd15,* ]]; t
     run_step bench_sd15 120 "$DIFFRT" bench "${SD_ARGS[@]}" --warmup 5 --repeat 50 --vae-repeat 10 --name sd15 \
       --json "$OUT/bench_sd15.json"
     BENCH_FILES+=("$OUT/bench_sd15.json")
+    # The sampler most users run: DPM++ 2M Karras at 20 steps against DDIM 50 above (whole-run latency).
+    run_step bench_sd15_dpmpp 90 "$DIFFRT" bench -m "$BUILD/sd15.drt" --device cuda -b 1 -H 512 -W 512 \
+      --guidance-scale 7.5 --context-len 77 --no-eager --no-unet --sampler dpmpp-2m --karras --steps 20 --warmup 3 --repeat 20 --vae-repeat 1 --name sd15_dpmpp2m_karras20 \
+      --json "$OUT/bench_sd15_dpmpp.json"
+    BENCH_FILES+=("$OUT/bench_sd15_dpmpp.json")
     # A separate process, so a slow profile cannot cost the bench its JSON: per-node trace of one UNet call
     # (batch 2) and one VAE decode, with the copy/GEMM ceilings.
     run_step profile_sd15 90 "$DIFFRT" profile "${SD_ARGS[@]}" --warmup 2 --repeat 5 --name sd15 \

@@ -303,7 +303,7 @@ TEST_F(Api, SampleNullOutput) {
 TEST_F(Api, SampleStepsZero) { p_.steps = 0; EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "steps = 0"); }
 TEST_F(Api, SampleStepsNegative) { p_.steps = -5; EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "steps = -5"); }
 TEST_F(Api, SampleStepsAboveTrainSteps) { p_.steps = 1001; EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "num_train_timesteps"); }
-TEST_F(Api, SampleUnknownSampler) { p_.sampler = diffrt_sampler(9); EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "params->sampler"); }
+TEST_F(Api, SampleUnknownSampler) { p_.sampler = diffrt_sampler(99); EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "params->sampler"); }
 TEST_F(Api, SampleUnknownRng) { p_.rng = diffrt_rng(9); EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "params->rng"); }
 TEST_F(Api, SampleEtaNaN) { p_.eta = std::nanf(""); EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "eta"); }
 TEST_F(Api, SampleEtaWithDdpm) { p_.sampler = DIFFRT_SAMPLER_DDPM; p_.eta = 0.5f; EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "eta applies to ddim only"); }

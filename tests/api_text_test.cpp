@@ -167,7 +167,7 @@ TEST_F(ApiText, ModelInfoReportsTextConditioningAndVae) {
   EXPECT_EQ(info.image_channels, 3);
   EXPECT_EQ(info.image_size, 16);
   EXPECT_EQ(info.num_classes, 0);
-  EXPECT_EQ(info.default_sampler, DIFFRT_SAMPLER_DDIM);  // the pipeline's PNDMScheduler samples with DDIM
+  EXPECT_EQ(info.default_sampler, DIFFRT_SAMPLER_PNDM);  // the pipeline's own PNDMScheduler, as diffusers
 }
 
 TEST_F(ApiText, PipelinesMatchStableDiffusionPipeline) {

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 
 #include "base/layout.h"
@@ -235,7 +236,10 @@ struct PipelineResult {
 };
 
 PipelineResult run_pipeline(const ModelFile& mf, const fs::path& run_dir, SamplerKind kind = SamplerKind::Ddim) {
-  const json meta = json::parse(std::ifstream(run_dir / "meta.json"));
+  // Python's json: the DPM configs hold lambda_min_clipped = -Infinity.
+  std::ifstream mf_in(run_dir / "meta.json");
+  const json meta = parse_scheduler_config_text(std::string(std::istreambuf_iterator<char>(mf_in), {}),
+                                                (run_dir / "meta.json").string());
   const SchedulerConfig sched = scheduler_config_from_json(meta["effective_scheduler_config"], "meta.json");
   PipelineResult r;
   SampleRequest& req = r.req;

@@ -290,7 +290,7 @@ TEST(VaeEncoderFormat, BadEncoderSectionsAreRefused) {
   auto edited = [&](const std::function<void(json&)>& edit) {
     json h = p.header;
     edit(h);
-    return assemble(h, p.data, 2);
+    return assemble(h, p.data, kFormatVersion);  // the header says the version it was written with
   };
   expect_refused(edited([](json& h) { h.erase("vae"); }), "vae_encoder", "needs the VAE");
   expect_refused(edited([](json& h) { h["vae_encoder"]["extra"] = 1; }), "vae_encoder", "extra");

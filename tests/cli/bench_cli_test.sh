@@ -29,7 +29,7 @@ assert m["family"] == "unet2d_condition" and m["dtype"] == "fp32" and m["paramet
 w = d["workload"]
 assert w["batch"] == 1 and w["model_batch"] == 2 and w["cfg"] and w["guidance_scale"] == 7.5, w
 assert w["height"] == 16 and w["latent_height"] == 8 and w["context_len"] == 77 and w["random_text_embeddings"]
-assert w["sampler"] == "ddim" and w["steps"] == 2
+assert w["sampler"] == "pndm" and w["steps"] == 2  # the pipeline's own PNDMScheduler, as diffusers
 r = d["results"]
 def timing(t, n):
     assert t is not None and t["n"] == n, t
@@ -117,6 +117,20 @@ assert [g["graph"] for g in summary["summary"]] == ["unet", "vae_decode"]
 assert abs(sum(o["share"] for o in summary["summary"][0]["ops"]) - 1) < 1e-9
 print("trace ok:", len(unet), "unet events,", len(vae), "vae events,", checked, "flop counts checked")
 PYEOF
+
+# ---- a sampler by name: DPM++ 2M Karras on a DDPM-config pixel model (NAME.from_config) ----
+"$BIN" bench -m "$T/c.drt" --device cpu --steps 3 --warmup 0 --repeat 1 --no-unet --sampler dpmpp-2m --karras \
+  --json "$T/k.json" -q >/dev/null
+$PY - "$T/k.json" <<'PYEOF'
+import json, sys
+w = json.load(open(sys.argv[1]))["workload"]
+assert w["sampler"] == "dpmpp-2m" and w["karras"] is True and w["steps"] == 3, w
+assert w["scheduler"].startswith("DPMSolverMultistepScheduler (dpmpp-2m, karras)"), w["scheduler"]
+PYEOF
+if "$BIN" bench -m "$T/c.drt" --device cpu --steps 2 --sampler warp9 -q >/dev/null 2>"$T/e.txt"; then
+  echo "bench accepted an unknown sampler"; exit 1
+fi
+grep -q 'unknown sampler "warp9"' "$T/e.txt"
 
 # ---- pixel models: DDPM default, no VAE; class-conditional with guidance (null-class batch) ----
 "$BIN" bench -m "$T/c.drt" --device cpu --steps 3 --warmup 0 --repeat 2 --no-unet --json "$T/c.json" -q >/dev/null

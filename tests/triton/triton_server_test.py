@@ -305,6 +305,8 @@ def run(args, exe, tmp):
                                       "--seed", "11", "--sampler", "ddim", "--steps", "10"), 4, 16, 16)
     ref["dg"] = png_images(sample_cli(args, os.path.join(tmp, "dg.png"), "-m", digits, "--class", "8", "--seed", "5",
                                       "--guidance-scale", "2", "--sampler", "ddpm", "--steps", "20"), 1, 16, 16)
+    ref["dk"] = png_images(sample_cli(args, os.path.join(tmp, "dk.png"), "-m", digits, "--class", "2", "--seed", "9",
+                                      "--sampler", "dpmpp-2m", "--karras", "--steps", "12"), 1, 16, 16)
     ref["ddef"] = png_images(sample_cli(args, os.path.join(tmp, "ddef.png"), "-m", digits, "--class", "6", "--seed",
                                         "3"), 1, 16, 16)
     for s in range(4):
@@ -398,6 +400,13 @@ def test_images(http, grpc, ref, sd_embeds):
                                                GUIDANCE_SCALE=scalar(2.0, np.float32))).as_numpy("IMAGES")
         assert np.array_equal(img, ref["dg"]), f"{np.count_nonzero(img != ref['dg'])} bytes differ"
     t3()
+
+    @check("http: digits with DPM++ 2M Karras (SAMPLER dpmpp-2m, KARRAS) equals `diffrt sample --sampler dpmpp-2m --karras`")
+    def t3k():
+        img = infer(http, "digits", digits_req(9, 2, steps=12, sampler="dpmpp-2m",
+                                               KARRAS=np.array([True]))).as_numpy("IMAGES")
+        assert np.array_equal(img, ref["dk"]), f"{np.count_nonzero(img != ref['dk'])} bytes differ"
+    t3k()
 
     @check("http: digits with the model's defaults (DDPM 1000 steps) equals `diffrt sample` defaults")
     def t4():
@@ -562,7 +571,8 @@ def test_bad_requests(server, http, grpc, ref, sd_embeds):
         ("wrong rank (PROMPT_EMBEDS [L, D])", "sd", {"PROMPT_EMBEDS": pos[0]}, "PROMPT_EMBEDS", 400),
         ("negative steps", "digits", digits_req(1, 3, steps=-5), "STEPS = -5 must be >= 1", 400),
         ("zero images", "digits", digits_req(1, 3, NUM_IMAGES=scalar(0, np.int32)), "NUM_IMAGES = 0", 400),
-        ("unknown sampler", "digits", digits_req(1, 3, sampler="warp9"), "sampler 'warp9'", 400),
+        ("unknown sampler", "digits", digits_req(1, 3, sampler="warp9"), 'unknown sampler \"warp9\"; supported: ddpm', 400),
+        ("Karras sigmas on DDIM", "digits", digits_req(1, 3, KARRAS=np.array([True])), "has no Karras sigmas", 400),
         ("NaN guidance", "digits", digits_req(1, 3, GUIDANCE_SCALE=scalar(float("nan"), np.float32)),
          "guidance_scale = nan", 400),
         ("huge batch", "digits", digits_req(1, 3, NUM_IMAGES=scalar(100000, np.int32)),
