@@ -14,29 +14,36 @@
 //    ldmatrix from padded shared memory (row pitch + 16 bytes: conflict-free), tiles fetched with
 //    cp.async (16-byte, zero-fill for rows/columns out of range) so the V fetch overlaps QK^T and the next
 //    K fetch overlaps PV. A block is 4 warps x 16 query rows = 64 rows of one (batch, head); K/V tiles of
-//    64 keys (32 for d > 128). The head dim is bucketed (template D in {32, 48, 64, 80, 128, 160, 256,
-//    512}); a head dim below its bucket is zero-padded in shared memory (e.g. SD's 40 -> 48, 8 -> 32, DiT's
-//    72 -> 80: 10% of the MMA work is padding, kept rather than an m16n8k8 tail step for the k dimension and a
+//    64 keys (32 for d > 128; 16 for d = 512 on GPUs with 99 KB of shared memory per block, see below).
+//    The head dim is bucketed (template D in {32, 48, 64, 80, 128, 160, 256, 512}); a head dim below its
+//    bucket is zero-padded in shared memory (e.g. SD's 40 -> 48, 8 -> 32, DiT's 72 -> 80: 10% of the MMA work is padding, kept rather than an m16n8k8 tail step for the k dimension and a
 //    9-tile output split that no GPU run has verified yet) and masked on store. The output accumulator (DO/2 fp32 registers per thread) is capped at DO = 128
 //    columns: for d = 256 / 512 (DDPM's single 256/512-channel head) the grid gets one block per 128
 //    output columns and each recomputes QK^T (2x / 4x the QK^T work; those attentions are small).
 //  * fp32: SIMT. A block is 4 warps x 4 query rows; a lane owns one key of a 32-key tile for the scores
 //    (4 query rows per K read) and D/32 output columns for P.V. Exact fp32 (no TF32), for fp32 models and
-//    as a second reference.
+//    as a second reference. KV_SHARED (d = 512 on 99 KB GPUs): V is fetched into K's buffer after the scores.
+// Tiles: attention_tile (attention_tiles.h, tested on the CPU) picks each bucket's tile from the device's opt-in
+// shared memory per block (queried once per device); the preferred tiles fit every supported GPU except at
+// d = 512 on sm_86/sm_89 (99 KB), which get the smaller ones above. The dynamic-smem attribute is raised once per
+// kernel and device (kernels/common/kernel_attrs.h).
 // Masking covers Lq/Lkv that are not tile multiples (query rows zero-filled and not stored; keys beyond
 // Lkv get -inf scores and zero V rows) and any head dim 1..512. 16-byte fetches need d, ld* multiples of 8
 // elements and 16-byte aligned bases; otherwise the same kernel fetches element by element.
 // Next steps if profiles ask: double-buffered K/V, wgmma (sm_90a) with TMA, split-KV for Lq=1.
 //
 // Test: tests/gpu/attention_test.cpp (vs attention_ref over d = 8..512, Lq/Lkv = 1..4096, self and
-// cross, strided views, all dtypes); causal: tests/gpu/attention_causal_test.cpp. Benchmark: bench
+// cross, strided views, all dtypes, the small tiles forced); causal: tests/gpu/attention_causal_test.cpp; tile
+// choice per GPU class (CPU): tests/attention_tile_test.cpp. Benchmark: bench
 // (TFLOP/s = 4*B*H*Lq*Lkv*d / time; causal rows count the visible half).
+#include <algorithm>
 #include <cmath>
 #include <string>
 
 #include "kernels/attention/attention.h"
 #include "kernels/common/cuda_check.h"
 #include "kernels/common/cuda_types.cuh"
+#include "kernels/common/kernel_attrs.h"
 
 namespace diffrt {
 namespace {
@@ -289,14 +296,15 @@ __global__ void __launch_bounds__(128) attn_mma(AttnArgs a) {
 }
 
 // ---- fp32 SIMT kernel --------------------------------------------------------------------------
-// grid (ceil(Lq/16), heads, batch), block 128, dynamic smem: Q [16][D], K [32][D+1], V [32][D] floats.
-template <int D>
+// grid (ceil(Lq/16), heads, batch), block 128, dynamic smem: Q [16][D], K [32][D+1], V [32][D] floats;
+// KV_SHARED: V [32][D] lives in K's buffer and is fetched once the scores of the tile are in registers.
+template <int D, bool KV_SHARED>
 __global__ void __launch_bounds__(128) attn_f32(AttnArgs a) {
   constexpr int RQ = 4, BQ = 16, BK = 32, E = D / 32;
   extern __shared__ __align__(16) unsigned char attn_smem[];
   float* sQ = reinterpret_cast<float*>(attn_smem);
   float* sK = sQ + BQ * D;
-  float* sV = sK + BK * (D + 1);
+  float* sV = KV_SHARED ? sK : sK + BK * (D + 1);
 
   const int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * BQ;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -325,7 +333,7 @@ __global__ void __launch_bounds__(128) attn_f32(AttnArgs a) {
       int r = idx / D, c = idx % D;
       bool valid = k0 + r < a.lkv && c < a.d;
       sK[r * (D + 1) + c] = valid ? kg[(long long)(k0 + r) * a.ldk + c] : 0.0f;
-      sV[r * D + c] = valid ? vg[(long long)(k0 + r) * a.ldv + c] : 0.0f;
+      if (!KV_SHARED) sV[r * D + c] = valid ? vg[(long long)(k0 + r) * a.ldv + c] : 0.0f;
     }
     __syncthreads();
 
@@ -353,6 +361,15 @@ __global__ void __launch_bounds__(128) attn_f32(AttnArgs a) {
       m[i] = m_new;
 #pragma unroll
       for (int e = 0; e < E; ++e) acc[i][e] *= alpha;
+    }
+    if (KV_SHARED) {
+      __syncthreads();  // every warp is done reading sK (its scores are in registers)
+      for (int idx = threadIdx.x; idx < BK * D; idx += 128) {
+        int r = idx / D, c = idx % D;
+        bool valid = k0 + r < a.lkv && c < a.d;
+        sV[r * D + c] = valid ? vg[(long long)(k0 + r) * a.ldv + c] : 0.0f;
+      }
+      __syncthreads();
     }
     const int kmax = min(BK, kend - k0);
     for (int kk = 0; kk < kmax; ++kk) {
@@ -383,13 +400,14 @@ __global__ void __launch_bounds__(128) attn_f32(AttnArgs a) {
 }
 
 // ---- launchers -------------------------------------------------------------------------------
-template <class T, int D>
-void launch_mma(const AttnArgs& a, cudaStream_t stream) {
-  constexpr int DO = D <= 160 ? D : 128;
-  constexpr int BK = D <= 128 ? 64 : 32;
-  constexpr size_t smem = size_t(64 * (D + 8) + BK * (D + 8) + BK * (DO + 8)) * sizeof(T);
+// tile: attention_tile's choice for this call (attention_tiles.h); its bytes are the kernel's layout by construction.
+template <class T, int D, int BK>
+void launch_mma(const AttnArgs& a, const AttentionTile& tile, cudaStream_t stream) {
+  constexpr int DO = attention_mma_out_cols(D);
+  constexpr size_t smem = attention_mma_smem(D, BK, sizeof(T));
+  DIFFRT_REQUIRE(tile.smem_bytes == smem, ErrorCode::Internal, "attention: tile bytes disagree with the kernel's");
   auto kernel = attn_mma<T, D, DO, BK>;
-  DIFFRT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  ensure_dynamic_smem(reinterpret_cast<const void*>(kernel), smem);
   AttnArgs args = a;
   args.nchunks = int(ceil_div(a.d, DO));  // chunks wholly past head_dim are not launched
   dim3 grid(unsigned(ceil_div(a.lq, 64)), unsigned(a.heads * args.nchunks), unsigned(a.batch));
@@ -397,46 +415,64 @@ void launch_mma(const AttnArgs& a, cudaStream_t stream) {
   DIFFRT_CUDA_CHECK_LAUNCH();
 }
 
-template <int D>
-void launch_f32(const AttnArgs& a, cudaStream_t stream) {
-  constexpr size_t smem = size_t(16 * D + 32 * (D + 1) + 32 * D) * sizeof(float);
-  auto kernel = attn_f32<D>;
-  DIFFRT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+template <int D, bool KV_SHARED>
+void launch_f32(const AttnArgs& a, const AttentionTile& tile, cudaStream_t stream) {
+  constexpr size_t smem = attention_f32_smem(D, KV_SHARED);
+  DIFFRT_REQUIRE(tile.smem_bytes == smem, ErrorCode::Internal, "attention: tile bytes disagree with the kernel's");
+  auto kernel = attn_f32<D, KV_SHARED>;
+  ensure_dynamic_smem(reinterpret_cast<const void*>(kernel), smem);
   dim3 grid(unsigned(ceil_div(a.lq, 16)), unsigned(a.heads), unsigned(a.batch));
   kernel<<<grid, 128, smem, stream>>>(a);
   DIFFRT_CUDA_CHECK_LAUNCH();
 }
 
-// The bucket comes from attention_cuda_launch (attention.h), so what tests and benchmarks report is what runs.
+[[noreturn]] void no_instantiation(const AttentionTile& t) {
+  fail(ErrorCode::Internal, "attention: no kernel for bucket " + std::to_string(t.head_dim_bucket) + " kv_tile " +
+                                std::to_string(t.kv_tile) + (t.kv_shared ? " kv_shared" : ""));
+}
+
+// The tile comes from attention_tile (attention_tiles.h), so what tests and benchmarks report is what runs; each
+// (bucket, kv_tile) it can return has its instantiation here.
 template <class T>
-void dispatch_mma(const AttnArgs& a, cudaStream_t stream) {
-  switch (attention_mma_bucket(a.d)) {
-    case 32: launch_mma<T, 32>(a, stream); break;
-    case 48: launch_mma<T, 48>(a, stream); break;
-    case 64: launch_mma<T, 64>(a, stream); break;
-    case 80: launch_mma<T, 80>(a, stream); break;
-    case 128: launch_mma<T, 128>(a, stream); break;
-    case 160: launch_mma<T, 160>(a, stream); break;
-    case 256: launch_mma<T, 256>(a, stream); break;
-    default: launch_mma<T, 512>(a, stream); break;
+void dispatch_mma(const AttnArgs& a, const AttentionTile& t, cudaStream_t stream) {
+  switch (t.head_dim_bucket) {
+    case 32: launch_mma<T, 32, 64>(a, t, stream); break;
+    case 48: launch_mma<T, 48, 64>(a, t, stream); break;
+    case 64: launch_mma<T, 64, 64>(a, t, stream); break;
+    case 80: launch_mma<T, 80, 64>(a, t, stream); break;
+    case 128: launch_mma<T, 128, 64>(a, t, stream); break;
+    case 160: launch_mma<T, 160, 32>(a, t, stream); break;
+    case 256: launch_mma<T, 256, 32>(a, t, stream); break;
+    case 512:
+      if (t.kv_tile == 32) launch_mma<T, 512, 32>(a, t, stream);
+      else if (t.kv_tile == 16) launch_mma<T, 512, 16>(a, t, stream);
+      else no_instantiation(t);
+      break;
+    default: no_instantiation(t);
   }
 }
 
-void dispatch_f32(const AttnArgs& a, cudaStream_t stream) {
-  switch (attention_f32_bucket(a.d)) {
-    case 32: launch_f32<32>(a, stream); break;
-    case 64: launch_f32<64>(a, stream); break;
-    case 96: launch_f32<96>(a, stream); break;
-    case 128: launch_f32<128>(a, stream); break;
-    case 160: launch_f32<160>(a, stream); break;
-    case 256: launch_f32<256>(a, stream); break;
-    default: launch_f32<512>(a, stream); break;
+void dispatch_f32(const AttnArgs& a, const AttentionTile& t, cudaStream_t stream) {
+  if (t.kv_tile != 32 || (t.kv_shared && t.head_dim_bucket != 512)) no_instantiation(t);
+  switch (t.head_dim_bucket) {
+    case 32: launch_f32<32, false>(a, t, stream); break;
+    case 64: launch_f32<64, false>(a, t, stream); break;
+    case 96: launch_f32<96, false>(a, t, stream); break;
+    case 128: launch_f32<128, false>(a, t, stream); break;
+    case 160: launch_f32<160, false>(a, t, stream); break;
+    case 256: launch_f32<256, false>(a, t, stream); break;
+    case 512:
+      if (t.kv_shared) launch_f32<512, true>(a, t, stream);
+      else launch_f32<512, false>(a, t, stream);
+      break;
+    default: no_instantiation(t);
   }
 }
 
 }  // namespace
 
-void attention_cuda(const AttentionParams& p, cudaStream_t stream) {
+namespace {
+void attention_run(const AttentionParams& p, cudaStream_t stream, size_t smem_optin) {
   DIFFRT_REQUIRE(p.q && p.k && p.v && p.o, ErrorCode::InvalidArgument, "attention_cuda: null pointer");
   DIFFRT_REQUIRE(p.batch > 0 && p.heads > 0 && p.lq > 0 && p.lkv > 0 && p.head_dim > 0,
                  ErrorCode::InvalidArgument,
@@ -457,11 +493,19 @@ void attention_cuda(const AttentionParams& p, cudaStream_t stream) {
   a.vec = p.dtype != DType::F32 && p.head_dim % 8 == 0 && p.ldq % 8 == 0 && p.ldk % 8 == 0 &&
           p.ldv % 8 == 0 && p.ldo % 8 == 0 && aligned_to(p.q, 16) && aligned_to(p.k, 16) &&
           aligned_to(p.v, 16) && aligned_to(p.o, 16);
+  const AttentionTile tile = attention_tile(p.head_dim, p.dtype, smem_optin);
   switch (p.dtype) {
-    case DType::F32: dispatch_f32(a, stream); break;
-    case DType::F16: dispatch_mma<__half>(a, stream); break;
-    case DType::BF16: dispatch_mma<__nv_bfloat16>(a, stream); break;
+    case DType::F32: dispatch_f32(a, tile, stream); break;
+    case DType::F16: dispatch_mma<__half>(a, tile, stream); break;
+    case DType::BF16: dispatch_mma<__nv_bfloat16>(a, tile, stream); break;
   }
+}
+}  // namespace
+
+void attention_cuda(const AttentionParams& p, cudaStream_t stream) { attention_run(p, stream, device_smem_optin()); }
+
+void attention_cuda_with_smem_limit(const AttentionParams& p, cudaStream_t stream, size_t smem_optin) {
+  attention_run(p, stream, std::min(smem_optin, device_smem_optin()));
 }
 
 }  // namespace diffrt

@@ -6,7 +6,10 @@
 #pragma once
 #include <cuda_runtime_api.h>
 
+#include <cstddef>
+
 #include "base/dtype.h"
+#include "kernels/attention/attention_tiles.h"
 
 namespace diffrt {
 
@@ -25,34 +28,33 @@ struct AttentionParams {
 void attention_ref(const AttentionParams& p);  // CPU reference; dtype must be F32
 void attention_cuda(const AttentionParams& p, cudaStream_t stream);
 
-// How attention_cuda runs a call (pure host logic of the shape and dtype; the launcher uses it, tests prove which
-// path a model's shapes take without a GPU, the benchmark names the path it timed).
+// attention_cuda with the tiles chosen for an opt-in shared-memory limit of min(smem_optin, the device's): tests
+// force the small tiles of 99 KB GPUs (kSmemOptinSm86) on a larger GPU with it. Not for production use.
+void attention_cuda_with_smem_limit(const AttentionParams& p, cudaStream_t stream, size_t smem_optin);
+
+// How attention_cuda runs a call (pure host logic of the shape, dtype and the device's opt-in shared memory per
+// block; the launcher uses it, tests prove which path a model's shapes take without a GPU, the benchmark names the
+// path it timed). The default limit is sm_90's (H100/H200, where benchmarks run); on sm_86/sm_89 (99 KB) head dim
+// 512 runs smaller tiles (attention_tiles.h).
 struct AttentionLaunch {
   bool tensor_cores = false;  // fp16/bf16: mma.sync m16n8k16 with fp32 accumulation; fp32: exact SIMT kernel
   int head_dim_bucket = 0;    // the compiled head dim the call runs at (d zero-padded up to it in shared memory)
   int kv_tile = 0;            // keys per K/V tile
   int out_chunks = 1;         // blocks per (query tile, head) along the output columns (d > 160: 128 columns each)
+  bool kv_shared = false;     // fp32: K and V of a tile share one shared-memory buffer
+  size_t smem_bytes = 0;      // dynamic shared memory per block
 };
-// Tensor-core head-dim buckets: 32, 48, 64, 80, 128, 160, 256, 512 (multiples of 16, the mma k). DiT's d = 72 runs
-// in the 80 bucket: 72 of 80 columns useful (90%); SD's 40 in 48, 80 and 160 exactly.
-inline int attention_mma_bucket(int d) {
-  return d <= 32 ? 32 : d <= 48 ? 48 : d <= 64 ? 64 : d <= 80 ? 80 : d <= 128 ? 128 : d <= 160 ? 160 : d <= 256 ? 256 : 512;
-}
-// fp32 SIMT buckets: multiples of 32 (a lane owns d/32 output columns).
-inline int attention_f32_bucket(int d) {
-  return d <= 32 ? 32 : d <= 64 ? 64 : d <= 96 ? 96 : d <= 128 ? 128 : d <= 160 ? 160 : d <= 256 ? 256 : 512;
-}
-inline AttentionLaunch attention_cuda_launch(const AttentionParams& p) {
+inline AttentionLaunch attention_cuda_launch(const AttentionParams& p, size_t smem_optin = kSmemOptinSm90) {
+  const AttentionTile t = attention_tile(p.head_dim, p.dtype, smem_optin);
   AttentionLaunch l;
   l.tensor_cores = p.dtype != DType::F32;
+  l.head_dim_bucket = t.head_dim_bucket;
+  l.kv_tile = t.kv_tile;
+  l.kv_shared = t.kv_shared;
+  l.smem_bytes = t.smem_bytes;
   if (l.tensor_cores) {
-    l.head_dim_bucket = attention_mma_bucket(p.head_dim);
-    l.kv_tile = l.head_dim_bucket <= 128 ? 64 : 32;
-    const int out_cols = l.head_dim_bucket <= 160 ? l.head_dim_bucket : 128;
+    const int out_cols = attention_mma_out_cols(t.head_dim_bucket);
     l.out_chunks = (p.head_dim + out_cols - 1) / out_cols;
-  } else {
-    l.head_dim_bucket = attention_f32_bucket(p.head_dim);
-    l.kv_tile = 32;
   }
   return l;
 }

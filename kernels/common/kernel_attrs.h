@@ -5,8 +5,8 @@
 // below remembers the largest limit it set per (kernel, device) and calls the driver only when a launch needs
 // more. The cache mirrors driver state (it carries no session state), is guarded by a mutex, and is safe
 // from any number of threads and sessions.
-// Users: timestep_embedding.cu. attention.cu still calls cudaFuncSetAttribute on every launch of its large-tile
-// kernels; it moves here with the attention work of issue 16 item 2 (tile choice from the opt-in limit).
+// The opt-in shared memory per block of a device is queried once per device and cached the same way.
+// Users: timestep_embedding.cu, attention.cu.
 #pragma once
 #include <cstddef>
 
@@ -19,5 +19,9 @@ void ensure_dynamic_smem(const void* kernel, size_t bytes);
 // The number of cudaFuncSetAttribute calls ensure_dynamic_smem has made in this process (tests check that a
 // second launch of the same shape makes none).
 size_t dynamic_smem_attribute_calls();
+
+// The current device's opt-in limit of dynamic shared memory per block (cudaDevAttrMaxSharedMemoryPerBlockOptin),
+// queried once per device. Throws Error(Cuda) when the query fails.
+size_t device_smem_optin();
 
 }  // namespace diffrt

@@ -3,8 +3,9 @@
 // around the 64-row (tensor-core) and 16-row (fp32) query blocks, longer sequences where whole key tiles
 // are skipped, head dims through every template bucket (8..512, incl. the column-chunked d > 160), a fused
 // QKV buffer with a strided output whose gap columns must stay poisoned, misaligned pointers, Lq != Lkv,
-// and V rows holding 1e4 where no query may look (a leak would dominate the output). All dtypes; guard
-// bytes, poisoned outputs, NaN checks and nmse bounds as in gpu_test_util.h.
+// and V rows holding 1e4 where no query may look (a leak would dominate the output); d = 512 with the small tiles
+// of 99 KB GPUs (sm_86/sm_89) forced. All dtypes; guard bytes, poisoned outputs, NaN checks and nmse bounds as in
+// gpu_test_util.h.
 #include <cmath>
 #include <string>
 #include <vector>
@@ -20,7 +21,8 @@ struct Case {
 };
 enum class Layout { Contiguous, PackedQkv, Misaligned };
 
-void run_case(const Case& s, DType t, Layout layout, bool poison_hidden = false) {
+// smem_limit != 0: run with the tiles of a GPU with that opt-in shared memory per block.
+void run_case(const Case& s, DType t, Layout layout, bool poison_hidden = false, size_t smem_limit = 0) {
   const int hd = s.h * s.d;
   const bool packed = layout == Layout::PackedQkv;
   const size_t off = layout == Layout::Misaligned ? 1 : 0;
@@ -59,7 +61,10 @@ void run_case(const Case& s, DType t, Layout layout, bool poison_hidden = false)
   DevTensor dout(out_count, t, off);
   dout.poison();
   p.o = dout.ptr();
-  attention_cuda(p, nullptr);
+  if (smem_limit)
+    attention_cuda_with_smem_limit(p, nullptr, smem_limit);
+  else
+    attention_cuda(p, nullptr);
   sync_check();
 
   std::vector<float> ref(out_count, 0.0f);
@@ -74,7 +79,8 @@ void run_case(const Case& s, DType t, Layout layout, bool poison_hidden = false)
   const std::string what = "causal attn b=" + std::to_string(s.b) + " h=" + std::to_string(s.h) + " lq=" +
                            std::to_string(s.lq) + " lkv=" + std::to_string(s.lkv) + " d=" + std::to_string(s.d) + " " +
                            dtype_name(t) + (packed ? " packed" : off ? " misaligned" : "") +
-                           (poison_hidden ? " poisoned-hidden-V" : "");
+                           (poison_hidden ? " poisoned-hidden-V" : "") +
+                           (smem_limit ? " smem_limit=" + std::to_string(smem_limit) : "");
   EXPECT_TRUE(dout.guards_intact()) << what << ": guard bytes overwritten";
   std::vector<float> all = dout.download(), got, want;
   std::vector<uint8_t> raw = dout.download_raw();
@@ -123,6 +129,16 @@ TEST(AttentionCausalGpu, MisalignedAndUnequalLengths) {
     run_case({1, 2, 77, 20, 64}, t, Layout::Contiguous);    // Lq > Lkv: late rows see every key
     run_case({2, 2, 20, 300, 64}, t, Layout::Contiguous, true);  // keys >= Lq hold 1e4: never fetched
     run_case({1, 1, 70, 333, 32}, t, Layout::Contiguous, true);
+  }
+}
+
+// d = 512 on 99 KB GPUs: 16-key tiles (fp16/bf16) put the diagonal in every 16-key tile; fp32 shares K/V.
+TEST(AttentionCausalGpu, HeadDim512SmallTiles) {
+  DIFFRT_SKIP_WITHOUT_GPU();
+  for (DType t : kAllDtypes) {
+    run_case({1, 1, 70, 70, 512}, t, Layout::Contiguous, false, kSmemOptinSm86);
+    run_case({1, 1, 17, 17, 512}, t, Layout::Contiguous, false, kSmemOptinSm86);
+    run_case({1, 1, 20, 300, 512}, t, Layout::Contiguous, true, kSmemOptinSm86);
   }
 }
 

@@ -2,14 +2,17 @@
 // 512; Lq/Lkv of 1, 7, 77, 256, 1000, 4096 (not tile multiples); self and cross attention; separate
 // contiguous q/k/v/o, a packed QKV buffer with a padded (strided) output whose gap columns must stay
 // untouched, and misaligned base pointers (element-wise fetch path); all dtypes; large logits (online
-// softmax rescaling); DiT's head dim 72 with 16 heads at 256 and 1024 tokens. See gpu_test_util.h for the method
-// and bounds.
+// softmax rescaling); DiT's head dim 72 with 16 heads at 256 and 1024 tokens; the small tiles of 99 KB GPUs
+// (sm_86/sm_89: d = 512 with 16-key tiles, fp32 with K and V in one buffer) forced on any GPU through
+// attention_cuda_with_smem_limit; the dynamic-smem attribute set once per kernel and device, not per launch. See
+// gpu_test_util.h for the method and bounds.
 #include "kernels/attention/attention.h"
 
 #include <cmath>
 #include <string>
 #include <vector>
 
+#include "kernels/common/kernel_attrs.h"
 #include "tests/gpu/gpu_test_util.h"
 
 namespace diffrt::test {
@@ -24,8 +27,9 @@ const char* layout_name(Layout l) {
   return l == Layout::Contiguous ? "contiguous" : l == Layout::PackedQkv ? "packed-qkv" : "misaligned";
 }
 
-// ldo gets 8 spare columns in the packed layout: they must come back as poison.
-void run_case(const AttnCase& s, DType t, Layout layout, float logit_scale = 1.0f) {
+// ldo gets 8 spare columns in the packed layout: they must come back as poison. smem_limit != 0: run with the tiles
+// of a GPU with that opt-in shared memory per block (attention_cuda_with_smem_limit).
+void run_case(const AttnCase& s, DType t, Layout layout, float logit_scale = 1.0f, size_t smem_limit = 0) {
   const int hd = s.h * s.d;
   const bool packed = layout == Layout::PackedQkv;
   ASSERT_TRUE(!packed || s.lq == s.lkv);
@@ -68,7 +72,10 @@ void run_case(const AttnCase& s, DType t, Layout layout, float logit_scale = 1.0
   DevTensor dout(out_count, t, off);
   dout.poison();
   p.o = dout.ptr();
-  attention_cuda(p, nullptr);
+  if (smem_limit)
+    attention_cuda_with_smem_limit(p, nullptr, smem_limit);
+  else
+    attention_cuda(p, nullptr);
   sync_check();
 
   std::vector<float> ref(out_count, 0.0f);
@@ -88,7 +95,8 @@ void run_case(const AttnCase& s, DType t, Layout layout, float logit_scale = 1.0
 
   const std::string what = "attn b=" + std::to_string(s.b) + " h=" + std::to_string(s.h) + " lq=" +
                            std::to_string(s.lq) + " lkv=" + std::to_string(s.lkv) + " d=" + std::to_string(s.d) +
-                           " " + dtype_name(t) + " " + layout_name(layout);
+                           " " + dtype_name(t) + " " + layout_name(layout) +
+                           (smem_limit ? " smem_limit=" + std::to_string(smem_limit) : "");
   EXPECT_TRUE(dout.guards_intact()) << what << ": guard bytes overwritten";
   // Gather the hd valid columns of every row; the gap columns must still hold the 0xFF poison.
   std::vector<float> all = dout.download(), got, want;
@@ -175,6 +183,49 @@ TEST(AttentionGpu, DiTHeadDim72) {
     }
   }
   EXPECT_EQ(ran, 18);
+}
+
+// The SD VAE's mid-block attention (one head of 512) on 99 KB GPUs (sm_86/sm_89): 16-key tiles for fp16/bf16, one
+// K/V buffer for fp32. Forced here on whatever GPU runs the test, against attention_ref; head dims 257..512 share
+// the 512 bucket. Lkv of 1, 15, 16, 17, 33 and 1000 cover partial and whole 16-key tiles.
+TEST(AttentionGpu, HeadDim512SmallTiles) {
+  DIFFRT_SKIP_WITHOUT_GPU();
+  for (DType t : kAllDtypes) {
+    AttentionParams q;
+    q.head_dim = 512;
+    q.dtype = t;
+    const AttentionLaunch l = attention_cuda_launch(q, kSmemOptinSm86);
+    EXPECT_EQ(l.kv_tile, t == DType::F32 ? 32 : 16) << dtype_name(t);
+    EXPECT_EQ(l.kv_shared, t == DType::F32) << dtype_name(t);
+  }
+  const AttnCase cases[] = {{1, 1, 1024, 1024, 512}, {2, 1, 256, 256, 512}, {1, 1, 77, 1, 512},
+                            {1, 2, 65, 15, 512},     {1, 1, 33, 17, 512},   {1, 1, 100, 33, 300},
+                            {2, 1, 64, 1000, 257}};
+  for (const AttnCase& s : cases)
+    for (DType t : kAllDtypes) run_case(s, t, Layout::Contiguous, 1.0f, kSmemOptinSm86);
+  for (DType t : kAllDtypes) {
+    run_case({1, 1, 16, 16, 512}, t, Layout::PackedQkv, 1.0f, kSmemOptinSm86);
+    run_case({1, 1, 33, 17, 512}, t, Layout::Misaligned, 1.0f, kSmemOptinSm86);
+    run_case({1, 1, 64, 300, 512}, t, Layout::Contiguous, 4.0f, kSmemOptinSm86);  // large logits
+  }
+}
+
+// The device's own limit picks the same tiles as attention_tile on the CPU; a repeated launch sets no attribute.
+TEST(AttentionGpu, DynamicSmemAttributeSetOncePerKernel) {
+  DIFFRT_SKIP_WITHOUT_GPU();
+  const size_t optin = device_smem_optin();
+  EXPECT_GE(optin, kSmemOptinSm86);
+  EXPECT_EQ(device_smem_optin(), optin);
+  for (DType t : kAllDtypes) {
+    const AttnCase s{1, 1, 64, 64, 512};  // > 48 KiB in every dtype
+    const size_t c0 = dynamic_smem_attribute_calls();
+    run_case(s, t, Layout::Contiguous);
+    const size_t c1 = dynamic_smem_attribute_calls();
+    EXPECT_LE(c1 - c0, 1u) << dtype_name(t);
+    run_case(s, t, Layout::Contiguous);
+    run_case(s, t, Layout::Contiguous);
+    EXPECT_EQ(dynamic_smem_attribute_calls(), c1) << dtype_name(t) << ": the attribute was set again";
+  }
 }
 
 TEST(AttentionGpu, RejectsBadArguments) {
