@@ -30,53 +30,20 @@ const char* const kCases[] = {"dit_s8_sigma", "dit_s12_eps", "dit_c10"};
 
 std::string fixture(const std::string& c) { return test::source_path("tests/fixtures/dit/" + c + "/pipeline"); }
 
-std::string copy_fixture(const std::string& c) {
-  std::string dst = test::temp_dir("ditconv_" + c) + "/pipeline";
-  fs::copy(fixture(c), dst, fs::copy_options::recursive);
-  return dst;
-}
+std::string copy_fixture(const std::string& c) { return test::copy_tree(fixture(c), "ditconv_" + c, "pipeline"); }
 
-json load_json(const std::string& path) { return json::parse(std::ifstream(path)); }
-void save_json(const std::string& path, const json& j) { std::ofstream(path) << j.dump(2); }
-
-ConvertReport convert(const std::string& dir, const std::string& out, ConvertOptions opt = {}) {
-  opt.input = dir;
-  opt.output = out;
-  return convert_diffusers(opt);
-}
-
-std::pair<ErrorCode, std::string> convert_error(const std::string& dir, ConvertOptions opt = {}) {
-  opt.input = dir;
-  opt.output = dir + "/../out.drt";
-  try {
-    convert_diffusers(opt);
-  } catch (const Error& e) {
-    EXPECT_FALSE(fs::exists(opt.output)) << "a failed conversion must not leave an output file";
-    return {e.code(), e.what()};
-  }
-  ADD_FAILURE() << "conversion of " << dir << " unexpectedly succeeded";
-  return {ErrorCode::Internal, ""};
-}
+using test::convert;
+using test::convert_error;
+using test::load_json;
+using test::save_json;
 
 void expect_error(const std::pair<ErrorCode, std::string>& e, ErrorCode code, std::initializer_list<const char*> parts) {
   EXPECT_EQ(int(e.first), int(code)) << e.second;
   for (const char* p : parts) EXPECT_NE(e.second.find(p), std::string::npos) << "'" << p << "' not in: " << e.second;
 }
 
-void edit_weights(const std::string& file, const std::function<void(std::map<std::string, SafeTensor>&)>& f) {
-  SafeTensorsFile st = read_safetensors(file);
-  f(st.tensors);
-  std::vector<SafeTensor> all;
-  for (auto& [k, v] : st.tensors) all.push_back(v);
-  auto bytes = encode_safetensors(all, st.metadata);
-  write_file_atomic(file, bytes.data(), bytes.size());
-}
-
-bool has_warning(const ConvertReport& r, const std::string& what) {
-  for (const auto& w : r.warnings)
-    if (w.find(what) != std::string::npos) return true;
-  return false;
-}
+using test::edit_weights;
+using test::has_warning;
 
 template <class A>
 int count_ops(const Graph& g) {

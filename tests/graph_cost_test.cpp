@@ -20,11 +20,7 @@ using nlohmann::json;
 
 namespace {
 
-json load(const std::string& rel) {
-  std::ifstream f(test::source_path(rel));
-  if (!f) throw std::runtime_error("missing test data " + test::source_path(rel));
-  return json::parse(f);
-}
+json load(const std::string& rel) { return test::load_source_json(rel); }
 
 double by_op(const GraphCost& c, const char* op) {
   auto it = c.flops_by_op.find(op);

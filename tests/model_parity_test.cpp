@@ -20,13 +20,7 @@ using namespace diffrt;
 
 namespace {
 
-std::vector<std::string> fixture_dirs() {
-  std::vector<std::string> out;
-  for (const auto& e : fs::directory_iterator(test::source_path("tests/fixtures/models")))
-    if (fs::exists(e.path() / "x.npy") && fs::exists(e.path() / "out.npy")) out.push_back(e.path().string());
-  std::sort(out.begin(), out.end());
-  return out;
-}
+std::vector<std::string> fixture_dirs() { return test::model_fixture_dirs(); }
 
 struct Result { double rel, max_abs; };
 

@@ -20,10 +20,7 @@ using json = nlohmann::json;
 
 namespace {
 std::string fx(const std::string& name) { return test::source_path("tests/fixtures/scheduler/" + name); }
-json manifest() {
-  std::ifstream f(fx("manifest.json"));
-  return json::parse(f);
-}
+json manifest() { return test::load_json(fx("manifest.json")); }
 uint32_t bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
 }  // namespace
 

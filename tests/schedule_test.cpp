@@ -21,10 +21,7 @@ namespace {
 
 std::string fx(const std::string& name) { return test::source_path("tests/fixtures/scheduler/" + name); }
 
-json manifest() {
-  std::ifstream f(fx("manifest.json"));
-  return json::parse(f);
-}
+json manifest() { return test::load_json(fx("manifest.json")); }
 
 double max_rel(const std::vector<float>& a, const std::vector<float>& b) {
   double m = 0;
@@ -37,17 +34,7 @@ double max_rel(const std::vector<float>& a, const std::vector<float>& b) {
   return m;
 }
 
-// Expects `fn` to throw diffrt::Error with `code` and a message containing `needle`.
-template <typename F>
-void expect_error(F&& fn, ErrorCode code, const std::string& needle) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error thrown; expected one naming " << needle;
-  } catch (const Error& e) {
-    EXPECT_EQ(int(e.code()), int(code)) << e.what();
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << "message: " << e.what();
-  }
-}
+using test::expect_error;
 
 }  // namespace
 

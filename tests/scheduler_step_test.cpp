@@ -25,10 +25,7 @@ namespace {
 
 std::string fx(const std::string& name) { return test::source_path("tests/fixtures/scheduler/" + name); }
 
-json manifest() {
-  std::ifstream f(fx("manifest.json"));
-  return json::parse(f);
-}
+json manifest() { return test::load_json(fx("manifest.json")); }
 
 struct Tensor4 { std::vector<float> nhwc; int n = 0, c = 0, h = 0, w = 0; };
 

@@ -25,11 +25,7 @@ using nlohmann::json;
 
 namespace {
 
-json load(const std::string& rel) {
-  std::ifstream f(test::source_path(rel));
-  if (!f) throw std::runtime_error("missing test data " + test::source_path(rel));
-  return json::parse(f);
-}
+json load(const std::string& rel) { return test::load_source_json(rel); }
 
 // "name<TAB>(a, b, c)" lines -> name -> shape.
 std::map<std::string, TensorShape> read_keys(const std::string& rel) {

@@ -39,9 +39,7 @@ std::vector<float> npy_f32(const fs::path& p) { return read_npy(p.string()).as_f
 TEST(SdPromptParity, PipelinesMatchStableDiffusionPipeline) {
   const ModelFile& mf = model();
   CpuWeights weights(mf);
-  std::vector<fs::path> dirs;
-  for (const auto& r : fs::directory_iterator(source_path("tests/fixtures/sd/sd1_text/pipelines"))) dirs.push_back(r.path());
-  std::sort(dirs.begin(), dirs.end());
+  const std::vector<fs::path> dirs = sorted_run_dirs(source_path("tests/fixtures/sd/sd1_text/pipelines"));
   ASSERT_EQ(dirs.size(), 3u);
   for (const fs::path& d : dirs) {
     const nlohmann::json meta = nlohmann::json::parse(std::ifstream(d / "meta.json"));

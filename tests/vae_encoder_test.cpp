@@ -198,29 +198,10 @@ TEST(VaeEncoderConvert, OptionsAndCheckpointsWithoutEncoder) {
 
 namespace {
 
-struct Parts {
-  json header;
-  std::vector<uint8_t> data;
-};
-Parts split(const std::vector<uint8_t>& f) {
-  uint64_t h = 0;
-  for (int i = 7; i >= 0; --i) h = (h << 8) | f[16 + size_t(i)];
-  Parts p;
-  p.header = json::parse(f.begin() + 24, f.begin() + 24 + long(h));
-  p.data.assign(f.begin() + long(align_up(24 + h, kDataAlignment)), f.end());
-  return p;
-}
+using Parts = test::ModelFileParts;
+Parts split(const std::vector<uint8_t>& f) { return test::split_model_file(f); }
 std::vector<uint8_t> assemble(const json& header, const std::vector<uint8_t>& data, uint32_t version) {
-  const std::string text = header.dump();
-  std::vector<uint8_t> f(kMagic, kMagic + 8);
-  auto put = [&](uint64_t v, int n) { for (int i = 0; i < n; ++i) f.push_back(uint8_t(v >> (8 * i))); };
-  put(version, 4);
-  put(0, 4);
-  put(text.size(), 8);
-  f.insert(f.end(), text.begin(), text.end());
-  f.resize(align_up(f.size(), kDataAlignment), 0);
-  f.insert(f.end(), data.begin(), data.end());
-  return f;
+  return test::assemble_model_file(header.dump(), data, version);
 }
 std::vector<uint8_t> file_bytes(const std::string& path) {
   std::ifstream f(path, std::ios::binary);

@@ -136,9 +136,7 @@ TEST(TextEncoderCuda, PromptPipelinesMatchStableDiffusionPipeline) {
   CudaContext ctx;
   const ModelFile& mf = converted("sd1");
   CudaWeights w(mf);
-  std::vector<fs::path> dirs;
-  for (const auto& r : fs::directory_iterator(source_path("tests/fixtures/sd/sd1_text/pipelines"))) dirs.push_back(r.path());
-  std::sort(dirs.begin(), dirs.end());
+  const std::vector<fs::path> dirs = sorted_run_dirs(source_path("tests/fixtures/sd/sd1_text/pipelines"));
   int runs = 0;
   for (const fs::path& d : dirs) {
     const nlohmann::json meta = nlohmann::json::parse(std::ifstream(d / "meta.json"));
