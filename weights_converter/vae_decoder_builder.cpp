@@ -131,22 +131,15 @@ AutoencoderKLConfig parse_autoencoder_kl_config(const json& j, const std::string
   return c;
 }
 
-Graph build_vae_decoder_graph(const AutoencoderKLConfig& cfg) {
-  GraphBuilder b(kVaeTensorPrefix);
-  build(b, cfg);
-  return b.graph;
-}
+Graph build_vae_decoder_graph(const AutoencoderKLConfig& cfg) { return built_graph(kVaeTensorPrefix, build, cfg).graph; }
 
 std::map<std::string, TensorShape> vae_decoder_expected_tensors(const AutoencoderKLConfig& cfg) {
-  GraphBuilder b(kVaeTensorPrefix);
-  build(b, cfg);
-  return b.expected;
+  return built_graph(kVaeTensorPrefix, build, cfg).expected;
 }
 
 BuiltModel build_vae_decoder(const AutoencoderKLConfig& cfg, const std::map<std::string, SafeTensor>& weights,
                              DType dtype, bool strict, const std::string& origin) {
-  GraphBuilder b(kVaeTensorPrefix);
-  build(b, cfg);
+  GraphBuilder b = built_graph(kVaeTensorPrefix, build, cfg);
   auto encoder_side = [](const std::string& name) {
     return name.rfind("encoder.", 0) == 0 || name.rfind("quant_conv.", 0) == 0;
   };

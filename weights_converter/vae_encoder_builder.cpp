@@ -59,22 +59,15 @@ bool has_vae_encoder_weights(const std::map<std::string, SafeTensor>& weights) {
   return it != weights.end() && it->first.rfind("encoder.", 0) == 0;
 }
 
-Graph build_vae_encoder_graph(const AutoencoderKLConfig& cfg) {
-  GraphBuilder b(kVaeTensorPrefix);
-  build(b, cfg);
-  return b.graph;
-}
+Graph build_vae_encoder_graph(const AutoencoderKLConfig& cfg) { return built_graph(kVaeTensorPrefix, build, cfg).graph; }
 
 std::map<std::string, TensorShape> vae_encoder_expected_tensors(const AutoencoderKLConfig& cfg) {
-  GraphBuilder b(kVaeTensorPrefix);
-  build(b, cfg);
-  return b.expected;
+  return built_graph(kVaeTensorPrefix, build, cfg).expected;
 }
 
 BuiltModel build_vae_encoder(const AutoencoderKLConfig& cfg, const std::map<std::string, SafeTensor>& weights,
                              DType dtype, bool strict, const std::string& origin) {
-  GraphBuilder b(kVaeTensorPrefix);
-  build(b, cfg);
+  GraphBuilder b = built_graph(kVaeTensorPrefix, build, cfg);
   // The decoder side (decoder.*, post_quant_conv.*, and anything else the decoder builder reports) is not ours.
   return finish_model(b, weights, dtype, strict, origin, [](const std::string& name) { return !encoder_side(name); });
 }
