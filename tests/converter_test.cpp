@@ -22,8 +22,7 @@ std::string copy_fixture(const std::string& name) {
   return test::copy_tree(test::source_path("tests/fixtures/models/" + name), "conv_" + name, "model");
 }
 
-using test::load_json;
-using test::save_json;
+using test::load_json, test::save_json;
 
 using test::convert_error;
 

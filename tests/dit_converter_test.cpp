@@ -32,18 +32,14 @@ std::string fixture(const std::string& c) { return test::source_path("tests/fixt
 
 std::string copy_fixture(const std::string& c) { return test::copy_tree(fixture(c), "ditconv_" + c, "pipeline"); }
 
-using test::convert;
-using test::convert_error;
-using test::load_json;
-using test::save_json;
+using test::convert, test::convert_error, test::load_json, test::save_json;
 
 void expect_error(const std::pair<ErrorCode, std::string>& e, ErrorCode code, std::initializer_list<const char*> parts) {
   EXPECT_EQ(int(e.first), int(code)) << e.second;
   for (const char* p : parts) EXPECT_NE(e.second.find(p), std::string::npos) << "'" << p << "' not in: " << e.second;
 }
 
-using test::edit_weights;
-using test::has_warning;
+using test::edit_weights, test::has_warning;
 
 template <class A>
 int count_ops(const Graph& g) {
@@ -58,24 +54,7 @@ const Node* node_named(const Graph& g, const std::string& name) {
   return nullptr;
 }
 
-// "name<TAB>(a, b, c)" lines (after '#' comments) -> name -> shape.
-std::map<std::string, TensorShape> read_keys(const std::string& rel) {
-  std::ifstream f(test::source_path(rel));
-  EXPECT_TRUE(f.good()) << rel;
-  std::map<std::string, TensorShape> out;
-  std::string line;
-  const std::regex num("[0-9]+");
-  while (std::getline(f, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    const size_t tab = line.find('\t');
-    EXPECT_NE(tab, std::string::npos) << line;
-    TensorShape s;
-    const std::string dims = line.substr(tab + 1);
-    for (std::sregex_iterator it(dims.begin(), dims.end(), num), end; it != end; ++it) s.push_back(std::stoll(it->str()));
-    out[line.substr(0, tab)] = s;
-  }
-  return out;
-}
+using test::read_key_shapes;
 
 DiTConfig xl2_config(const char* key = "transformer_256") {
   const json pub = load_json(test::source_path("tests/fixtures/dit/published_configs.json"));
@@ -275,18 +254,10 @@ TEST(DiTBuilder, XL2TensorsEqualDiffusersKeysAndShapes) {
   EXPECT_EQ(c.num_layers, 28);
   EXPECT_FLOAT_EQ(c.norm_eps, 1e-5f);  // no norm_eps in the hub config: the 0.27.2 default
   EXPECT_FLOAT_EQ(c.interpolation_scale, 1.0f);
-  const auto want = read_keys("tests/fixtures/dit/dit_xl2_256_keys_shapes.txt");
+  const auto want = read_key_shapes("tests/fixtures/dit/dit_xl2_256_keys_shapes.txt");
   ASSERT_EQ(want.size(), 538u);
   const auto got = dit_expected_tensors(c);
-  std::string diff;
-  for (const auto& [k, s] : want) {
-    auto it = got.find(k);
-    if (it == got.end()) diff += "\n  not built: " + k;
-    else if (it->second != s) diff += "\n  " + k + ": diffusers " + shape_str(s) + ", built " + shape_str(it->second);
-  }
-  for (const auto& [k, s] : got)
-    if (!want.count(k)) diff += "\n  not in diffusers: " + k;
-  EXPECT_EQ(diff, "");
+  EXPECT_EQ(test::shape_map_diff(want, got), "");
   EXPECT_EQ(expected_param_count(got), 749826464ull);
   // Stored: one embedder copy and the fused modulation linear (a concatenation: same element count).
   EXPECT_EQ(expected_param_count(dit_stored_tensors(c, true)), 674834720ull);

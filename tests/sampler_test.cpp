@@ -16,11 +16,11 @@
 
 using namespace diffrt;
 using json = nlohmann::json;
+using test::expect_error;
 
 namespace {
 
-std::string fx(const std::string& name) { return test::source_path("tests/fixtures/scheduler/" + name); }
-json manifest() { return test::load_json(fx("manifest.json")); }
+const test::FixtureDir fx{"scheduler"};
 
 // The fixture's fake UNet, in the same float32 operation order as the torch expression
 // 0.1 * x + 0.01 * t.float() / 1000 (+ label_coeff * label).
@@ -57,12 +57,10 @@ UNetFn generic_unet(size_t per, int cm, int c, std::vector<int>* bms = nullptr,
   };
 }
 
-using test::expect_error;
-
 }  // namespace
 
 TEST(Sampler, ReproducesDiffusersPipelinesWithTorchRng) {
-  json m = manifest();
+  json m = fx.manifest();
   ASSERT_FALSE(m["pipelines"].empty());
   for (const json& e : m["pipelines"]) {
     const std::string name = e["name"];

@@ -16,12 +16,11 @@
 
 using namespace diffrt;
 using json = nlohmann::json;
+using test::expect_error;
 
 namespace {
 
-std::string fx(const std::string& name) { return test::source_path("tests/fixtures/scheduler/" + name); }
-
-json manifest() { return test::load_json(fx("manifest.json")); }
+const test::FixtureDir fx{"scheduler"};
 
 double max_rel(const std::vector<float>& a, const std::vector<float>& b) {
   double m = 0;
@@ -34,12 +33,10 @@ double max_rel(const std::vector<float>& a, const std::vector<float>& b) {
   return m;
 }
 
-using test::expect_error;
-
 }  // namespace
 
 TEST(Schedule, BetasAndAlphasCumprodMatchDiffusers) {
-  json m = manifest();
+  json m = fx.manifest();
   ASSERT_FALSE(m["schedules"].empty());
   for (const json& s : m["schedules"]) {
     SchedulerConfig c = scheduler_config_from_json(s["config"], s["name"].get<std::string>());
@@ -63,7 +60,7 @@ TEST(Schedule, BetasAndAlphasCumprodMatchDiffusers) {
 
 TEST(Schedule, LinearAndScaledLinearAreBitExact) {
   // torch.linspace is emulated bit for bit (AVX2 kernel), so these are exact, not just close.
-  json m = manifest();
+  json m = fx.manifest();
   for (const json& s : m["schedules"]) {
     std::string name = s["name"];
     if (name != "linear" && name != "scaled_linear_sd" && name != "scaled_linear_ldm" && name != "linear_t37")
@@ -75,7 +72,7 @@ TEST(Schedule, LinearAndScaledLinearAreBitExact) {
 }
 
 TEST(Schedule, TimestepsMatchDiffusers) {
-  json m = manifest();
+  json m = fx.manifest();
   int checked = 0;
   for (const json& e : m["timesteps"]) {
     SchedulerConfig c;

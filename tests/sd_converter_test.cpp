@@ -30,12 +30,7 @@ std::string fixture(const std::string& name) { return test::source_path("tests/f
 // A private copy of a fixture pipeline that a test may mutate.
 std::string copy_fixture(const std::string& name) { return test::copy_tree(fixture(name), "sdconv_" + name, "pipeline"); }
 
-using test::convert;
-using test::convert_error;
-using test::edit_weights;
-using test::has_warning;
-using test::load_json;
-using test::save_json;
+using test::convert, test::convert_error, test::edit_weights, test::has_warning, test::load_json, test::save_json;
 
 }  // namespace
 

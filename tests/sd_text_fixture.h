@@ -16,6 +16,7 @@
 #include "model/scheduler_config.h"
 #include "runtime/latent_pipeline.h"
 #include "runtime/sampler.h"
+#include "runtime/text_encoder.h"
 #include "tests/test_util.h"
 
 namespace diffrt::test {
@@ -94,6 +95,26 @@ inline double run_max_abs(const PipelineRun& r, const char* file, const std::vec
                                           : std::numeric_limits<double>::infinity();
   if (want) *want = std::move(w);
   return e;
+}
+
+// A prompt run (tests/fixtures/sd/sd1_text/pipelines/*): its meta.json, whether it is guided, its prompts
+// encoded by `encode`, and its request with batch = the number of prompt embeddings.
+struct PromptRun {
+  nlohmann::json meta;
+  bool guided = false;
+  PromptEmbeds pe;
+  SampleRequest req;
+};
+
+inline PromptRun prompt_run(const std::filesystem::path& d, const ModelFile& mf, const TextEncodeFn& encode) {
+  PromptRun r;
+  r.meta = load_json((d / "meta.json").string());
+  r.req = fixture_request(r.meta, mf);
+  r.guided = guidance_on(r.req);
+  r.pe = encode_prompts(mf, r.meta["prompt"].get<std::vector<std::string>>(), fixture_negative_prompts(r.meta),
+                        r.guided, r.meta["num_images_per_prompt"].get<int>(), encode);
+  r.req.batch = r.pe.positive.batch;
+  return r;
 }
 
 inline std::string assemble_text_pipeline(const std::string& clip, const std::string& tag) {

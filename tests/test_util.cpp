@@ -6,15 +6,29 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <stdexcept>
 #include <limits>
+#include <regex>
 #include <random>
 
 namespace diffrt::test {
 
 std::string source_path(const std::string& rel) { return std::string(DIFFRT_SOURCE_DIR) + "/" + rel; }
+
+std::string FixtureDir::operator()(const std::string& rel) const {
+  return source_path("tests/fixtures/" + dir + "/" + rel);
+}
+
+const nlohmann::json& FixtureDir::manifest() const {
+  static std::map<std::string, nlohmann::json> cache;
+  auto it = cache.find(dir);
+  if (it == cache.end()) it = cache.emplace(dir, load_json((*this)("manifest.json"))).first;
+  return it->second;
+}
 
 std::string temp_dir(const std::string& tag) {
   std::random_device rd;
@@ -136,9 +150,69 @@ nlohmann::json load_json(const std::string& path) {
   return nlohmann::json::parse(f);
 }
 
+nlohmann::json load_json_nonfinite_as_null(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw std::runtime_error("missing test data " + path);
+  std::string t((std::istreambuf_iterator<char>(f)), {});
+  for (const char* w : {"-Infinity", "Infinity", "NaN"})
+    for (size_t p = t.find(w); p != std::string::npos; p = t.find(w, p)) t.replace(p, std::strlen(w), "null");
+  return nlohmann::json::parse(t);
+}
+
 nlohmann::json load_source_json(const std::string& rel) { return load_json(source_path(rel)); }
 
 void save_json(const std::string& path, const nlohmann::json& j) { std::ofstream(path) << j.dump(2); }
+
+std::map<std::string, TensorShape> read_key_shapes(const std::string& rel) {
+  std::ifstream f(source_path(rel));
+  EXPECT_TRUE(f.good()) << rel;
+  std::map<std::string, TensorShape> out;
+  std::string line;
+  const std::regex num("[0-9]+");
+  while (std::getline(f, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    const size_t tab = line.find('\t');
+    EXPECT_NE(tab, std::string::npos) << line;
+    TensorShape s;
+    const std::string dims = line.substr(tab + 1);
+    for (std::sregex_iterator it(dims.begin(), dims.end(), num), end; it != end; ++it) s.push_back(std::stoll(it->str()));
+    out[line.substr(0, tab)] = s;
+  }
+  return out;
+}
+
+std::string shape_map_diff(const std::map<std::string, TensorShape>& want,
+                           const std::map<std::string, TensorShape>& got) {
+  std::string r;
+  for (const auto& [k, s] : want) {
+    auto it = got.find(k);
+    if (it == got.end()) r += "\n  not built: " + k;
+    else if (it->second != s) r += "\n  " + k + ": diffusers " + shape_str(s) + ", built " + shape_str(it->second);
+  }
+  for (const auto& [k, s] : got)
+    if (!want.count(k)) r += "\n  not in diffusers: " + k;
+  return r;
+}
+
+nlohmann::json ddpm_cifar10_config() {
+  return {{"_class_name", "UNet2DModel"}, {"act_fn", "silu"}, {"attention_head_dim", nullptr},
+          {"block_out_channels", {128, 256, 256, 256}}, {"center_input_sample", false},
+          {"down_block_types", {"DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"}},
+          {"downsample_padding", 0}, {"flip_sin_to_cos", false}, {"freq_shift", 1}, {"in_channels", 3},
+          {"layers_per_block", 2}, {"mid_block_scale_factor", 1}, {"norm_eps", 1e-6}, {"norm_num_groups", 32},
+          {"out_channels", 3}, {"sample_size", 32}, {"time_embedding_type", "positional"},
+          {"up_block_types", {"UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"}}};
+}
+
+ModelFile convert_and_read(const std::string& dir, DType dtype, const std::string& tag) {
+  const std::string drt = temp_dir(tag) + "/m.drt";
+  ConvertOptions opt;
+  opt.input = dir;
+  opt.output = drt;
+  opt.dtype = dtype;
+  convert_diffusers(opt);
+  return read_model_file(drt);
+}
 
 std::string copy_tree(const std::string& src, const std::string& tag, const std::string& leaf) {
   std::string dst = temp_dir(tag) + "/" + leaf;

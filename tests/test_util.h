@@ -14,6 +14,7 @@
 #include "base/error.h"
 #include "model/model_file.h"
 #include "runtime/sampler.h"
+#include "weights_converter/block_builder.h"
 #include "weights_converter/converter.h"
 #include "weights_converter/safetensors.h"
 
@@ -21,6 +22,13 @@ namespace diffrt::test {
 
 // Absolute path of a file under the source tree (tests/fixtures/..., models/...).
 std::string source_path(const std::string& rel);
+// One fixture folder, tests/fixtures/<dir>: fx(rel) is the absolute path of a file in it.
+struct FixtureDir {
+  std::string dir;
+  std::string operator()(const std::string& rel) const;
+  // Its manifest.json (read once per test binary).
+  const nlohmann::json& manifest() const;
+};
 // Fresh, empty temporary directory for one test.
 std::string temp_dir(const std::string& tag);
 
@@ -52,6 +60,8 @@ void expect_close(const float* got, const float* ref, size_t n, double tol_rel, 
 // a path relative to the source tree. save_json writes j.dump(2).
 nlohmann::json load_json(const std::string& path);
 nlohmann::json load_source_json(const std::string& rel);
+// As load_json, for files with Python's -Infinity / Infinity / NaN (which JSON has not): they read as null.
+nlohmann::json load_json_nonfinite_as_null(const std::string& path);
 void save_json(const std::string& path, const nlohmann::json& j);
 
 // Expects `fn` to throw diffrt::Error with `code` and a message containing `needle`.
@@ -86,7 +96,28 @@ std::vector<uint8_t> assemble_model_file(const std::string& text, const std::vec
 // `f` with its header passed through `edit` (written as header.dump()).
 std::vector<uint8_t> edit_model_file(const std::vector<uint8_t>& f, const std::function<void(nlohmann::json&)>& edit);
 
+// Expects launch(p) to throw diffrt::Error with `code`; `what` names the case.
+template <typename Launch, typename Params>
+void expect_rejected(Launch&& launch, const Params& p, ErrorCode code, const char* what) {
+  try {
+    launch(p);
+    ADD_FAILURE() << what << " accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), code) << what;
+  }
+}
+
 // ---- weights converter ----
+// google/ddpm-cifar10-32's UNet2DModel config (spec section 8.1; as scripts/make_bench_models.py has it).
+nlohmann::json ddpm_cifar10_config();
+// Converts the diffusers folder `dir` (in `dtype`) into a fresh temporary .drt named by `tag` and reads it back.
+ModelFile convert_and_read(const std::string& dir, DType dtype, const std::string& tag);
+// A "name<TAB>(a, b, c)" key/shape list under the source tree (blank and '#' lines skipped) -> name -> shape.
+std::map<std::string, TensorShape> read_key_shapes(const std::string& rel);
+// The differences between two name -> shape maps, one "\n  ..." line each (empty when equal).
+std::string shape_map_diff(const std::map<std::string, TensorShape>& want,
+                           const std::map<std::string, TensorShape>& got);
+
 // A private copy of the folder `src` (absolute) that a test may mutate: temp_dir(tag) + "/" + leaf.
 std::string copy_tree(const std::string& src, const std::string& tag, const std::string& leaf);
 // Converts the diffusers folder `dir` into `out` with `opt`.

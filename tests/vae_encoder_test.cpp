@@ -56,13 +56,7 @@ const Converted& converted(const std::string& model) {
 }
 
 // Some run metadata hold Python's -Infinity / Infinity / NaN (e.g. sigmas), which JSON has not: read them as null.
-json meta_of(const fs::path& d) {
-  std::ifstream f(d / "meta.json");
-  std::string t((std::istreambuf_iterator<char>(f)), {});
-  for (const char* w : {"-Infinity", "Infinity", "NaN"})
-    for (size_t p = t.find(w); p != std::string::npos; p = t.find(w, p)) t.replace(p, std::strlen(w), "null");
-  return json::parse(t);
-}
+json meta_of(const fs::path& d) { return test::load_json_nonfinite_as_null((d / "meta.json").string()); }
 
 std::vector<float> npy_f32(const fs::path& p) { return read_npy(p.string()).as_f32(); }
 

@@ -38,15 +38,7 @@ namespace {
 
 std::vector<std::string> fixture_dirs() { return test::model_fixture_dirs(); }
 
-ModelFile convert(const std::string& dir, DType dtype) {
-  std::string drt = test::temp_dir("cuda_exec") + "/m.drt";
-  ConvertOptions opt;
-  opt.input = dir;
-  opt.output = drt;
-  opt.dtype = dtype;
-  convert_diffusers(opt);
-  return read_model_file(drt);
-}
+ModelFile convert(const std::string& dir, DType dtype) { return test::convert_and_read(dir, dtype, "cuda_exec"); }
 
 struct Inputs {
   int n = 0, c = 0, h = 0, w = 0;

@@ -54,12 +54,7 @@ double run_case(const GgCase& s, DType t, float ref_scale = 1.0f, bool expect_pa
   if (!expect_pass) return e;
   expect_output_ok(dy, ref, what);
   EXPECT_TRUE(dx.guards_intact()) << what << ": x written around";
-  if (t != DType::F32) {
-    std::vector<float> rounded = ref;
-    round_to(t, rounded);
-    const double floor_e = nmse(rounded, ref);
-    EXPECT_LE(e, 3.0 * floor_e + 1e-14) << what << ": nmse " << e << " vs output-rounding floor " << floor_e;
-  }
+  expect_near_rounding_floor(e, ref, t, what);
   return e;
 }
 

@@ -80,12 +80,7 @@ double run_case(const LnCase& s, DType t, bool in_place, float ref_gamma_scale =
   const double e = nmse(got, ref);
   if (!expect_pass) return e;
   expect_output_ok(out, ref, what);
-  if (t != DType::F32) {
-    std::vector<float> rounded = ref;
-    round_to(t, rounded);
-    const double floor_e = nmse(rounded, ref);
-    EXPECT_LE(e, 3.0 * floor_e + 1e-14) << what << ": nmse " << e << " vs output-rounding floor " << floor_e;
-  }
+  expect_near_rounding_floor(e, ref, t, what);
   return e;
 }
 
