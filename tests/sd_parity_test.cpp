@@ -30,14 +30,8 @@ fs::path fixture(const std::string& model) { return test::source_path("tests/fix
 
 // One conversion per fixture model per test binary.
 const ModelFile& converted(const std::string& model) {
-  static std::map<std::string, ModelFile> cache;
-  auto it = cache.find(model);
-  if (it != cache.end()) return it->second;
-  ConvertOptions opt;
-  opt.input = (fixture(model) / "pipeline").string();
-  opt.output = test::temp_dir("sd_" + model) + "/m.drt";
-  convert_diffusers(opt);
-  return cache.emplace(model, read_model_file(opt.output)).first->second;
+  return test::converted_once(model, [&] { return test::convert_options((fixture(model) / "pipeline").string(), "sd_" + model); })
+      .file;
 }
 
 std::vector<float> npy_f32(const fs::path& p) { return read_npy(p.string()).as_f32(); }
@@ -114,21 +108,20 @@ TEST(SdParity, PipelinesMatchStableDiffusionPipeline) {
     CpuWeights weights(mf);
     for (const test::PipelineRun& r : test::pipeline_runs(fixture(m) / "pipelines", mf)) {
       const SampleRequest& req = r.req;
-      const fs::path& d = r.dir;
       std::vector<float> lat = sample_latents_cpu(mf, weights, r.sched, req, r.context, r.len, {});
       std::vector<float> want_lat;
       const double lat_err =
           test::run_max_abs(r, "latents.npy", nhwc_to_nchw(lat, req.batch, req.height, req.width, req.channels), &want_lat);
       std::vector<float> img = to_image_01(decode_latents_cpu(mf, weights, lat, req.batch, req.height, req.width));
       const double err = test::run_max_abs(r, "images.npy", img);
-      std::printf("[sd pipe] %-9s %-18s latents max_abs %.3g  images max_abs %.3g\n", m, d.filename().c_str(),
+      std::printf("[sd pipe] %-9s %-18s latents max_abs %.3g  images max_abs %.3g\n", m, r.dir.filename().c_str(),
                   lat_err, err);
       // Issue bounds are 1e-3 (DDIM) / 5e-3 (DDPM); fp32 on the CPU lands near 1e-6, so hold it to that
       // order. Latents grow large with random eps-prediction weights (std ~10): bound them relatively.
       double lat_max = 0;
       for (float v : want_lat) lat_max = std::max(lat_max, double(std::fabs(v)));
-      EXPECT_LE(err, 2e-5) << d;
-      EXPECT_LE(lat_err / lat_max, 1e-5) << d;
+      EXPECT_LE(err, 2e-5) << r.dir;
+      EXPECT_LE(lat_err / lat_max, 1e-5) << r.dir;
       ++runs;
     }
   }

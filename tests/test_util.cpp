@@ -204,6 +204,22 @@ nlohmann::json ddpm_cifar10_config() {
           {"up_block_types", {"UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"}}};
 }
 
+ConvertOptions convert_options(const std::string& input, const std::string& tag) {
+  ConvertOptions opt;
+  opt.input = input;
+  opt.output = temp_dir(tag) + "/m.drt";
+  return opt;
+}
+
+const ConvertedModel& converted_once(const std::string& key, const std::function<ConvertOptions()>& options) {
+  static std::map<std::string, ConvertedModel> cache;
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  const ConvertOptions opt = options();
+  convert_diffusers(opt);
+  return cache.emplace(key, ConvertedModel{opt.output, read_model_file(opt.output)}).first->second;
+}
+
 ModelFile convert_and_read(const std::string& dir, DType dtype, const std::string& tag) {
   const std::string drt = temp_dir(tag) + "/m.drt";
   ConvertOptions opt;

@@ -110,6 +110,15 @@ void expect_rejected(Launch&& launch, const Params& p, ErrorCode code, const cha
 // ---- weights converter ----
 // google/ddpm-cifar10-32's UNet2DModel config (spec section 8.1; as scripts/make_bench_models.py has it).
 nlohmann::json ddpm_cifar10_config();
+// A converted model file: its path and contents.
+struct ConvertedModel {
+  std::string path;
+  ModelFile file;
+};
+// Options converting `input` into a fresh temporary .drt named by `tag`.
+ConvertOptions convert_options(const std::string& input, const std::string& tag);
+// The conversion with options() done once per test binary and `key`, then served from a cache.
+const ConvertedModel& converted_once(const std::string& key, const std::function<ConvertOptions()>& options);
 // Converts the diffusers folder `dir` (in `dtype`) into a fresh temporary .drt named by `tag` and reads it back.
 ModelFile convert_and_read(const std::string& dir, DType dtype, const std::string& tag);
 // A "name<TAB>(a, b, c)" key/shape list under the source tree (blank and '#' lines skipped) -> name -> shape.

@@ -38,21 +38,13 @@ const char* kCases[] = {"sd1_b2_16x16", "sd1_b1_24x40", "sd1_b1_18x10", "sd1_b1_
 fs::path enc_fixture(const std::string& c) { return test::source_path("tests/fixtures/img2img/vae_encode/" + c); }
 std::string model_of(const std::string& c) { return c.substr(0, 3) + "_tiny"; }
 
-struct Converted {
-  std::string path;
-  ModelFile file;
-};
+using Converted = test::ConvertedModel;
 
 // One conversion per fixture model per test binary.
 const Converted& converted(const std::string& model) {
-  static std::map<std::string, Converted> cache;
-  auto it = cache.find(model);
-  if (it != cache.end()) return it->second;
-  ConvertOptions opt;
-  opt.input = test::source_path("tests/fixtures/sd/" + model + "/pipeline");
-  opt.output = test::temp_dir("venc_" + model) + "/m.drt";
-  convert_diffusers(opt);
-  return cache.emplace(model, Converted{opt.output, read_model_file(opt.output)}).first->second;
+  return test::converted_once(model, [&] {
+    return test::convert_options(test::source_path("tests/fixtures/sd/" + model + "/pipeline"), "venc_" + model);
+  });
 }
 
 // Some run metadata hold Python's -Infinity / Infinity / NaN (e.g. sigmas), which JSON has not: read them as null.

@@ -133,6 +133,17 @@ int GraphBuilder::downsample(const std::string& p, int x, int ch, int padding) {
   return conv(p + ".conv", x, ch, ch, 3, 2, padding, padding, 1, 1);
 }
 
+int GraphBuilder::vae_mid_block(const std::string& p, int x, int ch, const ResnetSpec& s, bool attention) {
+  int h = resnet(p + ".resnets.0", x, -1, ch, ch, s);
+  if (attention) {
+    SpatialAttentionSpec as;
+    as.head_dim = ch;  // attention_head_dim = block_out_channels[-1]: one head
+    as.groups = s.groups; as.eps = s.eps; as.has_norm = true;
+    h = spatial_attention(p + ".attentions.0", h, ch, as);
+  }
+  return resnet(p + ".resnets.1", h, -1, ch, ch, s);
+}
+
 int GraphBuilder::center_input(int x) {
   AffineAttrs a;
   a.scale = 2.0f; a.shift = -1.0f;

@@ -99,6 +99,9 @@ class GraphBuilder {
   int downsample(const std::string& p, int x, int ch, int padding);
   // Upsample2D: nearest 2x then a 3x3 conv.
   int upsample(const std::string& p, int x, int ch);
+  // The VAE's UNetMidBlock2D (no time embedding): resnet, [spatial attention with one head], resnet; `s`
+  // gives the resnets' groups and eps, which the attention shares.
+  int vae_mid_block(const std::string& p, int x, int ch, const ResnetSpec& s, bool attention);
   // The UNets' center_input_sample: 2 * x - 1.
   int center_input(int x);
   // TimestepEmbedding's linear_1 [t_dim, in_dim] and linear_2 [t_dim, t_dim] (with biases) as the weights of a

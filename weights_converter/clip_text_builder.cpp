@@ -95,9 +95,7 @@ void build(GraphBuilder& b, const ClipTextConfig& c) {
 
 Graph build_clip_text_graph(const ClipTextConfig& cfg) { return built_graph(kTextEncoderTensorPrefix, build, cfg).graph; }
 
-std::map<std::string, TensorShape> clip_text_expected_tensors(const ClipTextConfig& cfg) {
-  return built_graph(kTextEncoderTensorPrefix, build, cfg).expected;
-}
+std::map<std::string, TensorShape> clip_text_expected_tensors(const ClipTextConfig& cfg) { return built_graph(kTextEncoderTensorPrefix, build, cfg).expected; }
 
 BuiltModel build_clip_text_encoder(const ClipTextConfig& cfg, const std::map<std::string, SafeTensor>& weights,
                                    DType dtype, bool strict, const std::string& origin) {

@@ -74,10 +74,8 @@ class CondUNetBuilder {
     g.out_channels = c_.out_channels;
     g.downsample_factor = 1 << (n - 1);
 
-    int x = g.sample;
-    if (c_.center_input_sample) x = b_.center_input(x);
-    TimeEmbeddingAttrs ta;
-    ta.dim = boc[0]; ta.out_dim = T; ta.flip = c_.flip_sin_to_cos; ta.freq_shift = float(c_.freq_shift);
+    int x = c_.center_input_sample ? b_.center_input(g.sample) : g.sample;
+    TimeEmbeddingAttrs ta{boc[0], T, 0, c_.flip_sin_to_cos, float(c_.freq_shift)};  // {dim, out_dim, num_classes, ...}
     int temb = b_.node("time_embedding", ta, {g.timestep}, b_.time_embedding_weights(boc[0], T));
 
     ResnetSpec rs;

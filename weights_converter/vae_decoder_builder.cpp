@@ -32,14 +32,7 @@ void build(GraphBuilder& b, const AutoencoderKLConfig& c) {
 
   ResnetSpec rs;
   rs.groups = G; rs.eps = kDecoderEps; rs.temb_dim = 0;
-  h = b.resnet("decoder.mid_block.resnets.0", h, -1, top, top, rs);
-  if (c.mid_block_add_attention) {
-    SpatialAttentionSpec as;
-    as.head_dim = top;  // attention_head_dim = block_out_channels[-1]: one head
-    as.groups = G; as.eps = kDecoderEps; as.has_norm = true;
-    h = b.spatial_attention("decoder.mid_block.attentions.0", h, top, as);
-  }
-  h = b.resnet("decoder.mid_block.resnets.1", h, -1, top, top, rs);
+  h = b.vae_mid_block("decoder.mid_block", h, top, rs, c.mid_block_add_attention);
 
   int ch = top;
   for (int i = 0; i < n; ++i) {
@@ -133,9 +126,7 @@ AutoencoderKLConfig parse_autoencoder_kl_config(const json& j, const std::string
 
 Graph build_vae_decoder_graph(const AutoencoderKLConfig& cfg) { return built_graph(kVaeTensorPrefix, build, cfg).graph; }
 
-std::map<std::string, TensorShape> vae_decoder_expected_tensors(const AutoencoderKLConfig& cfg) {
-  return built_graph(kVaeTensorPrefix, build, cfg).expected;
-}
+std::map<std::string, TensorShape> vae_decoder_expected_tensors(const AutoencoderKLConfig& cfg) { return built_graph(kVaeTensorPrefix, build, cfg).expected; }
 
 BuiltModel build_vae_decoder(const AutoencoderKLConfig& cfg, const std::map<std::string, SafeTensor>& weights,
                              DType dtype, bool strict, const std::string& origin) {

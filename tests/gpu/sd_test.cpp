@@ -468,15 +468,14 @@ TEST(SdCuda, PipelinesMatchStableDiffusionPipeline) {
     CudaWeights w(mf);
     for (const test::PipelineRun& r : test::pipeline_runs(fixture(m) / "pipelines", mf)) {
       const SampleRequest& req = r.req;
-      const fs::path& d = r.dir;
       std::vector<float> lat = sample_latents_cuda(mf, w, ctx, r.sched, req, r.context, r.len, {});
       const double lat_err =
           test::run_max_abs(r, "latents.npy", nhwc_to_nchw(lat, req.batch, req.height, req.width, req.channels));
       std::vector<float> img = to_image_01(decode_latents_cuda(mf, w, ctx, lat, req.batch, req.height, req.width));
       const double err = test::run_max_abs(r, "images.npy", img);
-      std::printf("[cuda sd pipe] %-9s %-18s latents max_abs %.3g  images max_abs %.3g\n", m, d.filename().c_str(),
+      std::printf("[cuda sd pipe] %-9s %-18s latents max_abs %.3g  images max_abs %.3g\n", m, r.dir.filename().c_str(),
                   lat_err, err);
-      EXPECT_LE(err, req.sampler == SamplerKind::Ddim ? 1e-3 : 5e-3) << d;
+      EXPECT_LE(err, req.sampler == SamplerKind::Ddim ? 1e-3 : 5e-3) << r.dir;
       ++runs;
     }
   }

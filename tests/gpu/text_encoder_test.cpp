@@ -35,16 +35,13 @@ namespace diffrt::test {
 namespace {
 
 const ModelFile& converted(const std::string& clip, DType dtype = DType::F32) {
-  static std::map<std::pair<std::string, DType>, ModelFile> cache;
-  const auto key = std::make_pair(clip, dtype);
-  auto it = cache.find(key);
-  if (it != cache.end()) return it->second;
-  ConvertOptions opt;
-  opt.input = assemble_text_pipeline(clip, std::string("gpu_te_") + clip + dtype_name(dtype));
-  opt.output = opt.input + "/../m.drt";
-  opt.dtype = dtype;
-  convert_diffusers(opt);
-  return cache.emplace(key, read_model_file(opt.output)).first->second;
+  return converted_once(clip + "/" + dtype_name(dtype), [&] {
+    ConvertOptions opt;
+    opt.input = assemble_text_pipeline(clip, std::string("gpu_te_") + clip + dtype_name(dtype));
+    opt.output = opt.input + "/../m.drt";
+    opt.dtype = dtype;
+    return opt;
+  }).file;
 }
 
 std::vector<std::string> prompts(const std::string& clip) {
