@@ -157,6 +157,61 @@ def percentile(sorted_v, q):
     return sorted_v[lo] * (1 - (pos - lo)) + sorted_v[hi] * (pos - lo)
 
 
+def padded_timesteps(sched, n_total):
+    """The first n_total of sched.timesteps, repeated from the start when the schedule is shorter."""
+    ts = list(sched.timesteps[:n_total])
+    while len(ts) < n_total:
+        ts += ts[: n_total - len(ts)]
+    return ts
+
+
+def timed_steps(torch, spec, rec, t0, step):
+    """Runs step(i) for the spec's warm-up and timed steps under inference_mode, with CUDA events around each
+    timed step and rec["warmup_s"] set after the warm-up; returns the timed steps' ms, sorted."""
+    n_total = spec["warmup"] + spec["steps"]
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(spec["steps"])]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(spec["steps"])]
+    with torch.inference_mode():
+        for i in range(n_total):
+            timed = i >= spec["warmup"]
+            if timed:
+                starts[i - spec["warmup"]].record()
+            step(i)
+            if timed:
+                ends[i - spec["warmup"]].record()
+            if i == spec["warmup"] - 1:
+                torch.cuda.synchronize()
+                rec["warmup_s"] = round(time.time() - t0, 2)
+        torch.cuda.synchronize()
+    return sorted(s.elapsed_time(e) for s, e in zip(starts, ends))
+
+
+def step_stats(torch, ms, batch, spec, x):
+    """The "ok" fields of a result: step time percentiles, throughput, peak memory, and whether x is finite."""
+    p50 = percentile(ms, 0.5)
+    return dict(status="ok", steps_timed=len(ms), step_ms_p50=p50, step_ms_p90=percentile(ms, 0.9),
+                step_ms_p99=percentile(ms, 0.99), step_ms_min=ms[0], samples_per_s=batch / (p50 / 1e3),
+                images_per_s=batch / (p50 / 1e3 * spec["image_steps"]), image_steps=spec["image_steps"],
+                peak_mem_bytes=torch.cuda.max_memory_allocated(), finite=bool(torch.isfinite(x).all()))
+
+
+def run_case(torch, rec, case):
+    """Runs case(t0) on an emptied CUDA cache with fresh peak-memory stats; an OOM or any other failure
+    (compile failures, unsupported combos) is recorded in rec instead of raised. Prints rec as a RESULT line."""
+    t0 = time.time()
+    try:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        case(t0)
+    except torch.cuda.OutOfMemoryError as e:
+        rec.update(status="oom", error=str(e).splitlines()[0][:300])
+    except Exception as e:  # compile failures, unsupported combos: report and go on
+        rec.update(status="error", error=f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
+    rec["wall_s"] = round(time.time() - t0, 2)
+    print("RESULT " + json.dumps(rec), flush=True)
+    torch.cuda.empty_cache()
+
+
 def run_worker(spec):
     import torch
     if spec.get("wheel_site"):
@@ -181,51 +236,27 @@ def run_worker(spec):
         for batch in spec["batches"]:
             rec = {"model": model, "mode": mode, "dtype": dtype, "batch": batch, "scheduler": spec["scheduler"],
                    "weights": source, "channels_last": spec["channels_last"]}
-            t0 = time.time()
-            try:
-                torch.cuda.empty_cache()
-                torch.cuda.reset_peak_memory_stats()
+
+            def case(t0):
                 sched = make_scheduler(spec["models_dir"], model, spec["scheduler"])
                 n_total = spec["warmup"] + spec["steps"]
                 sched.set_timesteps(max(n_total, 50) if spec["scheduler"] == "ddim" else 1000)
-                ts = [int(t) for t in sched.timesteps[:n_total]]
-                while len(ts) < n_total:
-                    ts += ts[: n_total - len(ts)]
+                ts = [int(t) for t in padded_timesteps(sched, n_total)]
                 tt = [torch.full((batch,), t, device=dev, dtype=torch.long) for t in ts]
                 g = torch.Generator(device=dev).manual_seed(0)
                 x = torch.randn(batch, 3, size, size, device=dev, dtype=tdt[dtype], generator=g)
                 if spec["channels_last"]:
                     x = x.contiguous(memory_format=torch.channels_last)
-                starts = [torch.cuda.Event(enable_timing=True) for _ in range(spec["steps"])]
-                ends = [torch.cuda.Event(enable_timing=True) for _ in range(spec["steps"])]
-                with torch.inference_mode():
-                    for i in range(n_total):
-                        timed = i >= spec["warmup"]
-                        if timed:
-                            starts[i - spec["warmup"]].record()
-                        eps = fn(x, tt[i]).sample
-                        x = sched.step(eps, ts[i], x, generator=g).prev_sample
-                        if timed:
-                            ends[i - spec["warmup"]].record()
-                        if i == spec["warmup"] - 1:
-                            torch.cuda.synchronize()
-                            rec["warmup_s"] = round(time.time() - t0, 2)
-                    torch.cuda.synchronize()
-                ms = sorted(s.elapsed_time(e) for s, e in zip(starts, ends))
-                p50 = percentile(ms, 0.5)
-                rec.update(status="ok", steps_timed=len(ms), step_ms_p50=p50, step_ms_p90=percentile(ms, 0.9),
-                           step_ms_p99=percentile(ms, 0.99), step_ms_min=ms[0],
-                           samples_per_s=batch / (p50 / 1e3),
-                           images_per_s=batch / (p50 / 1e3 * spec["image_steps"]), image_steps=spec["image_steps"],
-                           peak_mem_bytes=torch.cuda.max_memory_allocated(), finite=bool(torch.isfinite(x).all()))
-            except torch.cuda.OutOfMemoryError as e:
-                rec.update(status="oom", error=str(e).splitlines()[0][:300])
-            except Exception as e:  # compile failures, unsupported combos: report and go on
-                rec.update(status="error", error=f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
-            rec["wall_s"] = round(time.time() - t0, 2)
-            print("RESULT " + json.dumps(rec), flush=True)
-            x = eps = None
-            torch.cuda.empty_cache()
+
+                def step(i):
+                    nonlocal x
+                    eps = fn(x, tt[i]).sample
+                    x = sched.step(eps, ts[i], x, generator=g).prev_sample
+
+                ms = timed_steps(torch, spec, rec, t0, step)
+                rec.update(step_stats(torch, ms, batch, spec, x))
+
+            run_case(torch, rec, case)
         if mode != "eager":
             del fn
             torch._dynamo.reset()
@@ -267,16 +298,12 @@ def run_worker_sd(spec):
                    "guidance_scale": g_scale, "unet_batch": 2 * batch if g_scale > 1 else batch, "height": size * 8,
                    "width": size * 8, "context_len": 77, "weights": "random-init", "channels_last": spec["channels_last"],
                    "load_s": load_s}
-            t0 = time.time()
-            try:
-                torch.cuda.empty_cache()
-                torch.cuda.reset_peak_memory_stats()
+
+            def case(t0):
                 sched = DDIMScheduler.from_config(mbm.SD_MODELS[model]["scheduler"])
                 n_total = spec["warmup"] + spec["steps"]
                 sched.set_timesteps(max(n_total, 50))
-                ts = [int(t) for t in sched.timesteps[:n_total]]
-                while len(ts) < n_total:
-                    ts += ts[: n_total - len(ts)]
+                ts = [int(t) for t in padded_timesteps(sched, n_total)]
                 # The UNet gets a 0-d device tensor (as in the pipeline; a Python int would be a compile-time
                 # constant); scheduler.step gets the int (no device->host read for its table lookups).
                 tt = [torch.tensor(t, device=dev) for t in ts]
@@ -284,42 +311,23 @@ def run_worker_sd(spec):
                 x = torch.randn(batch, 4, size, size, device=dev, dtype=tdt[dtype], generator=gen)
                 ctx = torch.randn(2 * batch if g_scale > 1 else batch, 77, ctx_dim, device=dev, dtype=tdt[dtype],
                                   generator=gen)
-                starts = [torch.cuda.Event(enable_timing=True) for _ in range(spec["steps"])]
-                ends = [torch.cuda.Event(enable_timing=True) for _ in range(spec["steps"])]
-                with torch.inference_mode():
-                    for i in range(n_total):
-                        timed = i >= spec["warmup"]
-                        if timed:
-                            starts[i - spec["warmup"]].record()
-                        lat = torch.cat([x, x]) if g_scale > 1 else x  # StableDiffusionPipeline's [uncond; cond]
-                        eps = fn(lat, tt[i], encoder_hidden_states=ctx).sample
-                        if g_scale > 1:
-                            eps_u, eps_c = eps.chunk(2)
-                            eps = eps_u + g_scale * (eps_c - eps_u)
-                        x = sched.step(eps, ts[i], x).prev_sample
-                        if timed:
-                            ends[i - spec["warmup"]].record()
-                        if i == spec["warmup"] - 1:
-                            torch.cuda.synchronize()
-                            rec["warmup_s"] = round(time.time() - t0, 2)
-                    torch.cuda.synchronize()
-                ms = sorted(s.elapsed_time(e) for s, e in zip(starts, ends))
-                p50 = percentile(ms, 0.5)
-                rec.update(status="ok", steps_timed=len(ms), step_ms_p50=p50, step_ms_p90=percentile(ms, 0.9),
-                           step_ms_p99=percentile(ms, 0.99), step_ms_min=ms[0], samples_per_s=batch / (p50 / 1e3),
-                           images_per_s=batch / (p50 / 1e3 * spec["image_steps"]), image_steps=spec["image_steps"],
-                           peak_mem_bytes=torch.cuda.max_memory_allocated(), finite=bool(torch.isfinite(x).all()))
+
+                def step(i):
+                    nonlocal x
+                    lat = torch.cat([x, x]) if g_scale > 1 else x  # StableDiffusionPipeline's [uncond; cond]
+                    eps = fn(lat, tt[i], encoder_hidden_states=ctx).sample
+                    if g_scale > 1:
+                        eps_u, eps_c = eps.chunk(2)
+                        eps = eps_u + g_scale * (eps_c - eps_u)
+                    x = sched.step(eps, ts[i], x).prev_sample
+
+                ms = timed_steps(torch, spec, rec, t0, step)
+                rec.update(step_stats(torch, ms, batch, spec, x))
                 if mode == "eager" and spec.get("vae", True):
                     rec.update(vae_decode(vae_cfg, x, tdt[dtype], AutoencoderKL, torch))
-            except torch.cuda.OutOfMemoryError as e:
-                rec.update(status="oom", error=str(e).splitlines()[0][:300])
-            except Exception as e:
-                rec.update(status="error", error=f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
-            rec["wall_s"] = round(time.time() - t0, 2)
-            print("RESULT " + json.dumps(rec), flush=True)
-            x = eps = None
-            torch.cuda.empty_cache()
-        del fn, unet
+
+            run_case(torch, rec, case)
+        fn = unet = None
         torch.cuda.empty_cache()
         if mode != "eager":
             torch._dynamo.reset()
@@ -381,54 +389,31 @@ def run_worker_dit(spec):
             rec = {"model": model, "mode": mode, "dtype": dtype, "batch": batch, "scheduler": "ddim", "cfg": cfg_on,
                    "guidance_scale": g_scale, "unet_batch": 2 * batch if cfg_on else batch, "height": size * 8,
                    "width": size * 8, "weights": "random-init", "load_s": load_s}
-            t0 = time.time()
-            try:
-                torch.cuda.empty_cache()
-                torch.cuda.reset_peak_memory_stats()
+
+            def case(t0):
                 sched = DDIMScheduler.from_config(sched_cfg)
                 n_total = spec["warmup"] + spec["steps"]
                 sched.set_timesteps(max(n_total, 50))
-                ts = list(sched.timesteps[:n_total])
-                while len(ts) < n_total:
-                    ts += ts[: n_total - len(ts)]
+                ts = padded_timesteps(sched, n_total)
                 ts_dev = [t.to(dev) for t in ts]
                 gen = torch.Generator(device=dev).manual_seed(0)
                 x = torch.randn(batch, cin, size, size, device=dev, dtype=tdt[dtype], generator=gen)
                 y = torch.arange(batch, device=dev) % 1000
                 y_in = torch.cat([y, torch.full_like(y, 1000)]) if cfg_on else y  # DiTPipeline: [cond; uncond]
                 lmi = torch.cat([x, x]) if cfg_on else x
-                starts = [torch.cuda.Event(enable_timing=True) for _ in range(spec["steps"])]
-                ends = [torch.cuda.Event(enable_timing=True) for _ in range(spec["steps"])]
-                with torch.inference_mode():
-                    for i in range(n_total):
-                        timed = i >= spec["warmup"]
-                        if timed:
-                            starts[i - spec["warmup"]].record()
-                        lmi = dit_step(torch, fn, sched, lmi, ts[i], ts_dev[i], y_in, g_scale, cin)
-                        if timed:
-                            ends[i - spec["warmup"]].record()
-                        if i == spec["warmup"] - 1:
-                            torch.cuda.synchronize()
-                            rec["warmup_s"] = round(time.time() - t0, 2)
-                    torch.cuda.synchronize()
-                ms = sorted(s.elapsed_time(e) for s, e in zip(starts, ends))
-                p50 = percentile(ms, 0.5)
+
+                def step(i):
+                    nonlocal lmi
+                    lmi = dit_step(torch, fn, sched, lmi, ts[i], ts_dev[i], y_in, g_scale, cin)
+
+                ms = timed_steps(torch, spec, rec, t0, step)
                 x = lmi.chunk(2)[0] if cfg_on else lmi
-                rec.update(status="ok", steps_timed=len(ms), step_ms_p50=p50, step_ms_p90=percentile(ms, 0.9),
-                           step_ms_p99=percentile(ms, 0.99), step_ms_min=ms[0], samples_per_s=batch / (p50 / 1e3),
-                           images_per_s=batch / (p50 / 1e3 * spec["image_steps"]), image_steps=spec["image_steps"],
-                           peak_mem_bytes=torch.cuda.max_memory_allocated(), finite=bool(torch.isfinite(x).all()))
+                rec.update(step_stats(torch, ms, batch, spec, x))
                 if mode == "eager" and spec.get("vae", True):
                     rec.update(vae_decode(vae_cfg, x, tdt[dtype], AutoencoderKL, torch))
-            except torch.cuda.OutOfMemoryError as e:
-                rec.update(status="oom", error=str(e).splitlines()[0][:300])
-            except Exception as e:
-                rec.update(status="error", error=f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
-            rec["wall_s"] = round(time.time() - t0, 2)
-            print("RESULT " + json.dumps(rec), flush=True)
-            x = lmi = out = None
-            torch.cuda.empty_cache()
-        del fn, tr
+
+            run_case(torch, rec, case)
+        fn = tr = None
         torch.cuda.empty_cache()
         if mode != "eager":
             torch._dynamo.reset()

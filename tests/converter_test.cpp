@@ -19,27 +19,12 @@ namespace {
 
 // A private copy of a fixture model folder that a test may mutate.
 std::string copy_fixture(const std::string& name) {
-  std::string dst = test::temp_dir("conv_" + name) + "/model";
-  fs::copy(test::source_path("tests/fixtures/models/" + name), dst, fs::copy_options::recursive);
-  return dst;
+  return test::copy_tree(test::source_path("tests/fixtures/models/" + name), "conv_" + name, "model");
 }
 
-json load_json(const std::string& path) { return json::parse(std::ifstream(path)); }
-void save_json(const std::string& path, const json& j) { std::ofstream(path) << j.dump(2); }
+using test::load_json, test::save_json;
 
-// Runs the converter and returns the error (code + message); fails the test if it succeeds.
-std::pair<ErrorCode, std::string> convert_error(const std::string& dir, ConvertOptions opt = {}) {
-  opt.input = dir;
-  opt.output = dir + "/../out.drt";
-  try {
-    convert_diffusers(opt);
-  } catch (const Error& e) {
-    EXPECT_FALSE(fs::exists(opt.output)) << "a failed conversion must not leave an output file";
-    return {e.code(), e.what()};
-  }
-  ADD_FAILURE() << "conversion of " << dir << " unexpectedly succeeded";
-  return {ErrorCode::Internal, ""};
-}
+using test::convert_error;
 
 void mutate_config(const std::string& dir, const std::function<void(json&)>& f) {
   json j = load_json(dir + "/config.json");

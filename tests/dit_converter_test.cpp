@@ -30,53 +30,16 @@ const char* const kCases[] = {"dit_s8_sigma", "dit_s12_eps", "dit_c10"};
 
 std::string fixture(const std::string& c) { return test::source_path("tests/fixtures/dit/" + c + "/pipeline"); }
 
-std::string copy_fixture(const std::string& c) {
-  std::string dst = test::temp_dir("ditconv_" + c) + "/pipeline";
-  fs::copy(fixture(c), dst, fs::copy_options::recursive);
-  return dst;
-}
+std::string copy_fixture(const std::string& c) { return test::copy_tree(fixture(c), "ditconv_" + c, "pipeline"); }
 
-json load_json(const std::string& path) { return json::parse(std::ifstream(path)); }
-void save_json(const std::string& path, const json& j) { std::ofstream(path) << j.dump(2); }
-
-ConvertReport convert(const std::string& dir, const std::string& out, ConvertOptions opt = {}) {
-  opt.input = dir;
-  opt.output = out;
-  return convert_diffusers(opt);
-}
-
-std::pair<ErrorCode, std::string> convert_error(const std::string& dir, ConvertOptions opt = {}) {
-  opt.input = dir;
-  opt.output = dir + "/../out.drt";
-  try {
-    convert_diffusers(opt);
-  } catch (const Error& e) {
-    EXPECT_FALSE(fs::exists(opt.output)) << "a failed conversion must not leave an output file";
-    return {e.code(), e.what()};
-  }
-  ADD_FAILURE() << "conversion of " << dir << " unexpectedly succeeded";
-  return {ErrorCode::Internal, ""};
-}
+using test::convert, test::convert_error, test::load_json, test::save_json;
 
 void expect_error(const std::pair<ErrorCode, std::string>& e, ErrorCode code, std::initializer_list<const char*> parts) {
   EXPECT_EQ(int(e.first), int(code)) << e.second;
   for (const char* p : parts) EXPECT_NE(e.second.find(p), std::string::npos) << "'" << p << "' not in: " << e.second;
 }
 
-void edit_weights(const std::string& file, const std::function<void(std::map<std::string, SafeTensor>&)>& f) {
-  SafeTensorsFile st = read_safetensors(file);
-  f(st.tensors);
-  std::vector<SafeTensor> all;
-  for (auto& [k, v] : st.tensors) all.push_back(v);
-  auto bytes = encode_safetensors(all, st.metadata);
-  write_file_atomic(file, bytes.data(), bytes.size());
-}
-
-bool has_warning(const ConvertReport& r, const std::string& what) {
-  for (const auto& w : r.warnings)
-    if (w.find(what) != std::string::npos) return true;
-  return false;
-}
+using test::edit_weights, test::has_warning;
 
 template <class A>
 int count_ops(const Graph& g) {
@@ -91,24 +54,7 @@ const Node* node_named(const Graph& g, const std::string& name) {
   return nullptr;
 }
 
-// "name<TAB>(a, b, c)" lines (after '#' comments) -> name -> shape.
-std::map<std::string, TensorShape> read_keys(const std::string& rel) {
-  std::ifstream f(test::source_path(rel));
-  EXPECT_TRUE(f.good()) << rel;
-  std::map<std::string, TensorShape> out;
-  std::string line;
-  const std::regex num("[0-9]+");
-  while (std::getline(f, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    const size_t tab = line.find('\t');
-    EXPECT_NE(tab, std::string::npos) << line;
-    TensorShape s;
-    const std::string dims = line.substr(tab + 1);
-    for (std::sregex_iterator it(dims.begin(), dims.end(), num), end; it != end; ++it) s.push_back(std::stoll(it->str()));
-    out[line.substr(0, tab)] = s;
-  }
-  return out;
-}
+using test::read_key_shapes;
 
 DiTConfig xl2_config(const char* key = "transformer_256") {
   const json pub = load_json(test::source_path("tests/fixtures/dit/published_configs.json"));
@@ -315,18 +261,10 @@ TEST(DiTBuilder, XL2TensorsEqualDiffusersKeysAndShapes) {
   EXPECT_EQ(c.num_layers, 28);
   EXPECT_FLOAT_EQ(c.norm_eps, 1e-5f);  // no norm_eps in the hub config: the 0.27.2 default
   EXPECT_FLOAT_EQ(c.interpolation_scale, 1.0f);
-  const auto want = read_keys("tests/fixtures/dit/dit_xl2_256_keys_shapes.txt");
+  const auto want = read_key_shapes("tests/fixtures/dit/dit_xl2_256_keys_shapes.txt");
   ASSERT_EQ(want.size(), 538u);
   const auto got = dit_expected_tensors(c);
-  std::string diff;
-  for (const auto& [k, s] : want) {
-    auto it = got.find(k);
-    if (it == got.end()) diff += "\n  not built: " + k;
-    else if (it->second != s) diff += "\n  " + k + ": diffusers " + shape_str(s) + ", built " + shape_str(it->second);
-  }
-  for (const auto& [k, s] : got)
-    if (!want.count(k)) diff += "\n  not in diffusers: " + k;
-  EXPECT_EQ(diff, "");
+  EXPECT_EQ(test::shape_map_diff(want, got), "");
   EXPECT_EQ(expected_param_count(got), 749826464ull);
   // Stored: one embedder copy and the fused modulation linear (a concatenation: same element count).
   EXPECT_EQ(expected_param_count(dit_stored_tensors(c, true)), 674834720ull);

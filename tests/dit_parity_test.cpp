@@ -36,14 +36,7 @@ fs::path dit(const std::string& rel) { return test::source_path("tests/fixtures/
 
 // One conversion per source folder per test binary.
 const ModelFile& converted(const std::string& src) {
-  static std::map<std::string, ModelFile> cache;
-  auto it = cache.find(src);
-  if (it != cache.end()) return it->second;
-  ConvertOptions opt;
-  opt.input = test::source_path(src);
-  opt.output = test::temp_dir("dit_parity") + "/m.drt";
-  convert_diffusers(opt);
-  return cache.emplace(src, read_model_file(opt.output)).first->second;
+  return test::converted_once(src, [&] { return test::convert_options(test::source_path(src), "dit_parity"); }).file;
 }
 const ModelFile& fixture_model(const std::string& c) { return converted("tests/fixtures/dit/" + c + "/pipeline"); }
 

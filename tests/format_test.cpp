@@ -91,40 +91,15 @@ std::vector<uint8_t> valid_file() {
   return serialize_model_file("unet2d", config, small_graph(), small_tensors(), sched, Conditioning{10, 10}, prov);
 }
 
-struct Parts {
-  json header;
-  std::vector<uint8_t> data;
-};
-uint64_t le64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
-Parts split(const std::vector<uint8_t>& f) {
-  uint64_t h = le64(f.data() + 16);
-  Parts p;
-  p.header = json::parse(f.begin() + 24, f.begin() + 24 + long(h));
-  p.data.assign(f.begin() + long(align_up(24 + h, kDataAlignment)), f.end());
-  return p;
-}
+using Parts = test::ModelFileParts;
+using test::le64;
+Parts split(const std::vector<uint8_t>& f) { return test::split_model_file(f); }
 // A file with this exact header text and data section (preamble and padding made consistent).
 std::vector<uint8_t> assemble(const std::string& text, const std::vector<uint8_t>& data,
                               uint32_t version = kFormatVersion) {
-  std::vector<uint8_t> f(kMagic, kMagic + 8);
-  auto put = [&](uint64_t v, int n) { for (int i = 0; i < n; ++i) f.push_back(uint8_t(v >> (8 * i))); };
-  put(version, 4);
-  put(0, 4);
-  put(text.size(), 8);
-  f.insert(f.end(), text.begin(), text.end());
-  f.resize(align_up(f.size(), kDataAlignment), 0);
-  f.insert(f.end(), data.begin(), data.end());
-  return f;
+  return test::assemble_model_file(text, data, version);
 }
-std::vector<uint8_t> edited(const std::function<void(json&)>& edit) {
-  Parts p = split(valid_file());
-  edit(p.header);
-  return assemble(p.header.dump(), p.data);
-}
+std::vector<uint8_t> edited(const std::function<void(json&)>& edit) { return test::edit_model_file(valid_file(), edit); }
 
 void expect_rejected(const std::vector<uint8_t>& f, const std::string& field, const std::string& what = "") {
   try {

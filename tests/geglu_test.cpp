@@ -24,32 +24,11 @@ namespace {
 
 using Vec = std::vector<float>;
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-constexpr float kGuard = 1234.5f;
-constexpr int kGuardN = 17;
 
 NpyArray load(const std::string& name) { return read_npy(test::source_path("tests/fixtures/ops/" + name + ".npy")); }
 
-struct Out {
-  Vec buf;
-  size_t n;
-  explicit Out(size_t count) : buf(count + kGuardN, kNaN), n(count) {
-    for (int i = 0; i < kGuardN; ++i) buf[count + i] = kGuard;
-  }
-  float* data() { return buf.data(); }
-  bool guards_ok() const {
-    for (int i = 0; i < kGuardN; ++i)
-      if (buf[n + i] != kGuard) return false;
-    return true;
-  }
-};
-
-void expect_close(const float* got, const float* ref, size_t n, double tol_rel, double tol_abs,
-                  const std::string& what) {
-  const double ma = test::max_abs_diff(got, ref, n), rl = test::rel_l2(got, ref, n);
-  std::printf("[errors] %-40s max_abs=%.3e rel_l2=%.3e\n", what.c_str(), ma, rl);
-  EXPECT_LE(rl, tol_rel) << what;
-  EXPECT_LE(ma, tol_abs) << what;
-}
+using Out = test::GuardedOut;
+using test::expect_close;
 
 Vec run_geglu(const Vec& x, long long rows, int f, const std::string& what) {
   Out y(size_t(rows) * f);
@@ -142,12 +121,7 @@ TEST(GegluRef, LimitsAndNan) {
 TEST(GegluRef, RejectsBadArguments) {
   float buf[64] = {};
   auto expect_internal = [](const GegluParams& p, const char* what) {
-    try {
-      geglu_ref(p);
-      ADD_FAILURE() << what << " accepted";
-    } catch (const Error& e) {
-      EXPECT_EQ(e.code(), ErrorCode::Internal) << what;
-    }
+    test::expect_rejected([](const GegluParams& q) { geglu_ref(q); }, p, ErrorCode::Internal, what);
   };
   GegluParams ok;
   ok.x = buf; ok.y = buf + 32; ok.rows = 2; ok.f = 8;  // x: 32 floats, y: 16 floats, disjoint

@@ -20,11 +20,7 @@ using nlohmann::json;
 
 namespace {
 
-json load(const std::string& rel) {
-  std::ifstream f(test::source_path(rel));
-  if (!f) throw std::runtime_error("missing test data " + test::source_path(rel));
-  return json::parse(f);
-}
+json load(const std::string& rel) { return test::load_source_json(rel); }
 
 double by_op(const GraphCost& c, const char* op) {
   auto it = c.flops_by_op.find(op);
@@ -32,15 +28,7 @@ double by_op(const GraphCost& c, const char* op) {
 }
 
 // google/ddpm-cifar10-32 (spec section 8.1; the same config as scripts/make_bench_models.py).
-json cifar10_config() {
-  return json{{"_class_name", "UNet2DModel"}, {"act_fn", "silu"}, {"attention_head_dim", nullptr},
-              {"block_out_channels", {128, 256, 256, 256}}, {"center_input_sample", false},
-              {"down_block_types", {"DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"}},
-              {"downsample_padding", 0}, {"flip_sin_to_cos", false}, {"freq_shift", 1}, {"in_channels", 3},
-              {"layers_per_block", 2}, {"mid_block_scale_factor", 1}, {"norm_eps", 1e-6}, {"norm_num_groups", 32},
-              {"out_channels", 3}, {"sample_size", 32}, {"time_embedding_type", "positional"},
-              {"up_block_types", {"UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"}}};
-}
+json cifar10_config() { return test::ddpm_cifar10_config(); }
 
 }  // namespace
 

@@ -53,13 +53,7 @@ std::vector<uint8_t> npy_u8(const fs::path& p, std::vector<int64_t>* shape) {
 }
 
 // Some run metadata hold Python's -Infinity / Infinity / NaN (e.g. sigmas), which JSON has not: read them as null.
-json meta_of(const fs::path& d) {
-  std::ifstream f(d / "meta.json");
-  std::string t((std::istreambuf_iterator<char>(f)), {});
-  for (const char* w : {"-Infinity", "Infinity", "NaN"})
-    for (size_t p = t.find(w); p != std::string::npos; p = t.find(w, p)) t.replace(p, std::strlen(w), "null");
-  return json::parse(t);
-}
+json meta_of(const fs::path& d) { return test::load_json_nonfinite_as_null((d / "meta.json").string()); }
 
 // Exact equality (the digest says bit for bit), reporting the first difference.
 void expect_equal(const std::vector<float>& got, const std::vector<float>& want, const std::string& what) {

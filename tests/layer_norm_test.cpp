@@ -25,43 +25,14 @@ namespace {
 
 using Vec = std::vector<float>;
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-constexpr float kGuard = 1234.5f;
-constexpr int kGuardN = 17;
 
 NpyArray load(const std::string& name) { return read_npy(test::source_path("tests/fixtures/ops/" + name + ".npy")); }
 Vec loadf(const std::string& name) { return load(name).as_f32(); }
 
-Vec random_vec(size_t n, std::mt19937& rng, float lo, float hi) {
-  std::uniform_real_distribution<float> d(lo, hi);
-  Vec v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-
-// A NaN-poisoned buffer of `count` elements followed by guard elements. `init` (if given) fills the body
-// for in-place calls.
-struct Out {
-  Vec buf;
-  size_t n;
-  explicit Out(size_t count, const Vec* init = nullptr) : buf(count + kGuardN, kNaN), n(count) {
-    if (init) std::copy(init->begin(), init->end(), buf.begin());
-    for (int i = 0; i < kGuardN; ++i) buf[count + i] = kGuard;
-  }
-  float* data() { return buf.data(); }
-  bool guards_ok() const {
-    for (int i = 0; i < kGuardN; ++i)
-      if (buf[n + i] != kGuard) return false;
-    return true;
-  }
-};
-
-void expect_close(const float* got, const float* ref, size_t n, double tol_rel, double tol_abs,
-                  const std::string& what) {
-  const double ma = test::max_abs_diff(got, ref, n), rl = test::rel_l2(got, ref, n);
-  std::printf("[errors] %-40s max_abs=%.3e rel_l2=%.3e\n", what.c_str(), ma, rl);
-  EXPECT_LE(rl, tol_rel) << what;
-  EXPECT_LE(ma, tol_abs) << what;
-}
+using test::random_vec;
+// A NaN-poisoned buffer followed by guard elements (init fills the body for in-place calls).
+using Out = test::GuardedOut;
+using test::expect_close;
 
 // Naive reference: Welford mean/M2 in long double, then (x - mean) * gamma / sqrt(var + eps) + beta.
 Vec naive_layer_norm(const Vec& x, long long rows, int c, const float* gamma, const float* beta, float eps) {
@@ -208,12 +179,7 @@ TEST(LayerNormRef, NanPropagatesWithinItsRowOnly) {
 TEST(LayerNormRef, RejectsBadArguments) {
   float buf[64] = {};
   auto expect_internal = [](const LayerNormParams& p, const char* what) {
-    try {
-      layer_norm_ref(p);
-      ADD_FAILURE() << what << " accepted";
-    } catch (const Error& e) {
-      EXPECT_EQ(e.code(), ErrorCode::Internal) << what;
-    }
+    test::expect_rejected([](const LayerNormParams& q) { layer_norm_ref(q); }, p, ErrorCode::Internal, what);
   };
   LayerNormParams ok;
   ok.x = buf; ok.y = buf + 32; ok.rows = 2; ok.c = 8;

@@ -35,11 +35,7 @@ using nlohmann::json;
 
 namespace {
 
-json load(const std::string& rel) {
-  std::ifstream f(test::source_path(rel));
-  EXPECT_TRUE(f.good()) << rel;
-  return json::parse(f);
-}
+json load(const std::string& rel) { return test::load_source_json(rel); }
 
 // openai/clip-vit-large-patch14's text config (Stable Diffusion 1.x's text encoder).
 json clip_vit_l14_text() {
@@ -49,15 +45,7 @@ json clip_vit_l14_text() {
 }
 
 // google/ddpm-cifar10-32's UNet2DModel config.
-json ddpm_cifar10() {
-  return {{"_class_name", "UNet2DModel"}, {"act_fn", "silu"}, {"attention_head_dim", nullptr},
-          {"block_out_channels", {128, 256, 256, 256}}, {"center_input_sample", false},
-          {"down_block_types", {"DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"}},
-          {"downsample_padding", 0}, {"flip_sin_to_cos", false}, {"freq_shift", 1}, {"in_channels", 3},
-          {"layers_per_block", 2}, {"mid_block_scale_factor", 1}, {"norm_eps", 1e-6}, {"norm_num_groups", 32},
-          {"out_channels", 3}, {"sample_size", 32}, {"time_embedding_type", "positional"},
-          {"up_block_types", {"UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"}}};
-}
+json ddpm_cifar10() { return test::ddpm_cifar10_config(); }
 
 void add_tensors(ModelFile& mf, const std::map<std::string, TensorShape>& shapes, const std::string& prefix, DType dt) {
   for (const auto& [name, shape] : shapes) {

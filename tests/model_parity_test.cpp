@@ -20,24 +20,12 @@ using namespace diffrt;
 
 namespace {
 
-std::vector<std::string> fixture_dirs() {
-  std::vector<std::string> out;
-  for (const auto& e : fs::directory_iterator(test::source_path("tests/fixtures/models")))
-    if (fs::exists(e.path() / "x.npy") && fs::exists(e.path() / "out.npy")) out.push_back(e.path().string());
-  std::sort(out.begin(), out.end());
-  return out;
-}
+std::vector<std::string> fixture_dirs() { return test::model_fixture_dirs(); }
 
 struct Result { double rel, max_abs; };
 
 Result run_fixture(const std::string& dir, DType dtype) {
-  std::string drt = test::temp_dir("parity") + "/m.drt";
-  ConvertOptions opt;
-  opt.input = dir;
-  opt.output = drt;
-  opt.dtype = dtype;
-  convert_diffusers(opt);
-  ModelFile mf = read_model_file(drt);
+  ModelFile mf = test::convert_and_read(dir, dtype, "parity");
   NpyArray x = read_npy(dir + "/x.npy"), t = read_npy(dir + "/t.npy"), want = read_npy(dir + "/out.npy");
   const int n = int(x.shape[0]), c = int(x.shape[1]), h = int(x.shape[2]), w = int(x.shape[3]);
   std::vector<float> ts;

@@ -28,7 +28,6 @@ namespace {
 using Vec = std::vector<float>;
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 constexpr float kGuard = 1234.5f;  // sentinel written after outputs (and into untouched strides)
-constexpr int kGuardN = 17;
 
 NpyArray load(const std::string& name) { return read_npy(test::source_path("tests/fixtures/ops/" + name + ".npy")); }
 Vec loadf(const std::string& name) { return load(name).as_f32(); }
@@ -42,34 +41,14 @@ Vec nchw_to_nhwc(const Vec& x, int n, int c, int h, int w) {
   return y;
 }
 
-Vec random_vec(size_t n, std::mt19937& rng, float lo = -1.0f, float hi = 1.0f) {
-  std::uniform_real_distribution<float> d(lo, hi);
-  Vec v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-
+using test::random_vec;
 // A NaN-poisoned output buffer followed by guard elements.
-struct Out {
-  Vec buf;
-  size_t n;
-  explicit Out(size_t count) : buf(count + kGuardN, kNaN), n(count) {
-    for (int i = 0; i < kGuardN; ++i) buf[count + i] = kGuard;
-  }
-  float* data() { return buf.data(); }
-  bool guards_ok() const {
-    for (int i = 0; i < kGuardN; ++i) if (buf[n + i] != kGuard) return false;
-    return true;
-  }
-};
+using Out = test::GuardedOut;
 
 // Compares and prints the errors (the report quotes them). rel_l2/max_abs are inf on NaN.
 void expect_close(const float* got, const float* ref, size_t n, double tol_rel, double tol_abs,
                   const std::string& what) {
-  const double ma = test::max_abs_diff(got, ref, n), rl = test::rel_l2(got, ref, n);
-  std::printf("[errors] %-34s max_abs=%.3e rel_l2=%.3e\n", what.c_str(), ma, rl);
-  EXPECT_LE(rl, tol_rel) << what;
-  EXPECT_LE(ma, tol_abs) << what;
+  test::expect_close(got, ref, n, tol_rel, tol_abs, what, 34);
 }
 
 // Worst errors over a property test's shapes, printed at the end for the record.

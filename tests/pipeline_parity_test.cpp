@@ -43,19 +43,7 @@ TEST(PipelineParity, TorchRngReproducesDiffusersPipelines) {
     convert_diffusers(opt);
     ModelFile mf = read_model_file(drt);
     SchedulerConfig sched = scheduler_config_from_json(meta["effective_scheduler_config"], "meta.json");
-
-    const bool ddim = meta["pipeline"] == "DDIMPipeline";
-    auto shape = meta["image_shape_nhwc"].get<std::vector<int>>();
-    SampleRequest req;
-    req.sampler = ddim ? SamplerKind::Ddim : SamplerKind::Ddpm;
-    req.steps = meta["num_inference_steps"].get<int>();
-    req.eta = meta["eta"].is_number() ? meta["eta"].get<float>() : 0.0f;
-    req.seed = meta["seed"].get<uint64_t>();
-    req.rng = RngKind::Torch;
-    req.batch = shape[0];
-    req.height = shape[1];
-    req.width = shape[2];
-    req.channels = shape[3];
+    SampleRequest req = test::pipeline_request(meta);
     CpuWeights weights(mf);
     CpuExecutor ex(mf, weights, req.batch, req.height, req.width);
     UNetFn unet = [&](const float* x, const float* t, const int32_t* l, int, float* out) { ex.run(x, t, l, out); };
@@ -66,6 +54,6 @@ TEST(PipelineParity, TorchRngReproducesDiffusersPipelines) {
     double err = test::max_abs_diff(img.data(), want.data(), want.size());
     std::printf("[pipeline] %-24s %-16s steps %4d  max_abs %.3g\n", run.model.filename().c_str(),
                 run.dir.filename().c_str(), req.steps, err);
-    EXPECT_LE(err, ddim ? 1e-3 : 5e-3) << run.dir;
+    EXPECT_LE(err, req.sampler == SamplerKind::Ddim ? 1e-3 : 5e-3) << run.dir;
   }
 }

@@ -19,11 +19,7 @@ using namespace diffrt;
 using json = nlohmann::json;
 
 namespace {
-std::string fx(const std::string& name) { return test::source_path("tests/fixtures/scheduler/" + name); }
-json manifest() {
-  std::ifstream f(fx("manifest.json"));
-  return json::parse(f);
-}
+const test::FixtureDir fx{"scheduler"};
 uint32_t bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
 }  // namespace
 
@@ -130,7 +126,7 @@ TEST(Philox, GoldenPrefix) {
 }
 
 TEST(TorchRandn, MatchesTorchFixtures) {
-  json m = manifest();
+  json m = fx.manifest();
   double worst_small = 0, worst_big = 0;
   int exact_small = 0, n_small = 0;
   for (const json& e : m["randn"]) {
@@ -155,7 +151,7 @@ TEST(TorchRandn, MatchesTorchFixtures) {
 }
 
 TEST(TorchRandn, GeneratorStateAcrossDraws) {
-  json m = manifest();
+  json m = fx.manifest();
   const json& s = m["randn_sequence"];
   std::vector<float> want = read_npy(fx(s["file"])).as_f32();
   TorchGenerator g(s["seed"].get<uint64_t>());

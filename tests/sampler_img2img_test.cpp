@@ -36,14 +36,7 @@ json load_meta(const std::string& run) {
 }
 
 const ModelFile& converted(const std::string& dir) {
-  static std::map<std::string, ModelFile> cache;
-  auto it = cache.find(dir);
-  if (it != cache.end()) return it->second;
-  ConvertOptions opt;
-  opt.input = src(dir);
-  opt.output = test::temp_dir("sampler_i2i") + "/m.drt";
-  convert_diffusers(opt);
-  return cache.emplace(dir, read_model_file(opt.output)).first->second;
+  return test::converted_once(dir, [&] { return test::convert_options(src(dir), "sampler_i2i"); }).file;
 }
 
 std::vector<float> nhwc(const std::string& path) {

@@ -23,15 +23,7 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string fx(const std::string& rel) { return test::source_path("tests/fixtures/samplers/" + rel); }
-
-const json& manifest() {
-  static const json m = [] {
-    std::ifstream f(fx("manifest.json"));
-    return json::parse(f);
-  }();
-  return m;
-}
+const test::FixtureDir fx{"samplers"};
 
 // NCHW [n, C, H, W] -> NHWC.
 std::vector<float> to_nhwc(const float* src, int n, int c, int h, int w) {
@@ -52,10 +44,10 @@ struct Stats {
 TEST(SamplerLoops, MatchDiffusers) {
   std::map<std::string, Stats> stats;
   int total = 0;
-  for (const json& e : manifest().at("loops")) {
+  for (const json& e : fx.manifest().at("loops")) {
     const std::string name = e.at("name");
     SCOPED_TRACE(name);
-    const json& ce = manifest().at("configs").at(e.at("config_id").get<std::string>());
+    const json& ce = fx.manifest().at("configs").at(e.at("config_id").get<std::string>());
     json cj = ce.at("config");
     cj["_class_name"] = ce.at("class");
     const SchedulerConfig cfg = scheduler_config_from_json(cj, name);

@@ -37,14 +37,7 @@ const json& manifest() {
 }
 
 const ModelFile& converted(const std::string& pipeline_dir) {
-  static std::map<std::string, ModelFile> cache;
-  auto it = cache.find(pipeline_dir);
-  if (it != cache.end()) return it->second;
-  ConvertOptions opt;
-  opt.input = src(pipeline_dir);
-  opt.output = test::temp_dir("sampler_pipe") + "/m.drt";
-  convert_diffusers(opt);
-  return cache.emplace(pipeline_dir, read_model_file(opt.output)).first->second;
+  return test::converted_once(pipeline_dir, [&] { return test::convert_options(src(pipeline_dir), "sampler_pipe"); }).file;
 }
 
 // The fixture's scheduler key -> (--sampler NAME, --karras).

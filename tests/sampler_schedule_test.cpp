@@ -20,18 +20,10 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string fx(const std::string& rel) { return test::source_path("tests/fixtures/samplers/" + rel); }
-
-const json& manifest() {
-  static const json m = [] {
-    std::ifstream f(fx("manifest.json"));
-    return json::parse(f);
-  }();
-  return m;
-}
+const test::FixtureDir fx{"samplers"};
 
 SchedulerConfig config_of(const std::string& id) {
-  const json& e = manifest().at("configs").at(id);
+  const json& e = fx.manifest().at("configs").at(id);
   json j = e.at("config");
   j["_class_name"] = e.at("class");
   return scheduler_config_from_json(j, id);
@@ -50,7 +42,7 @@ int ulps(float a, float b) {
 
 TEST(SamplerSchedule, TablesMatchDiffusers) {
   std::map<std::string, int> per_class, mismatched;
-  for (const json& e : manifest().at("tables")) {
+  for (const json& e : fx.manifest().at("tables")) {
     const std::string name = e.at("name");
     SCOPED_TRACE(name);
     const SchedulerConfig c = config_of(e.at("config_id"));
@@ -142,7 +134,7 @@ TEST(SamplerSchedule, TablesMatchDiffusers) {
 }
 
 TEST(SamplerSchedule, ImportCaseSchedules) {
-  for (const json& e : manifest().at("imports")) {
+  for (const json& e : fx.manifest().at("imports")) {
     if (!e.contains("schedules")) continue;
     const std::string name = e.at("name");
     SCOPED_TRACE(name);

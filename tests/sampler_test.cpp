@@ -16,14 +16,11 @@
 
 using namespace diffrt;
 using json = nlohmann::json;
+using test::expect_error;
 
 namespace {
 
-std::string fx(const std::string& name) { return test::source_path("tests/fixtures/scheduler/" + name); }
-json manifest() {
-  std::ifstream f(fx("manifest.json"));
-  return json::parse(f);
-}
+const test::FixtureDir fx{"scheduler"};
 
 // The fixture's fake UNet, in the same float32 operation order as the torch expression
 // 0.1 * x + 0.01 * t.float() / 1000 (+ label_coeff * label).
@@ -60,21 +57,10 @@ UNetFn generic_unet(size_t per, int cm, int c, std::vector<int>* bms = nullptr,
   };
 }
 
-template <typename F>
-void expect_error(F&& fn, ErrorCode code, const std::string& needle) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error thrown; expected one naming " << needle;
-  } catch (const Error& e) {
-    EXPECT_EQ(int(e.code()), int(code)) << e.what();
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << "message: " << e.what();
-  }
-}
-
 }  // namespace
 
 TEST(Sampler, ReproducesDiffusersPipelinesWithTorchRng) {
-  json m = manifest();
+  json m = fx.manifest();
   ASSERT_FALSE(m["pipelines"].empty());
   for (const json& e : m["pipelines"]) {
     const std::string name = e["name"];

@@ -16,15 +16,11 @@
 
 using namespace diffrt;
 using json = nlohmann::json;
+using test::expect_error;
 
 namespace {
 
-std::string fx(const std::string& name) { return test::source_path("tests/fixtures/scheduler/" + name); }
-
-json manifest() {
-  std::ifstream f(fx("manifest.json"));
-  return json::parse(f);
-}
+const test::FixtureDir fx{"scheduler"};
 
 double max_rel(const std::vector<float>& a, const std::vector<float>& b) {
   double m = 0;
@@ -37,22 +33,10 @@ double max_rel(const std::vector<float>& a, const std::vector<float>& b) {
   return m;
 }
 
-// Expects `fn` to throw diffrt::Error with `code` and a message containing `needle`.
-template <typename F>
-void expect_error(F&& fn, ErrorCode code, const std::string& needle) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error thrown; expected one naming " << needle;
-  } catch (const Error& e) {
-    EXPECT_EQ(int(e.code()), int(code)) << e.what();
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << "message: " << e.what();
-  }
-}
-
 }  // namespace
 
 TEST(Schedule, BetasAndAlphasCumprodMatchDiffusers) {
-  json m = manifest();
+  json m = fx.manifest();
   ASSERT_FALSE(m["schedules"].empty());
   for (const json& s : m["schedules"]) {
     SchedulerConfig c = scheduler_config_from_json(s["config"], s["name"].get<std::string>());
@@ -76,7 +60,7 @@ TEST(Schedule, BetasAndAlphasCumprodMatchDiffusers) {
 
 TEST(Schedule, LinearAndScaledLinearAreBitExact) {
   // torch.linspace is emulated bit for bit (AVX2 kernel), so these are exact, not just close.
-  json m = manifest();
+  json m = fx.manifest();
   for (const json& s : m["schedules"]) {
     std::string name = s["name"];
     if (name != "linear" && name != "scaled_linear_sd" && name != "scaled_linear_ldm" && name != "linear_t37")
@@ -88,7 +72,7 @@ TEST(Schedule, LinearAndScaledLinearAreBitExact) {
 }
 
 TEST(Schedule, TimestepsMatchDiffusers) {
-  json m = manifest();
+  json m = fx.manifest();
   int checked = 0;
   for (const json& e : m["timesteps"]) {
     SchedulerConfig c;

@@ -23,12 +23,7 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string fx(const std::string& name) { return test::source_path("tests/fixtures/scheduler/" + name); }
-
-json manifest() {
-  std::ifstream f(fx("manifest.json"));
-  return json::parse(f);
-}
+const test::FixtureDir fx{"scheduler"};
 
 struct Tensor4 { std::vector<float> nhwc; int n = 0, c = 0, h = 0, w = 0; };
 
@@ -62,7 +57,7 @@ SchedulerStepParams params_from(const SchedulerConfig& c, SamplerKind kind) {
 }  // namespace
 
 TEST(SchedulerStep, MatchesDiffusersSteps) {
-  json m = manifest();
+  json m = fx.manifest();
   std::map<std::string, Tensor4> in;
   for (auto& [k, v] : m["step_inputs"].items()) in[k] = load_nchw_as_nhwc(v.get<std::string>());
   double worst_prev = 0, worst_x0 = 0;

@@ -25,42 +25,11 @@ using nlohmann::json;
 
 namespace {
 
-json load(const std::string& rel) {
-  std::ifstream f(test::source_path(rel));
-  if (!f) throw std::runtime_error("missing test data " + test::source_path(rel));
-  return json::parse(f);
-}
+json load(const std::string& rel) { return test::load_source_json(rel); }
 
-// "name<TAB>(a, b, c)" lines -> name -> shape.
-std::map<std::string, TensorShape> read_keys(const std::string& rel) {
-  std::ifstream f(test::source_path(rel));
-  EXPECT_TRUE(f.good()) << rel;
-  std::map<std::string, TensorShape> out;
-  std::string line;
-  const std::regex num("[0-9]+");
-  while (std::getline(f, line)) {
-    if (line.empty()) continue;
-    size_t tab = line.find('\t');
-    EXPECT_NE(tab, std::string::npos) << line;
-    TensorShape s;
-    std::string dims = line.substr(tab + 1);
-    for (std::sregex_iterator it(dims.begin(), dims.end(), num), end; it != end; ++it) s.push_back(std::stoll(it->str()));
-    out[line.substr(0, tab)] = s;
-  }
-  return out;
-}
-
-// Lists the differences between two name -> shape maps (empty when equal).
+std::map<std::string, TensorShape> read_keys(const std::string& rel) { return test::read_key_shapes(rel); }
 std::string diff(const std::map<std::string, TensorShape>& want, const std::map<std::string, TensorShape>& got) {
-  std::string r;
-  for (const auto& [k, s] : want) {
-    auto it = got.find(k);
-    if (it == got.end()) r += "\n  not built: " + k;
-    else if (it->second != s) r += "\n  " + k + ": diffusers " + shape_str(s) + ", built " + shape_str(it->second);
-  }
-  for (const auto& [k, s] : got)
-    if (!want.count(k)) r += "\n  not in diffusers: " + k;
-  return r;
+  return test::shape_map_diff(want, got);
 }
 
 template <class A>

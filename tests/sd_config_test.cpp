@@ -16,11 +16,7 @@ using nlohmann::json;
 
 namespace {
 
-json load(const std::string& rel) {
-  std::ifstream f(test::source_path(rel));
-  if (!f) throw std::runtime_error("missing test data " + test::source_path(rel));
-  return json::parse(f);
-}
+json load(const std::string& rel) { return test::load_source_json(rel); }
 json sd15() { return load("tests/fixtures/sd_real/sd15_unet_config.json"); }
 json sd21() { return load("tests/fixtures/sd_real/sd21_unet_config.json"); }
 json sd_vae() { return load("tests/fixtures/sd_real/sd_vae_config.json"); }

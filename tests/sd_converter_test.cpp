@@ -28,50 +28,9 @@ const char* const kFixtures[] = {"sd1_tiny", "sd2_tiny"};
 std::string fixture(const std::string& name) { return test::source_path("tests/fixtures/sd/" + name + "/pipeline"); }
 
 // A private copy of a fixture pipeline that a test may mutate.
-std::string copy_fixture(const std::string& name) {
-  std::string dst = test::temp_dir("sdconv_" + name) + "/pipeline";
-  fs::copy(fixture(name), dst, fs::copy_options::recursive);
-  return dst;
-}
+std::string copy_fixture(const std::string& name) { return test::copy_tree(fixture(name), "sdconv_" + name, "pipeline"); }
 
-json load_json(const std::string& path) { return json::parse(std::ifstream(path)); }
-void save_json(const std::string& path, const json& j) { std::ofstream(path) << j.dump(2); }
-
-ConvertReport convert(const std::string& dir, const std::string& out, ConvertOptions opt = {}) {
-  opt.input = dir;
-  opt.output = out;
-  return convert_diffusers(opt);
-}
-
-// Runs the converter and returns the error; fails the test if it succeeds.
-std::pair<ErrorCode, std::string> convert_error(const std::string& dir, ConvertOptions opt = {}) {
-  opt.input = dir;
-  opt.output = dir + "/../out.drt";
-  try {
-    convert_diffusers(opt);
-  } catch (const Error& e) {
-    EXPECT_FALSE(fs::exists(opt.output)) << "a failed conversion must not leave an output file";
-    return {e.code(), e.what()};
-  }
-  ADD_FAILURE() << "conversion of " << dir << " unexpectedly succeeded";
-  return {ErrorCode::Internal, ""};
-}
-
-// Rewrites one safetensors file of a copied fixture through `f`.
-void edit_weights(const std::string& file, const std::function<void(std::map<std::string, SafeTensor>&)>& f) {
-  SafeTensorsFile st = read_safetensors(file);
-  f(st.tensors);
-  std::vector<SafeTensor> all;
-  for (auto& [k, v] : st.tensors) all.push_back(v);
-  auto bytes = encode_safetensors(all, st.metadata);
-  write_file_atomic(file, bytes.data(), bytes.size());
-}
-
-bool has_warning(const ConvertReport& r, const std::string& what) {
-  for (const auto& w : r.warnings)
-    if (w.find(what) != std::string::npos) return true;
-  return false;
-}
+using test::convert, test::convert_error, test::edit_weights, test::has_warning, test::load_json, test::save_json;
 
 }  // namespace
 

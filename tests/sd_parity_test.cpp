@@ -30,14 +30,8 @@ fs::path fixture(const std::string& model) { return test::source_path("tests/fix
 
 // One conversion per fixture model per test binary.
 const ModelFile& converted(const std::string& model) {
-  static std::map<std::string, ModelFile> cache;
-  auto it = cache.find(model);
-  if (it != cache.end()) return it->second;
-  ConvertOptions opt;
-  opt.input = (fixture(model) / "pipeline").string();
-  opt.output = test::temp_dir("sd_" + model) + "/m.drt";
-  convert_diffusers(opt);
-  return cache.emplace(model, read_model_file(opt.output)).first->second;
+  return test::converted_once(model, [&] { return test::convert_options((fixture(model) / "pipeline").string(), "sd_" + model); })
+      .file;
 }
 
 std::vector<float> npy_f32(const fs::path& p) { return read_npy(p.string()).as_f32(); }
@@ -112,34 +106,22 @@ TEST(SdParity, PipelinesMatchStableDiffusionPipeline) {
   for (const char* m : kModels) {
     const ModelFile& mf = converted(m);
     CpuWeights weights(mf);
-    std::vector<fs::path> dirs;
-    for (const auto& r : fs::directory_iterator(fixture(m) / "pipelines")) dirs.push_back(r.path());
-    std::sort(dirs.begin(), dirs.end());
-    for (const fs::path& d : dirs) {
-      nlohmann::json meta = nlohmann::json::parse(std::ifstream(d / "meta.json"));
-      SchedulerConfig sched = scheduler_config_from_json(meta["effective_scheduler_config"], "meta.json");
-      const SampleRequest req = test::fixture_request(meta, mf);
-      TextEmbeds pos = read_text_embeds((d / "prompt_embeds.npy").string()), neg;
-      const bool guided = guidance_on(req);
-      if (guided) neg = read_text_embeds((d / "negative_prompt_embeds.npy").string());
-      std::vector<float> ctx = model_context(mf.graph, pos, guided ? &neg : nullptr, guided);
-      std::vector<float> lat = sample_latents_cpu(mf, weights, sched, req, ctx, pos.len, {});
-      std::vector<float> lat_nchw = nhwc_to_nchw(lat, req.batch, req.height, req.width, req.channels);
-      std::vector<float> want_lat = npy_f32(d / "latents.npy");
-      ASSERT_EQ(lat_nchw.size(), want_lat.size()) << d;
-      const double lat_err = test::max_abs_diff(lat_nchw.data(), want_lat.data(), want_lat.size());
+    for (const test::PipelineRun& r : test::pipeline_runs(fixture(m) / "pipelines", mf)) {
+      const SampleRequest& req = r.req;
+      std::vector<float> lat = sample_latents_cpu(mf, weights, r.sched, req, r.context, r.len, {});
+      std::vector<float> want_lat;
+      const double lat_err =
+          test::run_max_abs(r, "latents.npy", nhwc_to_nchw(lat, req.batch, req.height, req.width, req.channels), &want_lat);
       std::vector<float> img = to_image_01(decode_latents_cpu(mf, weights, lat, req.batch, req.height, req.width));
-      std::vector<float> want = npy_f32(d / "images.npy");
-      ASSERT_EQ(img.size(), want.size()) << d;
-      const double err = test::max_abs_diff(img.data(), want.data(), want.size());
-      std::printf("[sd pipe] %-9s %-18s latents max_abs %.3g  images max_abs %.3g\n", m, d.filename().c_str(),
+      const double err = test::run_max_abs(r, "images.npy", img);
+      std::printf("[sd pipe] %-9s %-18s latents max_abs %.3g  images max_abs %.3g\n", m, r.dir.filename().c_str(),
                   lat_err, err);
       // Issue bounds are 1e-3 (DDIM) / 5e-3 (DDPM); fp32 on the CPU lands near 1e-6, so hold it to that
       // order. Latents grow large with random eps-prediction weights (std ~10): bound them relatively.
       double lat_max = 0;
       for (float v : want_lat) lat_max = std::max(lat_max, double(std::fabs(v)));
-      EXPECT_LE(err, 2e-5) << d;
-      EXPECT_LE(lat_err / lat_max, 1e-5) << d;
+      EXPECT_LE(err, 2e-5) << r.dir;
+      EXPECT_LE(lat_err / lat_max, 1e-5) << r.dir;
       ++runs;
     }
   }

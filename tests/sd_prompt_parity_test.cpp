@@ -39,19 +39,15 @@ std::vector<float> npy_f32(const fs::path& p) { return read_npy(p.string()).as_f
 TEST(SdPromptParity, PipelinesMatchStableDiffusionPipeline) {
   const ModelFile& mf = model();
   CpuWeights weights(mf);
-  std::vector<fs::path> dirs;
-  for (const auto& r : fs::directory_iterator(source_path("tests/fixtures/sd/sd1_text/pipelines"))) dirs.push_back(r.path());
-  std::sort(dirs.begin(), dirs.end());
+  const std::vector<fs::path> dirs = sorted_run_dirs(source_path("tests/fixtures/sd/sd1_text/pipelines"));
   ASSERT_EQ(dirs.size(), 3u);
   for (const fs::path& d : dirs) {
-    const nlohmann::json meta = nlohmann::json::parse(std::ifstream(d / "meta.json"));
-    SampleRequest req = fixture_request(meta, mf);
-    const bool guided = guidance_on(req);
-    const std::vector<std::string> negatives = fixture_negative_prompts(meta);
-    const PromptEmbeds pe = encode_prompts(
-        mf, meta["prompt"].get<std::vector<std::string>>(), negatives, guided, meta["num_images_per_prompt"].get<int>(),
-        [&](const std::vector<int32_t>& ids, int b, int l) { return encode_ids_cpu(mf, weights, ids, b, l); });
-    req.batch = pe.positive.batch;
+    const PromptRun run =
+        prompt_run(d, mf, [&](const std::vector<int32_t>& ids, int b, int l) { return encode_ids_cpu(mf, weights, ids, b, l); });
+    const nlohmann::json& meta = run.meta;
+    const SampleRequest& req = run.req;
+    const bool guided = run.guided;
+    const PromptEmbeds& pe = run.pe;
     ASSERT_EQ(req.batch, meta["batch"].get<int>()) << d;
 
     const std::vector<float> want_pe = npy_f32(d / "prompt_embeds.npy");

@@ -39,28 +39,7 @@ const std::vector<uint8_t>& valid_file() {
   return bytes;
 }
 
-uint64_t le64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
-std::vector<uint8_t> edited(const std::function<void(json&)>& edit) {
-  const std::vector<uint8_t>& f = valid_file();
-  const uint64_t h = le64(f.data() + 16);
-  json header = json::parse(f.begin() + 24, f.begin() + 24 + long(h));
-  const std::vector<uint8_t> data(f.begin() + long(align_up(24 + h, kDataAlignment)), f.end());
-  edit(header);
-  const std::string text = header.dump();
-  std::vector<uint8_t> out(kMagic, kMagic + 8);
-  auto put = [&](uint64_t v, int n) { for (int i = 0; i < n; ++i) out.push_back(uint8_t(v >> (8 * i))); };
-  put(kFormatVersion, 4);
-  put(0, 4);
-  put(text.size(), 8);
-  out.insert(out.end(), text.begin(), text.end());
-  out.resize(align_up(out.size(), kDataAlignment), 0);
-  out.insert(out.end(), data.begin(), data.end());
-  return out;
-}
+std::vector<uint8_t> edited(const std::function<void(json&)>& edit) { return edit_model_file(valid_file(), edit); }
 
 void expect_header_rejected(const std::function<void(json&)>& edit, const std::string& field,
                             ErrorCode code = ErrorCode::InvalidModel) {

@@ -38,31 +38,17 @@ const char* kCases[] = {"sd1_b2_16x16", "sd1_b1_24x40", "sd1_b1_18x10", "sd1_b1_
 fs::path enc_fixture(const std::string& c) { return test::source_path("tests/fixtures/img2img/vae_encode/" + c); }
 std::string model_of(const std::string& c) { return c.substr(0, 3) + "_tiny"; }
 
-struct Converted {
-  std::string path;
-  ModelFile file;
-};
+using Converted = test::ConvertedModel;
 
 // One conversion per fixture model per test binary.
 const Converted& converted(const std::string& model) {
-  static std::map<std::string, Converted> cache;
-  auto it = cache.find(model);
-  if (it != cache.end()) return it->second;
-  ConvertOptions opt;
-  opt.input = test::source_path("tests/fixtures/sd/" + model + "/pipeline");
-  opt.output = test::temp_dir("venc_" + model) + "/m.drt";
-  convert_diffusers(opt);
-  return cache.emplace(model, Converted{opt.output, read_model_file(opt.output)}).first->second;
+  return test::converted_once(model, [&] {
+    return test::convert_options(test::source_path("tests/fixtures/sd/" + model + "/pipeline"), "venc_" + model);
+  });
 }
 
 // Some run metadata hold Python's -Infinity / Infinity / NaN (e.g. sigmas), which JSON has not: read them as null.
-json meta_of(const fs::path& d) {
-  std::ifstream f(d / "meta.json");
-  std::string t((std::istreambuf_iterator<char>(f)), {});
-  for (const char* w : {"-Infinity", "Infinity", "NaN"})
-    for (size_t p = t.find(w); p != std::string::npos; p = t.find(w, p)) t.replace(p, std::strlen(w), "null");
-  return json::parse(t);
-}
+json meta_of(const fs::path& d) { return test::load_json_nonfinite_as_null((d / "meta.json").string()); }
 
 std::vector<float> npy_f32(const fs::path& p) { return read_npy(p.string()).as_f32(); }
 
@@ -198,29 +184,10 @@ TEST(VaeEncoderConvert, OptionsAndCheckpointsWithoutEncoder) {
 
 namespace {
 
-struct Parts {
-  json header;
-  std::vector<uint8_t> data;
-};
-Parts split(const std::vector<uint8_t>& f) {
-  uint64_t h = 0;
-  for (int i = 7; i >= 0; --i) h = (h << 8) | f[16 + size_t(i)];
-  Parts p;
-  p.header = json::parse(f.begin() + 24, f.begin() + 24 + long(h));
-  p.data.assign(f.begin() + long(align_up(24 + h, kDataAlignment)), f.end());
-  return p;
-}
+using Parts = test::ModelFileParts;
+Parts split(const std::vector<uint8_t>& f) { return test::split_model_file(f); }
 std::vector<uint8_t> assemble(const json& header, const std::vector<uint8_t>& data, uint32_t version) {
-  const std::string text = header.dump();
-  std::vector<uint8_t> f(kMagic, kMagic + 8);
-  auto put = [&](uint64_t v, int n) { for (int i = 0; i < n; ++i) f.push_back(uint8_t(v >> (8 * i))); };
-  put(version, 4);
-  put(0, 4);
-  put(text.size(), 8);
-  f.insert(f.end(), text.begin(), text.end());
-  f.resize(align_up(f.size(), kDataAlignment), 0);
-  f.insert(f.end(), data.begin(), data.end());
-  return f;
+  return test::assemble_model_file(header.dump(), data, version);
 }
 std::vector<uint8_t> file_bytes(const std::string& path) {
   std::ifstream f(path, std::ios::binary);

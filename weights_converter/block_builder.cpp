@@ -133,6 +133,31 @@ int GraphBuilder::downsample(const std::string& p, int x, int ch, int padding) {
   return conv(p + ".conv", x, ch, ch, 3, 2, padding, padding, 1, 1);
 }
 
+int GraphBuilder::vae_mid_block(const std::string& p, int x, int ch, const ResnetSpec& s, bool attention) {
+  int h = resnet(p + ".resnets.0", x, -1, ch, ch, s);
+  if (attention) {
+    SpatialAttentionSpec as;
+    as.head_dim = ch;  // attention_head_dim = block_out_channels[-1]: one head
+    as.groups = s.groups; as.eps = s.eps; as.has_norm = true;
+    h = spatial_attention(p + ".attentions.0", h, ch, as);
+  }
+  return resnet(p + ".resnets.1", h, -1, ch, ch, s);
+}
+
+int GraphBuilder::center_input(int x) {
+  AffineAttrs a;
+  a.scale = 2.0f; a.shift = -1.0f;
+  return node("center_input_sample", a, {x});
+}
+
+std::map<std::string, std::string> GraphBuilder::time_embedding_weights(int in_dim, int t_dim) {
+  const int T = t_dim;
+  return {{"w1", copy("time_embedding.linear_1.weight", {T, in_dim})},
+          {"b1", copy("time_embedding.linear_1.bias", {T})},
+          {"w2", copy("time_embedding.linear_2.weight", {T, T})},
+          {"b2", copy("time_embedding.linear_2.bias", {T})}};
+}
+
 int GraphBuilder::upsample(const std::string& p, int x, int ch) {
   int h = node(p + ".upsample", Upsample2xAttrs{}, {x});
   return conv3(p + ".conv", h, ch, ch);

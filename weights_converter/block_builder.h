@@ -99,10 +99,27 @@ class GraphBuilder {
   int downsample(const std::string& p, int x, int ch, int padding);
   // Upsample2D: nearest 2x then a 3x3 conv.
   int upsample(const std::string& p, int x, int ch);
+  // The VAE's UNetMidBlock2D (no time embedding): resnet, [spatial attention with one head], resnet; `s`
+  // gives the resnets' groups and eps, which the attention shares.
+  int vae_mid_block(const std::string& p, int x, int ch, const ResnetSpec& s, bool attention);
+  // The UNets' center_input_sample: 2 * x - 1.
+  int center_input(int x);
+  // TimestepEmbedding's linear_1 [t_dim, in_dim] and linear_2 [t_dim, t_dim] (with biases) as the weights of a
+  // time_embedding node.
+  std::map<std::string, std::string> time_embedding_weights(int in_dim, int t_dim);
 
  private:
   std::string prefix_;
 };
+
+// A GraphBuilder with store prefix `prefix` that `build` has filled from `cfg`: the first step of each model
+// builder's graph, expected-tensors and conversion entry points.
+template <class Config>
+GraphBuilder built_graph(std::string prefix, void (*build)(GraphBuilder&, const Config&), const Config& cfg) {
+  GraphBuilder b(std::move(prefix));
+  build(b, cfg);
+  return b;
+}
 
 // Checks `weights` against `b.expected` and converts them. Missing and mis-shaped tensors are one
 // error listing all of them (InvalidModel, naming `origin`); unexpected tensors are errors too when

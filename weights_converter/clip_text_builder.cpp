@@ -93,22 +93,13 @@ void build(GraphBuilder& b, const ClipTextConfig& c) {
 
 }  // namespace
 
-Graph build_clip_text_graph(const ClipTextConfig& cfg) {
-  GraphBuilder b(kTextEncoderTensorPrefix);
-  build(b, cfg);
-  return std::move(b.graph);
-}
+Graph build_clip_text_graph(const ClipTextConfig& cfg) { return built_graph(kTextEncoderTensorPrefix, build, cfg).graph; }
 
-std::map<std::string, TensorShape> clip_text_expected_tensors(const ClipTextConfig& cfg) {
-  GraphBuilder b(kTextEncoderTensorPrefix);
-  build(b, cfg);
-  return b.expected;
-}
+std::map<std::string, TensorShape> clip_text_expected_tensors(const ClipTextConfig& cfg) { return built_graph(kTextEncoderTensorPrefix, build, cfg).expected; }
 
 BuiltModel build_clip_text_encoder(const ClipTextConfig& cfg, const std::map<std::string, SafeTensor>& weights,
                                    DType dtype, bool strict, const std::string& origin) {
-  GraphBuilder b(kTextEncoderTensorPrefix);
-  build(b, cfg);
+  GraphBuilder b = built_graph(kTextEncoderTensorPrefix, build, cfg);
   return finish_model(b, weights, dtype, strict, origin);
 }
 

@@ -17,20 +17,10 @@ void build(GraphBuilder& b, const UNet2DConfig& c) {
   graph.out_channels = c.out_channels;
   graph.downsample_factor = 1 << (n - 1);
 
-  int x = graph.sample;
-  if (c.center_input_sample) {
-    AffineAttrs a;
-    a.scale = 2.0f; a.shift = -1.0f;
-    x = b.node("center_input_sample", a, {x});
-  }
-  TimeEmbeddingAttrs ta;
-  ta.dim = boc[0]; ta.out_dim = T; ta.flip = c.flip_sin_to_cos; ta.freq_shift = float(c.freq_shift);
-  ta.num_classes = c.num_class_embeds;
-  std::map<std::string, std::string> tw = {
-      {"w1", b.copy("time_embedding.linear_1.weight", {T, boc[0]})},
-      {"b1", b.copy("time_embedding.linear_1.bias", {T})},
-      {"w2", b.copy("time_embedding.linear_2.weight", {T, T})},
-      {"b2", b.copy("time_embedding.linear_2.bias", {T})}};
+  int x = c.center_input_sample ? b.center_input(graph.sample) : graph.sample;
+  // {dim, out_dim, num_classes, flip, freq_shift}
+  TimeEmbeddingAttrs ta{boc[0], T, c.num_class_embeds, c.flip_sin_to_cos, float(c.freq_shift)};
+  std::map<std::string, std::string> tw = b.time_embedding_weights(boc[0], T);
   std::vector<int> tin{graph.timestep};
   if (c.num_class_embeds) {
     tw["class_table"] = b.copy("class_embedding.weight", {c.num_class_embeds, T});

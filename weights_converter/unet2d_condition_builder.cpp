@@ -74,19 +74,9 @@ class CondUNetBuilder {
     g.out_channels = c_.out_channels;
     g.downsample_factor = 1 << (n - 1);
 
-    int x = g.sample;
-    if (c_.center_input_sample) {
-      AffineAttrs a;
-      a.scale = 2.0f; a.shift = -1.0f;
-      x = b_.node("center_input_sample", a, {x});
-    }
-    TimeEmbeddingAttrs ta;
-    ta.dim = boc[0]; ta.out_dim = T; ta.flip = c_.flip_sin_to_cos; ta.freq_shift = float(c_.freq_shift);
-    int temb = b_.node("time_embedding", ta, {g.timestep},
-                       {{"w1", b_.copy("time_embedding.linear_1.weight", {T, boc[0]})},
-                        {"b1", b_.copy("time_embedding.linear_1.bias", {T})},
-                        {"w2", b_.copy("time_embedding.linear_2.weight", {T, T})},
-                        {"b2", b_.copy("time_embedding.linear_2.bias", {T})}});
+    int x = c_.center_input_sample ? b_.center_input(g.sample) : g.sample;
+    TimeEmbeddingAttrs ta{boc[0], T, 0, c_.flip_sin_to_cos, float(c_.freq_shift)};  // {dim, out_dim, num_classes, ...}
+    int temb = b_.node("time_embedding", ta, {g.timestep}, b_.time_embedding_weights(boc[0], T));
 
     ResnetSpec rs;
     rs.groups = c_.norm_num_groups; rs.eps = float(c_.norm_eps); rs.temb_dim = T;

@@ -32,14 +32,7 @@ void build(GraphBuilder& b, const AutoencoderKLConfig& c) {
 
   ResnetSpec rs;
   rs.groups = G; rs.eps = kDecoderEps; rs.temb_dim = 0;
-  h = b.resnet("decoder.mid_block.resnets.0", h, -1, top, top, rs);
-  if (c.mid_block_add_attention) {
-    SpatialAttentionSpec as;
-    as.head_dim = top;  // attention_head_dim = block_out_channels[-1]: one head
-    as.groups = G; as.eps = kDecoderEps; as.has_norm = true;
-    h = b.spatial_attention("decoder.mid_block.attentions.0", h, top, as);
-  }
-  h = b.resnet("decoder.mid_block.resnets.1", h, -1, top, top, rs);
+  h = b.vae_mid_block("decoder.mid_block", h, top, rs, c.mid_block_add_attention);
 
   int ch = top;
   for (int i = 0; i < n; ++i) {
@@ -131,22 +124,13 @@ AutoencoderKLConfig parse_autoencoder_kl_config(const json& j, const std::string
   return c;
 }
 
-Graph build_vae_decoder_graph(const AutoencoderKLConfig& cfg) {
-  GraphBuilder b(kVaeTensorPrefix);
-  build(b, cfg);
-  return b.graph;
-}
+Graph build_vae_decoder_graph(const AutoencoderKLConfig& cfg) { return built_graph(kVaeTensorPrefix, build, cfg).graph; }
 
-std::map<std::string, TensorShape> vae_decoder_expected_tensors(const AutoencoderKLConfig& cfg) {
-  GraphBuilder b(kVaeTensorPrefix);
-  build(b, cfg);
-  return b.expected;
-}
+std::map<std::string, TensorShape> vae_decoder_expected_tensors(const AutoencoderKLConfig& cfg) { return built_graph(kVaeTensorPrefix, build, cfg).expected; }
 
 BuiltModel build_vae_decoder(const AutoencoderKLConfig& cfg, const std::map<std::string, SafeTensor>& weights,
                              DType dtype, bool strict, const std::string& origin) {
-  GraphBuilder b(kVaeTensorPrefix);
-  build(b, cfg);
+  GraphBuilder b = built_graph(kVaeTensorPrefix, build, cfg);
   auto encoder_side = [](const std::string& name) {
     return name.rfind("encoder.", 0) == 0 || name.rfind("quant_conv.", 0) == 0;
   };

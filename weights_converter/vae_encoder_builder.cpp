@@ -38,14 +38,7 @@ void build(GraphBuilder& b, const AutoencoderKLConfig& c) {
     // Downsample2D(padding=0): F.pad(x, (0, 1, 0, 1)) then a 3x3 stride-2 conv without padding.
     if (i < n - 1) h = b.downsample(p + ".downsamplers.0", h, ch, 0);
   }
-  h = b.resnet("encoder.mid_block.resnets.0", h, -1, top, top, rs);
-  if (c.mid_block_add_attention) {
-    SpatialAttentionSpec as;
-    as.head_dim = top;  // attention_head_dim = block_out_channels[-1]: one head
-    as.groups = G; as.eps = kEncoderEps; as.has_norm = true;
-    h = b.spatial_attention("encoder.mid_block.attentions.0", h, top, as);
-  }
-  h = b.resnet("encoder.mid_block.resnets.1", h, -1, top, top, rs);
+  h = b.vae_mid_block("encoder.mid_block", h, top, rs, c.mid_block_add_attention);
   h = b.group_norm("encoder.conv_norm_out", h, top, G, kEncoderEps, true);
   h = b.conv3("encoder.conv_out", h, top, L2);
   if (c.use_quant_conv) h = b.conv("quant_conv", h, L2, L2, 1, 1, 0, 0, 0, 0);
@@ -59,22 +52,13 @@ bool has_vae_encoder_weights(const std::map<std::string, SafeTensor>& weights) {
   return it != weights.end() && it->first.rfind("encoder.", 0) == 0;
 }
 
-Graph build_vae_encoder_graph(const AutoencoderKLConfig& cfg) {
-  GraphBuilder b(kVaeTensorPrefix);
-  build(b, cfg);
-  return b.graph;
-}
+Graph build_vae_encoder_graph(const AutoencoderKLConfig& cfg) { return built_graph(kVaeTensorPrefix, build, cfg).graph; }
 
-std::map<std::string, TensorShape> vae_encoder_expected_tensors(const AutoencoderKLConfig& cfg) {
-  GraphBuilder b(kVaeTensorPrefix);
-  build(b, cfg);
-  return b.expected;
-}
+std::map<std::string, TensorShape> vae_encoder_expected_tensors(const AutoencoderKLConfig& cfg) { return built_graph(kVaeTensorPrefix, build, cfg).expected; }
 
 BuiltModel build_vae_encoder(const AutoencoderKLConfig& cfg, const std::map<std::string, SafeTensor>& weights,
                              DType dtype, bool strict, const std::string& origin) {
-  GraphBuilder b(kVaeTensorPrefix);
-  build(b, cfg);
+  GraphBuilder b = built_graph(kVaeTensorPrefix, build, cfg);
   // The decoder side (decoder.*, post_quant_conv.*, and anything else the decoder builder reports) is not ours.
   return finish_model(b, weights, dtype, strict, origin, [](const std::string& name) { return !encoder_side(name); });
 }

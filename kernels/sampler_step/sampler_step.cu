@@ -12,7 +12,7 @@
 //                    stores |value| into scratch;
 //   quantile_kernel  (rows with Thresh only) one block per sample: exact k-th smallest |value| by 4-pass 8-bit
 //                    radix select on the float bits for the two ranks torch.quantile interpolates, the FMA lerp,
-//                    then clamp to [1, sample_max_value];
+//                    then clamp to [1, sample_max_value] (kernels/common/quantile_select.cuh);
 //   step_kernel      one thread per group of 4 consecutive NCHW elements of one sample (one Philox call gives
 //                    their 4 normals): loads the registers the row reads (guided model output, variance channel,
 //                    noise, slots, image, initial noise, mask), interprets the program, writes the persistent
@@ -32,6 +32,7 @@
 #include "kernels/common/cuda_check.h"
 #include "kernels/common/cuda_types.cuh"
 #include "kernels/common/philox.h"
+#include "kernels/common/quantile_select.cuh"
 #include "kernels/sampler_step/sampler_step_cuda.h"
 
 namespace diffrt {
@@ -45,9 +46,6 @@ using namespace step_reg;
 
 constexpr int kThreads = 256;
 constexpr int kSelectThreads = 1024;
-
-__device__ __forceinline__ float ref_max(float a, float b) { return (a < b) ? b : a; }
-__device__ __forceinline__ float ref_min(float a, float b) { return (b < a) ? b : a; }
 
 struct Args {
   const void* model_out;
@@ -179,37 +177,6 @@ __global__ void __launch_bounds__(kThreads) step_kernel(Args a) {
   }
 }
 
-// k-th smallest (0-based) of n non-negative floats, as bits; every thread of the block gets it.
-__device__ uint32_t radix_select(const uint32_t* v, int64_t n, int64_t kth, unsigned* hist, unsigned* bcast) {
-  uint32_t prefix = 0, mask = 0;
-  int64_t rem = kth;
-  for (int shift = 24; shift >= 0; shift -= 8) {
-    for (int d = threadIdx.x; d < 256; d += blockDim.x) hist[d] = 0;
-    __syncthreads();
-    for (int64_t e = threadIdx.x; e < n; e += blockDim.x) {
-      const uint32_t u = v[e];
-      if ((u & mask) == prefix) atomicAdd(&hist[(u >> shift) & 255u], 1u);
-    }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-      int64_t cum = 0;
-      unsigned sel = 255;
-      for (unsigned d = 0; d < 256; ++d) {
-        if (cum + int64_t(hist[d]) > rem) { sel = d; break; }
-        cum += hist[d];
-      }
-      bcast[0] = sel;
-      bcast[1] = unsigned(rem - cum);
-    }
-    __syncthreads();
-    prefix |= uint32_t(bcast[0]) << shift;
-    mask |= 255u << shift;
-    rem = bcast[1];
-    __syncthreads();
-  }
-  return prefix;
-}
-
 __global__ void __launch_bounds__(kSelectThreads) quantile_kernel(Args a) {
   __shared__ __align__(16) unsigned char row_mem[sizeof(StepRow)];
   StepRow& row = *reinterpret_cast<StepRow*>(row_mem);
@@ -221,18 +188,9 @@ __global__ void __launch_bounds__(kSelectThreads) quantile_kernel(Args a) {
   const uint32_t* v = reinterpret_cast<const uint32_t*>(a.absbuf) + int64_t(n) * a.n_per;
   // torch 1.13: rank = q * (n - 1) in float32; lerp between floor and ceil with an FMA.
   const float rank = f_mul(a.ratio, float(a.n_per - 1));
-  int64_t below = int64_t(floorf(rank)), above = int64_t(ceilf(rank));
-  below = min(max(below, int64_t(0)), a.n_per - 1);
-  above = min(max(above, int64_t(0)), a.n_per - 1);
-  const float lo = __uint_as_float(radix_select(v, a.n_per, below, hist, bcast));
-  const float hi = above == below ? lo : __uint_as_float(radix_select(v, a.n_per, above, hist, bcast));
-  if (threadIdx.x == 0) {
-    const float w = f_sub(rank, float(below));
-    const float d = f_sub(hi, lo);
-    float s = fabsf(w) < 0.5f ? __fmaf_rn(w, d, lo) : __fmaf_rn(-d, f_sub(1.0f, w), hi);
-    s = ref_min(ref_max(s, 1.0f), a.smax);
-    a.scale[n] = s;
-  }
+  const float s =
+      quantile_scale(v, a.n_per, rank, int64_t(floorf(rank)), int64_t(ceilf(rank)), a.smax, hist, bcast);
+  if (threadIdx.x == 0) a.scale[n] = s;
 }
 
 unsigned grid_for(int64_t work, int threads) {

@@ -15,7 +15,8 @@
 //   abs_x0_kernel    (dynamic thresholding only) |x0| per element into scratch, same x0 formula.
 //   quantile_kernel  (dynamic thresholding only) one block per sample: exact k-th smallest |x0| by 4-pass
 //                    8-bit radix select on the float bits (non-negative floats order like their bits), for the
-//                    two ranks torch.quantile interpolates between, then the clamp to [1, sample_max_value].
+//                    two ranks torch.quantile interpolates between, then the clamp to [1, sample_max_value]
+//                    (kernels/common/quantile_select.cuh).
 // Per-step scalars come either from the params (eager) or from a device table indexed by a device counter
 // (CUDA-graph replay: one captured graph for all steps).
 //
@@ -28,6 +29,7 @@
 #include "kernels/common/cuda_check.h"
 #include "kernels/common/cuda_types.cuh"
 #include "kernels/common/philox.h"
+#include "kernels/common/quantile_select.cuh"
 #include "kernels/scheduler_step/scheduler_step.h"
 #include "kernels/scheduler_step/scheduler_step_cuda.h"
 
@@ -41,10 +43,6 @@ using philox::f_sub;
 
 constexpr int kThreads = 256;
 constexpr int kSelectThreads = 1024;
-
-// std::max / std::min exactly (first argument returned on ties and NaN comparisons).
-__device__ __forceinline__ float ref_max(float a, float b) { return (a < b) ? b : a; }
-__device__ __forceinline__ float ref_min(float a, float b) { return (b < a) ? b : a; }
 
 // Everything the kernels need besides the coefficients, by value.
 struct StepArgs {
@@ -129,37 +127,6 @@ __global__ void __launch_bounds__(kThreads) abs_x0_kernel(StepArgs a) {
   }
 }
 
-// k-th smallest (0-based) of n non-negative floats, as bits; every thread of the block gets it.
-__device__ uint32_t radix_select(const uint32_t* v, int64_t n, int64_t kth, unsigned* hist, unsigned* bcast) {
-  uint32_t prefix = 0, mask = 0;
-  int64_t rem = kth;
-  for (int shift = 24; shift >= 0; shift -= 8) {
-    for (int d = threadIdx.x; d < 256; d += blockDim.x) hist[d] = 0;
-    __syncthreads();
-    for (int64_t e = threadIdx.x; e < n; e += blockDim.x) {
-      uint32_t u = v[e];
-      if ((u & mask) == prefix) atomicAdd(&hist[(u >> shift) & 255u], 1u);
-    }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-      int64_t cum = 0;
-      unsigned sel = 255;
-      for (unsigned d = 0; d < 256; ++d) {
-        if (cum + int64_t(hist[d]) > rem) { sel = d; break; }
-        cum += hist[d];
-      }
-      bcast[0] = sel;
-      bcast[1] = unsigned(rem - cum);
-    }
-    __syncthreads();
-    prefix |= uint32_t(bcast[0]) << shift;
-    mask |= 255u << shift;
-    rem = bcast[1];
-    __syncthreads();
-  }
-  return prefix;
-}
-
 __global__ void __launch_bounds__(kSelectThreads) quantile_kernel(StepArgs a) {
   __shared__ unsigned hist[256];
   __shared__ unsigned bcast[2];
@@ -167,18 +134,9 @@ __global__ void __launch_bounds__(kSelectThreads) quantile_kernel(StepArgs a) {
   const uint32_t* v = reinterpret_cast<const uint32_t*>(a.abs_x0) + int64_t(n) * a.n_per;
   // torch: rank = q * (n - 1) in float32; below = trunc(rank), above = ceil(rank), clamped to [0, n-1].
   const float rank = f_mul(a.ratio, float(a.n_per - 1));
-  int64_t below = int64_t(rank), above = int64_t(ceilf(rank));
-  below = min(max(below, int64_t(0)), a.n_per - 1);
-  above = min(max(above, int64_t(0)), a.n_per - 1);
-  const float lo = __uint_as_float(radix_select(v, a.n_per, below, hist, bcast));
-  const float hi = above == below ? lo : __uint_as_float(radix_select(v, a.n_per, above, hist, bcast));
-  if (threadIdx.x == 0) {
-    const float w = f_sub(rank, float(below));
-    const float d = f_sub(hi, lo);
-    float s = fabsf(w) < 0.5f ? __fmaf_rn(w, d, lo) : __fmaf_rn(-d, f_sub(1.0f, w), hi);  // torch.lerp (FMA)
-    s = ref_min(ref_max(s, 1.0f), a.sample_max_value);
-    a.thresh_scale[n] = s;
-  }
+  const float s =
+      quantile_scale(v, a.n_per, rank, int64_t(rank), int64_t(ceilf(rank)), a.sample_max_value, hist, bcast);
+  if (threadIdx.x == 0) a.thresh_scale[n] = s;
 }
 
 template <class T>

@@ -55,23 +55,15 @@ void run_case(CudnnConv& ctx, const ConvCase& s, DType t, int repeats = 1) {
   DevTensor dx = upload_rounded(x, t), dw = upload_rounded(w, t), db = upload_rounded(bias, t);
   DevTensor dr = upload_rounded(res, t);
   DevTensor dy(yc, t);
-  p.x = dx.ptr();
-  p.w = dw.ptr();
-  p.bias = s.bias ? db.ptr() : nullptr;
-  p.residual = s.residual ? dr.ptr() : nullptr;
-  p.y = dy.ptr();
+  p = with_operands(p, dx.ptr(), dw.ptr(), s.bias ? db.ptr() : nullptr, s.residual ? dr.ptr() : nullptr, dy.ptr());
   for (int rep = 0; rep < repeats; ++rep) {
     dy.poison();
     ctx.forward(p, nullptr);
   }
 
   std::vector<float> ref(yc);
-  Conv2dParams r = p;
-  r.x = x.data();
-  r.w = w.data();
-  r.bias = s.bias ? bias.data() : nullptr;
-  r.residual = s.residual ? res.data() : nullptr;
-  r.y = ref.data();
+  Conv2dParams r = with_operands(p, x.data(), w.data(), s.bias ? bias.data() : nullptr, s.residual ? res.data() : nullptr,
+                                 ref.data());
   r.dtype = DType::F32;
   std::vector<float> scratch(conv2d_ref_scratch_floats(r));
   conv2d_ref(r, scratch.data());

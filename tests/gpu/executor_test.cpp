@@ -36,23 +36,9 @@ using namespace diffrt;
 
 namespace {
 
-std::vector<std::string> fixture_dirs() {
-  std::vector<std::string> out;
-  for (const auto& e : fs::directory_iterator(test::source_path("tests/fixtures/models")))
-    if (fs::exists(e.path() / "x.npy") && fs::exists(e.path() / "out.npy")) out.push_back(e.path().string());
-  std::sort(out.begin(), out.end());
-  return out;
-}
+std::vector<std::string> fixture_dirs() { return test::model_fixture_dirs(); }
 
-ModelFile convert(const std::string& dir, DType dtype) {
-  std::string drt = test::temp_dir("cuda_exec") + "/m.drt";
-  ConvertOptions opt;
-  opt.input = dir;
-  opt.output = drt;
-  opt.dtype = dtype;
-  convert_diffusers(opt);
-  return read_model_file(drt);
-}
+ModelFile convert(const std::string& dir, DType dtype) { return test::convert_and_read(dir, dtype, "cuda_exec"); }
 
 struct Inputs {
   int n = 0, c = 0, h = 0, w = 0;
@@ -223,15 +209,7 @@ TEST(CudaSampler, TorchRngReproducesDiffusersPipelines) {
     for (const auto& run : fs::directory_iterator(m.path() / "pipelines")) {
       nlohmann::json meta = nlohmann::json::parse(std::ifstream(run.path() / "meta.json"));
       SchedulerConfig sc = scheduler_config_from_json(meta["effective_scheduler_config"], "meta.json");
-      const bool ddim = meta["pipeline"] == "DDIMPipeline";
-      auto shape = meta["image_shape_nhwc"].get<std::vector<int>>();
-      SampleRequest req;
-      req.sampler = ddim ? SamplerKind::Ddim : SamplerKind::Ddpm;
-      req.steps = meta["num_inference_steps"].get<int>();
-      req.eta = meta["eta"].is_number() ? meta["eta"].get<float>() : 0.0f;
-      req.seed = meta["seed"].get<uint64_t>();
-      req.rng = RngKind::Torch;
-      req.batch = shape[0]; req.height = shape[1]; req.width = shape[2]; req.channels = shape[3];
+      SampleRequest req = test::pipeline_request(meta);
       for (bool stream_noise : {false, true}) {
         CudaSamplerOptions opt;
         if (stream_noise) opt.max_torch_noise_bytes = 0;  // exercise the per-step staging path
@@ -242,7 +220,7 @@ TEST(CudaSampler, TorchRngReproducesDiffusersPipelines) {
         double err = test::max_abs_diff(img.data(), want.data(), want.size());
         std::printf("[cuda pipeline] %-16s streamed %d max_abs %.3g\n", run.path().filename().c_str(),
                     int(st.torch_noise_streamed), err);
-        EXPECT_LE(err, ddim ? 1e-3 : 5e-3) << run.path();
+        EXPECT_LE(err, req.sampler == SamplerKind::Ddim ? 1e-3 : 5e-3) << run.path();
       }
       ++runs;
     }

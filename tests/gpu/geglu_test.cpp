@@ -54,12 +54,7 @@ double run_case(const GgCase& s, DType t, float ref_scale = 1.0f, bool expect_pa
   if (!expect_pass) return e;
   expect_output_ok(dy, ref, what);
   EXPECT_TRUE(dx.guards_intact()) << what << ": x written around";
-  if (t != DType::F32) {
-    std::vector<float> rounded = ref;
-    round_to(t, rounded);
-    const double floor_e = nmse(rounded, ref);
-    EXPECT_LE(e, 3.0 * floor_e + 1e-14) << what << ": nmse " << e << " vs output-rounding floor " << floor_e;
-  }
+  expect_near_rounding_floor(e, ref, t, what);
   return e;
 }
 
@@ -101,12 +96,7 @@ TEST(GegluGpu, RejectsBadArguments) {
   ok.rows = 2;
   ok.f = 16;
   auto expect_invalid = [](const GegluParams& p, const char* what) {
-    try {
-      geglu_cuda(p, nullptr);
-      ADD_FAILURE() << what << " accepted";
-    } catch (const Error& e) {
-      EXPECT_EQ(e.code(), ErrorCode::InvalidArgument) << what;
-    }
+    test::expect_invalid_args([](const GegluParams& q) { geglu_cuda(q, nullptr); }, p, what);
   };
   GegluParams p = ok; p.f = 0; expect_invalid(p, "f = 0");
   p = ok; p.rows = -1; expect_invalid(p, "rows < 0");

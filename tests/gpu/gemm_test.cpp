@@ -29,12 +29,8 @@ void run_case(CublasLtContext& ctx, const LinCase& s, DType t) {
   DevTensor dr = upload_rounded(res, t);
   DevTensor dy(size_t(s.m) * s.n, t);
   dy.poison();
-  LinearParams p;
-  p.x = dx.ptr();
-  p.w = dw.ptr();
-  p.bias = s.bias ? db.ptr() : nullptr;
-  p.residual = s.residual ? dr.ptr() : nullptr;
-  p.y = dy.ptr();
+  LinearParams p =
+      with_operands(LinearParams{}, dx.ptr(), dw.ptr(), s.bias ? db.ptr() : nullptr, s.residual ? dr.ptr() : nullptr, dy.ptr());
   p.m = s.m;
   p.n = s.n;
   p.k = s.k;
@@ -44,12 +40,8 @@ void run_case(CublasLtContext& ctx, const LinCase& s, DType t) {
   linear_cuda(p, ctx, nullptr);
 
   std::vector<float> ref(size_t(s.m) * s.n);
-  LinearParams r = p;
-  r.x = x.data();
-  r.w = w.data();
-  r.bias = s.bias ? bias.data() : nullptr;
-  r.residual = s.residual ? res.data() : nullptr;
-  r.y = ref.data();
+  LinearParams r = with_operands(p, x.data(), w.data(), s.bias ? bias.data() : nullptr, s.residual ? res.data() : nullptr,
+                                 ref.data());
   r.dtype = DType::F32;
   linear_ref(r);
   const std::string what = "linear m=" + std::to_string(s.m) + " n=" + std::to_string(s.n) + " k=" +

@@ -14,6 +14,7 @@
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -24,6 +25,8 @@
 
 #include "kernels/common/cuda_check.h"
 #include "base/dtype.h"
+#include "base/error.h"
+#include "tests/test_util.h"
 
 namespace diffrt::test {
 
@@ -168,6 +171,79 @@ inline void expect_output_ok(const DevTensor& out, const std::vector<float>& ref
   EXPECT_EQ(count_nonfinite(got), 0u) << what << ": NaN/Inf in the output (unwritten or bad math)";
   double e = nmse(got, ref);
   EXPECT_LT(e, bound) << what << ": nmse " << e << " >= " << bound;
+}
+
+// The verdict on an output of `rows` rows of `ld` elements whose first `cols` hold the result: guard intact,
+// the gap columns still hold the 0xFF poison, every result element finite, and nmse against `ref` (laid out
+// as `out`) below the dtype's tolerance.
+inline void expect_strided_output_ok(const DevTensor& out, const std::vector<float>& ref, size_t rows, int ld,
+                                     int cols, const std::string& what) {
+  EXPECT_TRUE(out.guards_intact()) << what << ": guard bytes overwritten";
+  std::vector<float> all = out.download(), got, want;
+  std::vector<uint8_t> raw = out.download_raw();
+  const size_t es = dtype_size(out.dtype());
+  size_t touched_gap = 0;
+  for (size_t row = 0; row < rows; ++row) {
+    for (int c = 0; c < ld; ++c) {
+      const size_t i = row * ld + c;
+      if (c < cols) {
+        got.push_back(all[i]);
+        want.push_back(ref[i]);
+      } else {
+        for (size_t by = 0; by < es; ++by) touched_gap += raw[i * es + by] != 0xFF;
+      }
+    }
+  }
+  EXPECT_EQ(touched_gap, 0u) << what << ": wrote into the ldo gap columns";
+  EXPECT_EQ(count_nonfinite(got), 0u) << what << ": NaN/Inf in the output";
+  const double e = nmse(got, want);
+  EXPECT_LT(e, dtype_tolerance(out.dtype())) << what << ": nmse " << e;
+}
+
+// `p` with the operands of a linear or conv case (LinearParams, Conv2dParams): device buffers for the
+// launch, host fp32 buffers for the CPU reference. bias and residual are null when the case has none.
+template <class P>
+P with_operands(P p, const void* x, const void* w, const void* bias, const void* residual, void* y) {
+  p.x = x;
+  p.w = w;
+  p.bias = bias;
+  p.residual = residual;
+  p.y = y;
+  return p;
+}
+
+// Element-wise equality, bit for bit when rel == 0 (two NaNs count as equal), else within
+// rel * max(1, |want|); reports how many elements differ and the first.
+inline void expect_same_values(const std::vector<float>& got, const std::vector<float>& want, const std::string& what,
+                               double rel = 0) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  size_t bad = 0, first = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const bool same = rel == 0 ? std::memcmp(&got[i], &want[i], 4) == 0
+                               : std::fabs(double(got[i]) - want[i]) <= rel * std::max(1.0, std::fabs(double(want[i])));
+    if (!same && !(std::isnan(got[i]) && std::isnan(want[i]))) {
+      if (!bad) first = i;
+      ++bad;
+    }
+  }
+  EXPECT_EQ(bad, 0u) << what << ": " << bad << " elements differ, first at " << first << " got " << got[first]
+                     << " want " << want[first];
+}
+
+// For fp16/bf16: the output's nmse `e` must stay within a small multiple of the error that rounding the exact
+// reference to the dtype alone gives (the naive same-precision floor).
+inline void expect_near_rounding_floor(double e, const std::vector<float>& ref, DType t, const std::string& what) {
+  if (t == DType::F32) return;
+  std::vector<float> rounded = ref;
+  round_to(t, rounded);
+  const double floor_e = nmse(rounded, ref);
+  EXPECT_LE(e, 3.0 * floor_e + 1e-14) << what << ": nmse " << e << " vs output-rounding floor " << floor_e;
+}
+
+// Expects launch(p) to reject `p` with ErrorCode::InvalidArgument; `what` names the case.
+template <typename Launch, typename Params>
+void expect_invalid_args(Launch&& launch, const Params& p, const char* what) {
+  expect_rejected(launch, p, ErrorCode::InvalidArgument, what);
 }
 
 }  // namespace diffrt::test

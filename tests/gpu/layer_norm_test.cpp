@@ -80,12 +80,7 @@ double run_case(const LnCase& s, DType t, bool in_place, float ref_gamma_scale =
   const double e = nmse(got, ref);
   if (!expect_pass) return e;
   expect_output_ok(out, ref, what);
-  if (t != DType::F32) {
-    std::vector<float> rounded = ref;
-    round_to(t, rounded);
-    const double floor_e = nmse(rounded, ref);
-    EXPECT_LE(e, 3.0 * floor_e + 1e-14) << what << ": nmse " << e << " vs output-rounding floor " << floor_e;
-  }
+  expect_near_rounding_floor(e, ref, t, what);
   return e;
 }
 
@@ -182,12 +177,7 @@ TEST(LayerNormGpu, RejectsBadArguments) {
   ok.rows = 2;
   ok.c = 16;
   auto expect_invalid = [](const LayerNormParams& p, const char* what) {
-    try {
-      layer_norm_cuda(p, nullptr);
-      ADD_FAILURE() << what << " accepted";
-    } catch (const Error& e) {
-      EXPECT_EQ(e.code(), ErrorCode::InvalidArgument) << what;
-    }
+    test::expect_invalid_args([](const LayerNormParams& q) { layer_norm_cuda(q, nullptr); }, p, what);
   };
   LayerNormParams p = ok; p.c = 0; expect_invalid(p, "c = 0");
   p = ok; p.rows = -1; expect_invalid(p, "rows < 0");

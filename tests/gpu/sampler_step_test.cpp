@@ -52,18 +52,7 @@ std::vector<float> fake_model(const std::vector<float>& in, int bm, int hw, int 
 }
 
 void check_same(const std::vector<float>& got, const std::vector<float>& want, const std::string& what, double rel) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  size_t bad = 0, first = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    const bool same = rel == 0 ? std::memcmp(&got[i], &want[i], 4) == 0
-                               : std::fabs(double(got[i]) - want[i]) <= rel * std::max(1.0, std::fabs(double(want[i])));
-    if (!same && !(std::isnan(got[i]) && std::isnan(want[i]))) {
-      if (!bad) first = i;
-      ++bad;
-    }
-  }
-  EXPECT_EQ(bad, 0u) << what << ": " << bad << " elements differ, first at " << first << " got " << got[first]
-                     << " want " << want[first];
+  test::expect_same_values(got, want, what, rel);
 }
 
 void run_case(const Case& cs, bool use_graph) {

@@ -39,18 +39,7 @@ bool learned(VarianceType v) { return v == VarianceType::Learned || v == Varianc
 
 void expect_equal(const std::vector<float>& got, const std::vector<float>& want, const std::string& what,
                   double rel = 0) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  size_t bad = 0, first = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    const bool same = rel == 0 ? std::memcmp(&got[i], &want[i], 4) == 0
-                               : std::fabs(double(got[i]) - want[i]) <= rel * std::max(1.0, std::fabs(double(want[i])));
-    if (!same && !(std::isnan(got[i]) && std::isnan(want[i]))) {
-      if (!bad) first = i;
-      ++bad;
-    }
-  }
-  EXPECT_EQ(bad, 0u) << what << ": " << bad << " elements differ, first at " << first << " got " << got[first]
-                     << " want " << want[first];
+  test::expect_same_values(got, want, what, rel);
 }
 
 // Runs one case at loop step `step` of a schedule; table mode reads the coefficients from a device table.

@@ -134,13 +134,8 @@ Latents load_latents(const fs::path& npy) {
 
 // The first DDIM pipeline run of a fixture model (its effective scheduler config and prompt embeddings).
 fs::path ddim_run(const std::string& model) {
-  std::vector<fs::path> dirs;
-  for (const auto& r : fs::directory_iterator(fixture(model) / "pipelines")) dirs.push_back(r.path());
-  std::sort(dirs.begin(), dirs.end());
-  for (const fs::path& d : dirs) {
-    nlohmann::json meta = nlohmann::json::parse(std::ifstream(d / "meta.json"));
-    if (meta["sampler"] == "ddim") return d;
-  }
+  for (const fs::path& d : test::sorted_run_dirs(fixture(model) / "pipelines"))
+    if (test::load_json((d / "meta.json").string())["sampler"] == "ddim") return d;
   return {};
 }
 
@@ -471,29 +466,16 @@ TEST(SdCuda, PipelinesMatchStableDiffusionPipeline) {
   for (const char* m : kModels) {
     const ModelFile& mf = converted(m);
     CudaWeights w(mf);
-    std::vector<fs::path> dirs;
-    for (const auto& r : fs::directory_iterator(fixture(m) / "pipelines")) dirs.push_back(r.path());
-    std::sort(dirs.begin(), dirs.end());
-    for (const fs::path& d : dirs) {
-      nlohmann::json meta = nlohmann::json::parse(std::ifstream(d / "meta.json"));
-      SchedulerConfig sched = scheduler_config_from_json(meta["effective_scheduler_config"], "meta.json");
-      const SampleRequest req = test::fixture_request(meta, mf);
-      TextEmbeds pos = read_text_embeds((d / "prompt_embeds.npy").string()), neg;
-      const bool guided = guidance_on(req);
-      if (guided) neg = read_text_embeds((d / "negative_prompt_embeds.npy").string());
-      std::vector<float> context = model_context(mf.graph, pos, guided ? &neg : nullptr, guided);
-      std::vector<float> lat = sample_latents_cuda(mf, w, ctx, sched, req, context, pos.len, {});
-      std::vector<float> lat_nchw = nhwc_to_nchw(lat, req.batch, req.height, req.width, req.channels);
-      std::vector<float> want_lat = npy_f32(d / "latents.npy");
-      ASSERT_EQ(lat_nchw.size(), want_lat.size()) << d;
-      const double lat_err = test::max_abs_diff(lat_nchw.data(), want_lat.data(), want_lat.size());
+    for (const test::PipelineRun& r : test::pipeline_runs(fixture(m) / "pipelines", mf)) {
+      const SampleRequest& req = r.req;
+      std::vector<float> lat = sample_latents_cuda(mf, w, ctx, r.sched, req, r.context, r.len, {});
+      const double lat_err =
+          test::run_max_abs(r, "latents.npy", nhwc_to_nchw(lat, req.batch, req.height, req.width, req.channels));
       std::vector<float> img = to_image_01(decode_latents_cuda(mf, w, ctx, lat, req.batch, req.height, req.width));
-      std::vector<float> want = npy_f32(d / "images.npy");
-      ASSERT_EQ(img.size(), want.size()) << d;
-      const double err = test::max_abs_diff(img.data(), want.data(), want.size());
-      std::printf("[cuda sd pipe] %-9s %-18s latents max_abs %.3g  images max_abs %.3g\n", m, d.filename().c_str(),
+      const double err = test::run_max_abs(r, "images.npy", img);
+      std::printf("[cuda sd pipe] %-9s %-18s latents max_abs %.3g  images max_abs %.3g\n", m, r.dir.filename().c_str(),
                   lat_err, err);
-      EXPECT_LE(err, req.sampler == SamplerKind::Ddim ? 1e-3 : 5e-3) << d;
+      EXPECT_LE(err, req.sampler == SamplerKind::Ddim ? 1e-3 : 5e-3) << r.dir;
       ++runs;
     }
   }

@@ -35,16 +35,13 @@ namespace diffrt::test {
 namespace {
 
 const ModelFile& converted(const std::string& clip, DType dtype = DType::F32) {
-  static std::map<std::pair<std::string, DType>, ModelFile> cache;
-  const auto key = std::make_pair(clip, dtype);
-  auto it = cache.find(key);
-  if (it != cache.end()) return it->second;
-  ConvertOptions opt;
-  opt.input = assemble_text_pipeline(clip, std::string("gpu_te_") + clip + dtype_name(dtype));
-  opt.output = opt.input + "/../m.drt";
-  opt.dtype = dtype;
-  convert_diffusers(opt);
-  return cache.emplace(key, read_model_file(opt.output)).first->second;
+  return converted_once(clip + "/" + dtype_name(dtype), [&] {
+    ConvertOptions opt;
+    opt.input = assemble_text_pipeline(clip, std::string("gpu_te_") + clip + dtype_name(dtype));
+    opt.output = opt.input + "/../m.drt";
+    opt.dtype = dtype;
+    return opt;
+  }).file;
 }
 
 std::vector<std::string> prompts(const std::string& clip) {
@@ -136,21 +133,15 @@ TEST(TextEncoderCuda, PromptPipelinesMatchStableDiffusionPipeline) {
   CudaContext ctx;
   const ModelFile& mf = converted("sd1");
   CudaWeights w(mf);
-  std::vector<fs::path> dirs;
-  for (const auto& r : fs::directory_iterator(source_path("tests/fixtures/sd/sd1_text/pipelines"))) dirs.push_back(r.path());
-  std::sort(dirs.begin(), dirs.end());
+  const std::vector<fs::path> dirs = sorted_run_dirs(source_path("tests/fixtures/sd/sd1_text/pipelines"));
   int runs = 0;
   for (const fs::path& d : dirs) {
-    const nlohmann::json meta = nlohmann::json::parse(std::ifstream(d / "meta.json"));
-    SampleRequest req = fixture_request(meta, mf);
-    const bool guided = guidance_on(req);
-    const std::vector<std::string> negatives = fixture_negative_prompts(meta);
-    const PromptEmbeds pe = encode_prompts(
-        mf, meta["prompt"].get<std::vector<std::string>>(), negatives, guided, meta["num_images_per_prompt"].get<int>(),
-        [&](const std::vector<int32_t>& ids, int b, int l) { return encode_ids_cuda(mf, w, ctx, ids, b, l); });
-    req.batch = pe.positive.batch;
-    SchedulerConfig sched = scheduler_config_from_json(meta["effective_scheduler_config"], "meta.json");
-    const std::vector<float> context = model_context(mf.graph, pe.positive, guided ? &pe.negative : nullptr, guided);
+    const PromptRun r =
+        prompt_run(d, mf, [&](const std::vector<int32_t>& ids, int b, int l) { return encode_ids_cuda(mf, w, ctx, ids, b, l); });
+    const SampleRequest& req = r.req;
+    const PromptEmbeds& pe = r.pe;
+    SchedulerConfig sched = scheduler_config_from_json(r.meta["effective_scheduler_config"], "meta.json");
+    const std::vector<float> context = model_context(mf.graph, pe.positive, r.guided ? &pe.negative : nullptr, r.guided);
     const std::vector<float> lat = sample_latents_cuda(mf, w, ctx, sched, req, context, pe.positive.len, {});
     const std::vector<float> img = to_image_01(decode_latents_cuda(mf, w, ctx, lat, req.batch, req.height, req.width));
     const std::vector<float> want = read_npy((d / "images.npy").string()).as_f32();

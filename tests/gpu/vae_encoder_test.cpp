@@ -40,23 +40,16 @@ namespace {
 
 const char* kCases[] = {"sd1_b2_16x16", "sd1_b1_24x40", "sd1_b1_17x15", "sd2_b2_16x16", "sd2_b1_18x10"};
 
-struct Converted {
-  std::string path;
-  ModelFile file;
-};
+using Converted = test::ConvertedModel;
 
 const Converted& converted(const std::string& model, DType dtype = DType::F32) {
-  static std::map<std::pair<std::string, DType>, Converted> cache;
-  const auto key = std::make_pair(model, dtype);
-  auto it = cache.find(key);
-  if (it != cache.end()) return it->second;
-  ConvertOptions opt;
-  opt.input = test::source_path("tests/fixtures/sd/" + model + "/pipeline");
-  opt.output = test::temp_dir("cuda_venc_" + model) + "/m.drt";
-  opt.dtype = dtype;
-  opt.vae_dtype = dtype;  // the encoder itself in each dtype (the converter's default keeps an fp16 model's VAE fp32)
-  convert_diffusers(opt);
-  return cache.emplace(key, Converted{opt.output, read_model_file(opt.output)}).first->second;
+  return test::converted_once(model + "/" + dtype_name(dtype), [&] {
+    ConvertOptions opt = test::convert_options(test::source_path("tests/fixtures/sd/" + model + "/pipeline"),
+                                               "cuda_venc_" + model);
+    opt.dtype = dtype;
+    opt.vae_dtype = dtype;  // the encoder itself in each dtype (the converter's default keeps an fp16 model's VAE fp32)
+    return opt;
+  });
 }
 
 struct Case {
