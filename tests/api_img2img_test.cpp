@@ -59,9 +59,9 @@ std::vector<float> prompt_rows(const std::string& spec, int batch, int* len, int
   return out;
 }
 
-// The pipeline's image after VaeImageProcessor's resize and before 2x - 1, NHWC in [0, 1]: image.npy or the PIL
-// pixels / 255 when they are at the target size, else (x + 1) / 2 of the preprocessed NCHW image (which 2x - 1 maps
-// back to the same floats, to within one rounding).
+// The pipeline's image after VaeImageProcessor's resize and before 2x - 1, NHWC in [0, 1]: image.npy when it is at
+// the target size, else (x + 1) / 2 of the preprocessed NCHW image (PIL inputs, resized inputs; 2x - 1 maps it back
+// to the same floats, to within one rounding). The CLI test feeds the PNGs themselves.
 struct Image {
   std::vector<float> data;
   int n = 0, h = 0, w = 0, c = 0;
@@ -70,19 +70,10 @@ Image image_01(const std::string& run, const std::string& preprocessed) {
   const NpyArray pre = read_npy(fx(run + "/" + preprocessed));
   Image im;
   im.n = int(pre.shape[0]); im.c = int(pre.shape[1]); im.h = int(pre.shape[2]); im.w = int(pre.shape[3]);
-  const size_t count = size_t(im.n) * im.h * im.w * im.c;
   if (fs::exists(fx(run + "/image.npy"))) {
     const NpyArray a = read_npy(fx(run + "/image.npy"));
     if (a.shape.size() == 4 && a.shape[0] == im.n && a.shape[1] == im.h && a.shape[2] == im.w && a.shape[3] == im.c) {
       im.data = a.as_f32();
-      return im;
-    }
-  }
-  if (fs::exists(fx(run + "/image_u8.npy"))) {
-    const NpyArray a = read_npy(fx(run + "/image_u8.npy"));
-    if (im.n == 1 && a.shape.size() == 3 && a.shape[0] == im.h && a.shape[1] == im.w && a.shape[2] == im.c) {
-      im.data.resize(count);
-      for (size_t i = 0; i < count; ++i) im.data[i] = float(a.u8[i]) / 255.0f;
       return im;
     }
   }
@@ -278,7 +269,9 @@ TEST(ApiImg2Img, BadRequestsNameTheField) {
   };
   SampleOptions b = o;
   b.init_image.height = 8;
-  expect(s, b, "init_image");
+  EXPECT_EQ(s.output_shape(b).height, 8);  // the output size defaults to the image's
+  b.height = 16;
+  expect(s, b, "init_image is 8x16 but the output is 16x16");
   b = o;
   b.init_image.channels = 4;
   expect(s, b, "channels");
@@ -437,7 +430,8 @@ TEST(ApiImg2ImgC, SdEditAndImg2ImgMatchDiffusers) {
     refused(q, "init_image is NULL");
     q = p;
     q.init_image_height = 8;
-    refused(q, "init_image");
+    q.height = q.width = 16;
+    refused(q, "init_image is 8x16");
     q = p;
     q.init_image_channels = 3;
     refused(q, "channels");
