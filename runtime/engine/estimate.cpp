@@ -74,7 +74,7 @@ uint64_t estimate_cpu_bytes(const ModelFile& mf, const Job& p) {
     if (r.model_in_channels > r.channels)
       keep = sat_add(keep, sat_mul(per, uint64_t(p.model_batch) * uint64_t(r.model_in_channels - r.channels)));
     if (im.latent && mf.vae_encoder.present()) {
-      const int rows = std::max(im.n, im.masked_rows());
+      const int rows = r.rng == RngKind::Torch ? std::max(im.n, im.masked_rows()) : r.batch;  // see image_inputs.h
       const Graph& eg = mf.vae_encoder.graph;
       const MemoryPlan eplan = plan_memory(eg, PlanInputs{rows, im.h, im.w, 0}, lim);
       uint64_t enc = sat_add(eplan.arena_elems, eplan.conv_scratch_elems);
@@ -128,7 +128,7 @@ uint64_t estimate_cuda_bytes(const ModelFile& mf, const Job& p) {
       keep = sat_add(keep, sat_mul(lat, uint64_t(p.model_batch) * uint64_t(r.model_in_channels - r.channels) * 4));
     extra = sat_add(extra, keep);
     if (im.latent && mf.vae_encoder.present()) {
-      const int rows = std::max(im.n, im.masked_rows());
+      const int rows = r.rng == RngKind::Torch ? std::max(im.n, im.masked_rows()) : r.batch;  // see image_inputs.h
       const Graph& eg = mf.vae_encoder.graph;
       const MemoryPlan eplan = plan_memory(eg, PlanInputs{rows, im.h, im.w, 0}, lim);
       enc = cuda_executor_bytes(eg, eplan, eg.dtype).total();

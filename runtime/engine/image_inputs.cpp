@@ -59,9 +59,15 @@ ImageJobInputs build_image_inputs(const Job& job, TorchGenerator* gen, const Enc
     out.image_latents = tile_rows(im.pixels, im.n, B);
   } else if (im.encode_image) {
     po.stream = 0;
-    const EncodedLatents z = encode(im.pixels, im.n, im.h, im.w, po);
-    check_latents(z, im.n, r, "init_image");
-    out.image_latents = tile_rows(z.data, im.n, B);
+    if (torch) {  // diffrt draws as diffusers: one posterior sample per given image, then tiled
+      const EncodedLatents z = encode(im.pixels, im.n, im.h, im.w, po);
+      check_latents(z, im.n, r, "init_image");
+      out.image_latents = tile_rows(z.data, im.n, B);
+    } else {  // Philox: per output row (seed, first_sample_index + row), so row i equals a batch-of-one run
+      const EncodedLatents z = encode(im.n == B ? im.pixels : tile_rows(im.pixels, im.n, B), B, im.h, im.w, po);
+      check_latents(z, B, r, "init_image");
+      out.image_latents = z.data;
+    }
   }
   // 2. The noise (torch: the next draw; Philox: the sampler's own initial noise).
   if (torch) out.noise = torch_randn_nchw_to_nhwc(*gen, B, C, h, w);
@@ -85,9 +91,10 @@ ImageJobInputs build_image_inputs(const Job& job, TorchGenerator* gen, const Enc
           for (int k = 0; k < c; ++k) dst[p * size_t(c) + size_t(k)] = px[p * size_t(c) + size_t(k)] * (mk[p] < 0.5f ? 1.0f : 0.0f);
       }
       po.stream = 1;
-      const EncodedLatents z = encode(masked, rows, im.h, im.w, po);
-      check_latents(z, rows, r, "masked image");
-      masked_latents = tile_rows(z.data, rows, B);
+      const int enc_rows = torch ? rows : B;  // Philox: per output row, as the init image
+      const EncodedLatents z = encode(torch || rows == B ? masked : tile_rows(masked, rows, B), enc_rows, im.h, im.w, po);
+      check_latents(z, enc_rows, r, "masked image");
+      masked_latents = tile_rows(z.data, enc_rows, B);
     }
     if (r.legacy_inpaint_blend) out.mask = mask_b;
     const int cin = r.model_in_channels ? r.model_in_channels : C;

@@ -6,8 +6,10 @@
 //     the mask is nearest-downsampled to the latents; a 9-channel UNet gets cat([mask, masked-image latents]) as
 //     constant extra input channels (duplicated for guidance), a 4-channel UNet the legacy blend after every step;
 //   * pixel models (SDEdit): x0 = the image itself; noise -> draws; a mask gives the legacy blend in pixel space.
-// Image rows are tiled to the batch ([i0, i1, i0, i1], as diffusers repeats them). With the Philox RNG the posterior
-// noise is Philox stream 0 (init image) or 1 (masked image), and the sampler draws the initial noise itself.
+// Image rows are tiled to the batch ([i0, i1, i0, i1], as diffusers repeats them). Torch RNG encodes each given image
+// once (diffusers' draws and shapes). Philox encodes per output row (the posterior noise of row i is Philox(seed,
+// first_sample_index + i, stream 0 for the init image, 1 for the masked image)), so that sample i of a batch equals
+// a batch-of-one run with first_sample_index i, as for text-to-image; the sampler draws the initial noise itself.
 // Tested through the API by tests/api_img2img_test.cpp (CPU) and tests/gpu/img2img_test.cpp (CUDA vs CPU).
 #pragma once
 #include <functional>
