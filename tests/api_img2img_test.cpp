@@ -13,6 +13,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "api/api_internal.h"
 #include "api/diffrt.hpp"
 #include "base/atomic_file.h"
 #include "base/layout.h"
@@ -392,6 +393,15 @@ TEST(ApiImg2Img, MemoryEstimateCountsTheEncoder) {
   const uint64_t i2i = s.memory_estimate(o);
   // At least the images, the encoder's first activation (4 x 64 x 64 x its first width) and the latents kept.
   EXPECT_GT(i2i, t2i + uint64_t(4) * 64 * 64 * 3 * 4);
+  // The CUDA estimate (computed without a device) counts the encoder's executor too: a phase of its own (the
+  // library workspaces dominate every phase of this tiny model), plus the image inputs kept through the loop.
+  const ModelFile& mf = ModelAccess::file(*sd);
+  const uint64_t cuda_i2i = engine::estimate_cuda_bytes(mf, api::prepare(*sd, o).job);
+  SampleOptions t = o;
+  t.init_image = {};
+  const uint64_t cuda_t2i = engine::estimate_cuda_bytes(mf, api::prepare(*sd, t).job);
+  EXPECT_GE(cuda_i2i, cuda_t2i);
+  EXPECT_GE(cuda_i2i, uint64_t(4) * 64 * 64 * 32 * 4);  // at least the encoder's first activation in fp32
 }
 
 // The C API's 0.4 fields: the digits SDEdit run and an SD img2img run against diffusers, and bad inputs.
