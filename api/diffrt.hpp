@@ -13,6 +13,10 @@
 //   o.guidance_scale = 7.5f; o.height = o.width = 512;
 //   std::vector<float> sd_images = gpu.sample(o);                // [1, 512, 512, 3] NHWC [0, 1]
 //
+//   // Image-to-image / inpainting: the image NHWC in [0, 1] (its size is the output's), an optional mask:
+//   o.init_image = {photo.data(), 1, 512, 512, 3}; o.strength = 0.6;   // o.mask = {m.data(), 1, 512, 512};
+//   std::vector<float> edited = gpu.sample(o);
+//
 // This is the one way to run a model: the diffrt command, its benchmarks (api/diffrt_bench.hpp) and the serving
 // backend are front ends on it. Errors are thrown as diffrt::Error (base/error.h) with an ErrorCode and a message.
 // Thread safety: a Model is immutable and shared (std::shared_ptr<const Model>) by any number of

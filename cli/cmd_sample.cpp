@@ -1,8 +1,10 @@
-// diffrt sample: the whole sampling loop from noise to images (PNG grid or diffusers-style .npy), through the C++
-// API's Session (the one engine path). This file turns flags into SampleOptions and writes the result.
+// diffrt sample: the whole sampling loop from noise (or, with --init-image, from a noised image: image-to-image and
+// inpainting) to images (PNG grid or diffusers-style .npy), through the C++ API's Session (the one engine path). This
+// file turns flags into SampleOptions and writes the result. Tested by tests/cli/*_test.sh (img2img_cli_test.sh for
+// --init-image, --strength and --mask).
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
-#include <algorithm>
 #include <cstdlib>
 #include <random>
 
@@ -269,7 +271,6 @@ void add_sample_command(CLI::App& app) {
 
     // Image-to-image / inpainting: the images in [0, 1] after VaeImageProcessor's resize (the API applies 2x - 1).
     ImageInput init, mask;
-    std::vector<float> mask_nhw;
     if (init_opt->count()) {
       const int vsf = latent_model ? info.vae_scale_factor : 1;
       const int ch = latent_model ? info.encoder_image_channels : info.in_channels;
