@@ -285,6 +285,24 @@ diffrt::SampleOptions to_options(const diffrt_sample_params* in) {
     if (o.scheduler_config.empty())
       bad("params->scheduler_config_file_json is an empty string (use NULL for the model's config)");
   }
+  // Image-to-image / inpainting: views of the caller's memory; prepare() checks them (errors name the fields).
+  const bool has_image = p.init_image || p.init_image_batch || p.init_image_height || p.init_image_width ||
+                         p.init_image_channels;
+  if (has_image) {
+    if (!p.init_image) bad("params->init_image is NULL but init_image_batch/height/width/channels are set");
+    o.init_image = {p.init_image, p.init_image_batch, p.init_image_height, p.init_image_width, p.init_image_channels};
+  }
+  if (p.mask || p.mask_batch || p.mask_height || p.mask_width) {
+    if (!p.mask) bad("params->mask is NULL but mask_batch/height/width are set");
+    if (!has_image) bad("params->mask given without params->init_image: inpainting repaints an image");
+    o.mask = {p.mask, p.mask_batch, p.mask_height, p.mask_width};
+  }
+  if (p.strength != 0.0) {
+    if (!(p.strength > 0.0 && p.strength <= 1.0))
+      bad("params->strength = " + std::to_string(p.strength) + " must be in (0, 1] (0: the pipelines' default)");
+    if (!has_image) bad("params->strength given without params->init_image");
+    o.strength = p.strength;
+  }
   return o;
 }
 

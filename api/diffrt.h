@@ -275,13 +275,30 @@ typedef struct diffrt_sample_params {
                                    overrides `sampler`: a diffusers class name or ddpm ddim pndm
                                    dpmpp-2m dpmpp-2m-sde euler euler-a heun unipc lcm (0.3 libraries:
                                    ddpm and ddim only). The run uses NAME.from_config(base config) */
-  /* ---- since 0.4: Karras sigmas, whole scheduler configs ---- */
+  /* ---- since 0.4: Karras sigmas, whole scheduler configs, image-to-image and inpainting ---- */
   int karras;                   /* nonzero: use_karras_sigmas = True (dpmpp-2m, dpmpp-2m-sde, euler,
                                    heun, unipc; other samplers refuse it). Default 0 */
   const char* scheduler_config_file_json; /* NULL (default) or the text of a whole diffusers
                                    scheduler_config.json, replacing the model's config as the base:
                                    taken as <_class_name>.from_config(it) (keys it lacks get the
                                    class's defaults). scheduler_config_json still applies on top */
+  /* Image-to-image and inpainting (StableDiffusionImg2ImgPipeline / StableDiffusionInpaintPipeline;
+   * pixel models: SDEdit). The image after VaeImageProcessor's resize, before its 2x - 1: NHWC
+   * float32 in [0, 1], [init_image_batch, init_image_height, init_image_width,
+   * init_image_channels]; channels = the VAE encoder's (3 for SD; latent models need a VAE
+   * encoder) or in_channels (pixel models); its size is the output's (height/width 0 take it);
+   * batch 1 or a divisor of the images made (tiled, as diffusers). NULL / 0 (default): none. The
+   * image is VAE-encoded with the request's generator (posterior sample, then the noise). */
+  const float* init_image;
+  int init_image_batch, init_image_height, init_image_width, init_image_channels;
+  /* Inpainting mask, with init_image: [mask_batch, mask_height, mask_width] float32 in [0, 1] at
+   * the image's size, white (>= 0.5) = repaint; binarised at 0.5, nearest-downsampled to the
+   * latents. Required by 9-channel inpainting UNets. NULL / 0 (default): none */
+  const float* mask;
+  int mask_batch, mask_height, mask_width;
+  double strength;              /* with init_image, in (0, 1]: int(steps * strength) steps run from
+                                   the noised image. 0 (default): the pipelines' defaults, 0.8
+                                   image-to-image and 1.0 with a mask */
 } diffrt_sample_params;
 
 void diffrt_params_init(diffrt_sample_params* params);

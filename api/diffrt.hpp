@@ -13,6 +13,10 @@
 //   o.guidance_scale = 7.5f; o.height = o.width = 512;
 //   std::vector<float> sd_images = gpu.sample(o);                // [1, 512, 512, 3] NHWC [0, 1]
 //
+//   // Image-to-image / inpainting: the image NHWC in [0, 1] (its size is the output's), an optional mask:
+//   o.init_image = {photo.data(), 1, 512, 512, 3}; o.strength = 0.6;   // o.mask = {m.data(), 1, 512, 512};
+//   std::vector<float> edited = gpu.sample(o);
+//
 // This is the one way to run a model: the diffrt command, its benchmarks (api/diffrt_bench.hpp) and the serving
 // backend are front ends on it. Errors are thrown as diffrt::Error (base/error.h) with an ErrorCode and a message.
 // Thread safety: a Model is immutable and shared (std::shared_ptr<const Model>) by any number of
@@ -29,6 +33,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -126,6 +131,21 @@ struct TextEmbeddings {
   bool empty() const { return !data && !batch && !len && !dim; }
 };
 
+// Non-owning NHWC float32 images [batch, height, width, channels] in [0, 1]; read during the call only.
+struct ImageView {
+  const float* data = nullptr;
+  int batch = 0, height = 0, width = 0, channels = 0;
+  bool empty() const { return !data && !batch && !height && !width && !channels; }
+};
+
+// Non-owning inpainting masks [batch, height, width] float32 in [0, 1] (NHW, or NHW1 with its trailing 1 dropped);
+// white (>= 0.5) = repaint. Read during the call only.
+struct MaskView {
+  const float* data = nullptr;
+  int batch = 0, height = 0, width = 0;
+  bool empty() const { return !data && !batch && !height && !width; }
+};
+
 // Called after each completed step; return false to cancel (sample throws Error(Cancelled)).
 using ProgressCallback = std::function<bool(int step, int total)>;
 
@@ -159,6 +179,23 @@ struct SampleOptions {
   // with guidance only). Not together with prompt_embeds.
   std::vector<std::string> prompts, negative_prompts;
   Output output = Output::Images;
+  // Image-to-image and inpainting (StableDiffusionImg2ImgPipeline / StableDiffusionInpaintPipeline; pixel models:
+  // SDEdit, the same recipe without a VAE). `init_image` is the image after VaeImageProcessor's resize and before
+  // its 2x - 1: NHWC in [0, 1] at the output size (height/width default to its size; given, they must match), with
+  // encoder_image_channels channels (latent models, which need a VAE encoder) or the UNet's (pixel models).
+  // batch 1 (used for every image), or a divisor of the images the request makes (tiled [i0, i1, i0, i1, ...] as
+  // diffusers does; one per image is the usual case). The image is VAE-encoded with the request's generator
+  // (posterior sample first, then the noise, as diffusers draws them) and noised to the first timestep of the
+  // strength-truncated schedule.
+  ImageView init_image;
+  // Inpainting (needs init_image): [batch, height, width] at the image's size, batch as for init_image; binarised at
+  // 0.5 and nearest-downsampled to the latents (mask_processor, F.interpolate). A 9-channel UNet (in_channels = 4
+  // latent + 1 mask + 4 masked-image latents) gets the mask and the masked image's latents as extra inputs and needs
+  // a mask; a 4-channel UNet (or a pixel model) re-imposes the noised known region after every step (the legacy path).
+  MaskView mask;
+  // In (0, 1]: the fraction of the schedule that runs (int(steps * strength) steps). Unset: the pipelines' defaults,
+  // 0.8 for image-to-image, 1.0 with a mask. Only with init_image.
+  std::optional<double> strength;
 };
 
 // Session::encode: what StableDiffusionImg2ImgPipeline and StableDiffusionInpaintPipeline do with a preprocessed
@@ -181,6 +218,8 @@ struct SampleDescription {
   int images = 0;                 // prompts.size() * batch with text prompts, else batch
   float guidance_scale = 1.0f;
   std::string scheduler_config;   // the effective diffusers scheduler config (JSON object text)
+  double strength = 0.0;          // image-to-image / inpainting: the strength that runs (defaults resolved); else 0
+  bool inpainting = false;        // a mask is given
 };
 
 constexpr int kMaxBatch = 4096;

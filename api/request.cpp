@@ -202,6 +202,129 @@ void encode_context(const ModelFile& mf, const SampleOptions& o, const TextEncod
   job.context = model_context(mf.graph, pe.positive, guided ? &pe.negative : nullptr, guided);
 }
 
+std::string dims(std::initializer_list<int> d) {
+  std::string s = "[";
+  for (int v : d) s += (s.size() > 1 ? ", " : "") + std::to_string(v);
+  return s + "]";
+}
+
+// Image-to-image and inpainting (SampleOptions::init_image, mask, strength): checks them against the model and the
+// request and fills job.image and the request's img2img fields. `img_h` x `img_w` is the output size in pixels.
+void prepare_image(const ModelInfo& info, const SampleOptions& o, bool latent, int img_h, int img_w, engine::Job& job) {
+  SampleRequest& r = job.req;
+  const ImageView& im = o.init_image;
+  const MaskView& mk = o.mask;
+  if (im.empty()) {
+    if (!mk.empty()) bad("mask given without init_image: inpainting repaints an image, give init_image too");
+    if (o.strength) bad("strength given without init_image: it applies to image-to-image and inpainting only");
+    if (latent && info.in_channels == 2 * info.out_channels + 1)
+      bad("init_image and mask: this is an inpainting UNet (in_channels " + std::to_string(info.in_channels) + " = " +
+          std::to_string(info.out_channels) + " latent + 1 mask + " + std::to_string(info.out_channels) +
+          " masked-image latents): give the image to repaint and its mask");
+    return;
+  }
+  // The image.
+  const int want_c = latent ? info.encoder_image_channels : info.in_channels;
+  if (latent && !info.has_vae_encoder)
+    bad("init_image: this model file has no VAE encoder to encode the image (re-convert the pipeline folder with a "
+        "diffrt that stores the VAE's encoder)");
+  if (!im.data) bad("init_image.data is null but its shape is " + dims({im.batch, im.height, im.width, im.channels}));
+  if (im.batch < 1 || im.height < 1 || im.width < 1 || im.channels < 1)
+    bad("init_image shape " + dims({im.batch, im.height, im.width, im.channels}) + ": every dimension must be >= 1");
+  if (im.channels != want_c)
+    bad("init_image has " + std::to_string(im.channels) + " channels; this model takes " + std::to_string(want_c) +
+        (latent ? " (its VAE encoder's input)" : " (its UNet's input)"));
+  if (im.height != img_h || im.width != img_w)
+    bad("init_image is " + std::to_string(im.height) + "x" + std::to_string(im.width) + " but the output is " +
+        std::to_string(img_h) + "x" + std::to_string(img_w) +
+        " (height x width): resize the image, or leave height and width unset to use the image's size");
+  if (im.batch > r.batch || r.batch % im.batch != 0)
+    bad("init_image.batch = " + std::to_string(im.batch) + ": give 1 (used for every image) or a divisor of the " +
+        std::to_string(r.batch) + " images the request makes (one per image)");
+  engine::JobImage& ji = job.image;
+  ji.n = im.batch; ji.h = im.height; ji.w = im.width; ji.c = im.channels;
+  const size_t count = size_t(im.batch) * size_t(im.height) * size_t(im.width) * size_t(im.channels);
+  try {
+    ji.pixels.resize(count);
+  } catch (const std::bad_alloc&) {
+    fail(ErrorCode::OutOfMemory, "out of host memory for init_image (" + bytes_str(count * sizeof(float)) + ")");
+  }
+  for (size_t i = 0; i < count; ++i) {
+    const float v = im.data[i];
+    if (!(std::isfinite(v) && v >= 0.0f && v <= 1.0f)) {
+      const size_t c = size_t(im.channels), pix = i / c, hw = size_t(im.height) * size_t(im.width);
+      const std::string where = "init_image[" + std::to_string(pix / hw) + ", " + std::to_string(pix % hw / size_t(im.width)) +
+                                ", " + std::to_string(pix % size_t(im.width)) + ", " + std::to_string(i % c) + "] (NHWC)";
+      if (!std::isfinite(v)) bad(where + " is " + (std::isnan(v) ? "NaN" : "infinite"));
+      bad(where + " = " + std::to_string(v) + " is outside [0, 1] (images are in [0, 1], like diffusers' output_type=\"np\")");
+    }
+    ji.pixels[i] = 2.0f * v - 1.0f;  // VaeImageProcessor.normalize, in float32
+  }
+  ji.latent = latent;
+
+  // The mask.
+  const bool inpaint = !mk.empty();
+  const int unet_in = info.in_channels;
+  const int lat_c = latent ? info.out_channels : info.in_channels;
+  const bool unet9 = latent && unet_in > lat_c;  // 4 latent + 1 mask + 4 masked-image latents
+  if (unet9 && unet_in != 2 * lat_c + 1)
+    bad("this UNet takes " + std::to_string(unet_in) + " input channels: only " + std::to_string(lat_c) + " (the latents) or " +
+        std::to_string(2 * lat_c + 1) + " (inpainting: latents, mask, masked-image latents) are supported");
+  if (unet9 && !inpaint)
+    bad("mask: this is an inpainting UNet (in_channels " + std::to_string(unet_in) + " = " + std::to_string(lat_c) +
+        " latent + 1 mask + " + std::to_string(lat_c) + " masked-image latents): give a mask with the init_image");
+  if (inpaint) {
+    if (!mk.data) bad("mask.data is null but its shape is " + dims({mk.batch, mk.height, mk.width}));
+    if (mk.batch < 1 || mk.height < 1 || mk.width < 1)
+      bad("mask shape " + dims({mk.batch, mk.height, mk.width}) + ": every dimension must be >= 1");
+    if (mk.height != im.height || mk.width != im.width)
+      bad("mask is " + std::to_string(mk.height) + "x" + std::to_string(mk.width) + " but init_image is " +
+          std::to_string(im.height) + "x" + std::to_string(im.width) + ": they must have the same size");
+    if (mk.batch != im.batch && mk.batch != 1 && im.batch != 1)
+      bad("mask.batch = " + std::to_string(mk.batch) + " and init_image.batch = " + std::to_string(im.batch) +
+          ": give the same number, or 1 of either (broadcast)");
+    const int rows = std::max(mk.batch, im.batch);
+    if (rows > r.batch || r.batch % rows != 0)
+      bad("mask.batch = " + std::to_string(mk.batch) + ": give 1 (used for every image) or a divisor of the " +
+          std::to_string(r.batch) + " images the request makes");
+    const size_t mc = size_t(mk.batch) * size_t(mk.height) * size_t(mk.width);
+    ji.mask.resize(mc);
+    ji.mask_n = mk.batch;
+    for (size_t i = 0; i < mc; ++i) {
+      const float v = mk.data[i];
+      if (!(std::isfinite(v) && v >= 0.0f && v <= 1.0f)) {
+        const size_t hw = size_t(mk.height) * size_t(mk.width);
+        const std::string where = "mask[" + std::to_string(i / hw) + ", " + std::to_string(i % hw / size_t(mk.width)) + ", " +
+                                  std::to_string(i % size_t(mk.width)) + "]";
+        if (!std::isfinite(v)) bad(where + " is " + (std::isnan(v) ? "NaN" : "infinite"));
+        bad(where + " = " + std::to_string(v) + " is outside [0, 1] (white >= 0.5 = repaint)");
+      }
+      ji.mask[i] = v < 0.5f ? 0.0f : 1.0f;  // mask_processor's binarize: 0.5 itself repaints
+    }
+  }
+
+  // Strength: the pipelines' defaults (StableDiffusionImg2ImgPipeline 0.8, StableDiffusionInpaintPipeline 1.0).
+  const double s = o.strength ? *o.strength : (inpaint ? 1.0 : 0.8);
+  if (!(std::isfinite(s) && s > 0.0 && s <= 1.0))
+    bad("strength = " + std::to_string(s) + " must be in (0, 1] (the fraction of the schedule that runs)");
+  r.img2img = true;
+  r.strength = s;
+  const bool strength_max = s == 1.0;  // diffusers' is_strength_max: an exact comparison
+  if (!inpaint) {
+    r.start_from_image = true;  // img2img starts from add_noise(image, noise, t_start) at any strength
+    ji.encode_image = latent;
+  } else if (unet9) {
+    r.start_from_image = !strength_max;
+    r.model_in_channels = unet_in;
+    ji.encode_image = !strength_max;
+  } else {
+    r.start_from_image = !strength_max;
+    r.legacy_inpaint_blend = true;
+    ji.encode_image = latent;  // the legacy path always encodes the image (return_image_latents)
+  }
+  if (unet9) r.channels = lat_c;
+}
+
 }  // namespace
 
 BusyScope::BusyScope(std::atomic<bool>& flag) : flag_(flag) {
@@ -222,6 +345,9 @@ Prepared prepare(const Model& model, const SampleOptions& o) {
   // Sizes: pixels; the denoiser runs on latents vae_scale_factor times smaller.
   const bool text = info.context_dim > 0;
   const bool latent = text || info.has_vae;  // Stable Diffusion, DiT
+  // Image-to-image: the output size defaults to the init image's.
+  const int def_h = o.init_image.data && o.height == 0 ? o.init_image.height : 0;
+  const int def_w = o.init_image.data && o.width == 0 ? o.init_image.width : 0;
   if (o.output != Output::Images && o.output != Output::Latents) bad("output: unknown value " + std::to_string(int(o.output)));
   const bool latents_out = o.output == Output::Latents;
   if (latents_out && !latent) bad("output = latents: this model samples pixels, not latents");
@@ -229,7 +355,8 @@ Prepared prepare(const Model& model, const SampleOptions& o) {
     bad("this model file has no VAE decoder to decode the latents: request output = latents");
   job.decode = latent && !latents_out && info.has_vae;
   const int f = info.has_vae ? info.vae_scale_factor : 1;
-  const int img_h = o.height ? o.height : info.image_size, img_w = o.width ? o.width : info.image_size;
+  const int img_h = o.height ? o.height : def_h ? def_h : info.image_size;
+  const int img_w = o.width ? o.width : def_w ? def_w : info.image_size;
   if (img_h == 0 || img_w == 0) bad("the model has no sample_size: set height and width");
   const std::string why = f > 1 ? " (the VAE's " + std::to_string(f) + " x the UNet's " +
                                       std::to_string(info.downsample_factor) +
@@ -240,6 +367,8 @@ Prepared prepare(const Model& model, const SampleOptions& o) {
   r.height = img_h / f;
   r.width = img_w / f;
   r.channels = info.in_channels;
+  if (latent && info.in_channels > info.out_channels && info.in_channels == 2 * info.out_channels + 1)
+    r.channels = info.out_channels;  // an inpainting UNet: the sampled latents are its output's channels
 
   if (!std::isfinite(o.guidance_scale) || o.guidance_scale < 0.0f || o.guidance_scale > kMaxGuidance)
     bad("guidance_scale = " + std::to_string(o.guidance_scale) + " must be a number in [0, 1000]");
@@ -284,7 +413,17 @@ Prepared prepare(const Model& model, const SampleOptions& o) {
   r.rng = o.rng == Rng::Torch ? RngKind::Torch : RngKind::Philox;
   r.seed = o.seed;
   r.first_sample_index = o.first_sample_index;
+  prepare_image(info, o, latent, img_h, img_w, job);
   validate_sample_request(job.sched, r, info.out_channels);
+  int steps_run = effective_steps(r);
+  if (r.img2img) {
+    try {
+      steps_run = plan_for_request(job.sched, r, info.out_channels).steps;  // refuses int(steps * strength) < 1
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::InvalidArgument) throw;
+      bad("strength = " + std::to_string(r.strength) + " with " + std::to_string(effective_steps(r)) + " steps: " + e.what());
+    }
+  }
 
   if (latents_out) p.out = ImageShape{r.batch, r.height, r.width, r.channels, true};
   else if (job.decode) p.out = ImageShape{r.batch, img_h, img_w, info.image_channels, false};
@@ -297,7 +436,9 @@ Prepared prepare(const Model& model, const SampleOptions& o) {
   SampleDescription& d = p.description;
   d.sampler = sampler_display_name(job.sched);
   d.scheduler = describe_scheduler(job.sched);
-  d.steps = effective_steps(r);
+  d.steps = steps_run;
+  d.strength = r.img2img ? r.strength : 0.0;
+  d.inpainting = !job.image.mask.empty();
   d.images = r.batch;
   d.guidance_scale = r.guidance_scale;
   d.scheduler_config = scheduler_config_to_json(job.sched).dump();

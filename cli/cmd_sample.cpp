@@ -1,5 +1,8 @@
-// diffrt sample: the whole sampling loop from noise to images (PNG grid or diffusers-style .npy), through the C++
-// API's Session (the one engine path). This file turns flags into SampleOptions and writes the result.
+// diffrt sample: the whole sampling loop from noise (or, with --init-image, from a noised image: image-to-image and
+// inpainting) to images (PNG grid or diffusers-style .npy), through the C++ API's Session (the one engine path). This
+// file turns flags into SampleOptions and writes the result. Tested by tests/cli/*_test.sh (img2img_cli_test.sh for
+// --init-image, --strength and --mask).
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -12,6 +15,7 @@
 #include "base/json_fields.h"
 #include "base/npy.h"
 #include "cli/commands.h"
+#include "cli/image_input.h"
 #include "cli/progress.h"
 #include "model/scheduler_config.h"
 
@@ -28,6 +32,8 @@ struct SampleOpts {
   double eta = 0.0, guidance = -1.0;  // < 0: the pipeline default (7.5 text-conditioned, else 1)
   std::string seed;
   bool quiet = false, karras = false;
+  std::string init_image, mask;
+  double strength = -1.0;  // < 0: unset (the pipelines' defaults: 0.8 img2img, 1.0 with --mask)
 };
 
 // The flags that override single scheduler config keys, as one JSON object (applied after --scheduler-config).
@@ -138,7 +144,7 @@ void add_sample_command(CLI::App& app) {
                 "noise generator: philox (counter-based; the same image per seed and sample index whatever the "
                 "batch or device) or torch (reproduces torch.randn with a seeded CPU generator, as diffusers' pipelines draw it)")
       ->check(CLI::IsMember({"philox", "torch"}))->capture_default_str();
-  c->add_option("-b,--batch", o->batch, "number of images")->capture_default_str();
+  CLI::Option* batch_opt = c->add_option("-b,--batch", o->batch, "number of images (with an --init-image batch and no -b: one per image)")->capture_default_str();
   c->add_option("--class", o->classes, "class-conditional models: a class index, a comma-separated list (cycled over the batch) or 'all'");
   c->add_option("--guidance-scale", o->guidance,
                 "classifier-free guidance scale s: eps = eps_uncond + s*(eps_cond - eps_uncond); <= 1 disables guidance "
@@ -155,11 +161,26 @@ void add_sample_command(CLI::App& app) {
   c->add_option("--variance-type", o->variance_type, "override (DDPM): fixed_small, fixed_small_log, fixed_large, learned, learned_range");
   c->add_option("--set", o->set, "override any scheduler config field: key=value (JSON value), repeatable; applied last, "
                 "as from_config keyword arguments");
+  CLI::Option* init_opt = c->add_option(
+      "--init-image", o->init_image,
+      "image-to-image: the starting image, a .png (8-bit RGB or grey; resized with Pillow's LANCZOS) or an .npy (float32 "
+      "NHWC [N,H,W,C] in [0, 1]; resized with torch's nearest), to -H/-W or its own size floored to the VAE factor, as "
+      "diffusers' VaeImageProcessor. Latent models VAE-encode it (a posterior sample from the request's generator); "
+      "pixel models noise it directly (SDEdit). One image for every output, or one per output");
+  CLI::Option* strength_opt = c->add_option(
+      "--strength", o->strength,
+      "with --init-image: the fraction of the schedule that runs, in (0, 1]: int(steps * strength) steps from a noised "
+      "image (default 0.8, StableDiffusionImg2ImgPipeline's; 1.0 with --mask, StableDiffusionInpaintPipeline's)");
+  CLI::Option* mask_opt = c->add_option(
+      "--mask", o->mask,
+      "inpainting, with --init-image: white (>= 0.5) = repaint; a .png (grey or RGB, converted to L after the resize) "
+      "or an .npy (float32 [N,H,W,1], [N,H,W] or [H,W] in [0, 1]); binarised at 0.5 and nearest-downsampled to the "
+      "latents. 9-channel inpainting UNets get it as an input; other models re-impose the unmasked region every step");
   c->add_option("--grid-cols", o->grid_cols, "PNG grid columns (default: number of classes with --class all, else near-square)");
   c->add_option("--threads", o->threads, "CPU threads (default: all cores)");
   c->add_option("--device", o->device, "cpu, cuda or auto")->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str();
   c->add_flag("-q,--quiet", o->quiet, "no progress bar or notices (the seed is still printed)");
-  c->callback([o, steps_opt]() {
+  c->callback([o, steps_opt, init_opt, strength_opt, mask_opt, batch_opt]() {
     if (steps_opt->count() && o->steps < 1) fail(ErrorCode::InvalidArgument, "--steps must be >= 1");
     if (o->threads < 0) fail(ErrorCode::InvalidArgument, "--threads must be >= 0");
     const bool png = ends_with(o->output, ".png"), npy = ends_with(o->output, ".npy");
@@ -183,6 +204,13 @@ void add_sample_command(CLI::App& app) {
         fail(ErrorCode::InvalidArgument, std::string("--sampler: ") + e.what());
       }
     }
+    if (strength_opt->count() && !init_opt->count())
+      fail(ErrorCode::InvalidArgument, "--strength needs --init-image (it applies to image-to-image and inpainting)");
+    if (mask_opt->count() && !init_opt->count())
+      fail(ErrorCode::InvalidArgument, "--mask needs --init-image (inpainting repaints an image)");
+    if (strength_opt->count() && !(o->strength > 0.0 && o->strength <= 1.0))
+      fail(ErrorCode::InvalidArgument, "--strength must be in (0, 1], got " + std::to_string(o->strength));
+
     const std::string device = resolve_device(o->device, o->quiet);
     const std::shared_ptr<const Model> model = Model::load(o->model);
     const ModelInfo& info = model->info();
@@ -248,6 +276,33 @@ void add_sample_command(CLI::App& app) {
       fail(ErrorCode::InvalidArgument, "--guidance-scale > 1 needs a null class; this model file has none "
                                        "(re-convert with --null-class)");
 
+    // Image-to-image / inpainting: the images in [0, 1] after VaeImageProcessor's resize (the API applies 2x - 1).
+    ImageInput init, mask;
+    if (init_opt->count()) {
+      const int vsf = latent_model ? info.vae_scale_factor : 1;
+      const int ch = latent_model ? info.encoder_image_channels : info.in_channels;
+      if (latent_model && !info.has_vae_encoder)
+        fail(ErrorCode::InvalidArgument, "--init-image: this model file has no VAE encoder (re-convert the pipeline "
+                                         "folder with this diffrt, which stores the VAE's encoder)");
+      init = load_image_input(o->init_image, "--init-image", ch, vsf, o->height, o->width);
+      for (float& v : init.images.data) v = std::min(std::max((v + 1.0f) * 0.5f, 0.0f), 1.0f);
+      if (!o->quiet && !init.notice.empty()) std::fprintf(stderr, "--init-image: %s\n", init.notice.c_str());
+      so.init_image = {init.images.data.data(), init.images.n, init.images.h, init.images.w, init.images.c};
+      if (o->height == 0) so.height = init.images.h;
+      if (o->width == 0) so.width = init.images.w;
+      if (mask_opt->count()) {
+        mask = load_mask_input(o->mask, "--mask", vsf, init.images.h, init.images.w);
+        if (!o->quiet && !mask.notice.empty()) std::fprintf(stderr, "--mask: %s\n", mask.notice.c_str());
+        so.mask = {mask.images.data.data(), mask.images.n, mask.images.h, mask.images.w};
+      }
+      if (strength_opt->count()) so.strength = o->strength;
+      // The image's batch is the output's with class labels or noise only (pixel models): one image per output.
+      if (!text_model && o->batch == 1 && init.images.n > 1 && !batch_opt->count()) {
+        so.batch = init.images.n;
+        so.class_labels = parse_classes(o->classes, info, so.batch);
+      }
+    }
+
     SessionOptions sopt;
     sopt.device = device == "cuda" ? Device::Cuda : Device::Cpu;
     sopt.threads = o->threads;
@@ -271,6 +326,11 @@ void add_sample_command(CLI::App& app) {
                            {"height", shape.height}, {"width", shape.width}, {"model", o->model},
                            {"class_labels", so.class_labels}, {"scheduler", nlohmann::json::parse(d.scheduler_config)},
                            {"device", device}};
+    if (init_opt->count()) {
+      meta["init_image"] = o->init_image;
+      meta["strength"] = d.strength;
+      if (mask_opt->count()) meta["mask"] = o->mask;
+    }
     if (prompted) {
       meta["prompt"] = o->prompts;
       meta["negative_prompt"] = o->negative_prompts;

@@ -32,6 +32,9 @@ INPUTS = [
     ("WIDTH", "TYPE_INT32", "[ 1 ]"),
     ("SAMPLER", "TYPE_STRING", "[ 1 ]"),
     ("KARRAS", "TYPE_BOOL", "[ 1 ]"),
+    ("INIT_IMAGE", "TYPE_FP32", "[ -1, -1, -1, -1 ]"),  # [N, H, W, C] in [0, 1]: image-to-image
+    ("MASK", "TYPE_FP32", "[ -1, -1, -1 ]"),            # [N, H, W] in [0, 1]: inpainting, white = repaint
+    ("STRENGTH", "TYPE_FP32", "[ 1 ]"),
 ]
 OUTPUTS = [
     ("IMAGES", "TYPE_UINT8", "[ -1, -1, -1, -1 ]"),  # [N, H, W, C], C = 3 (RGB) or 1 (grey)

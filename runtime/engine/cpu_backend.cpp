@@ -2,7 +2,8 @@
 // executors (their activation arenas) keyed by (graph, batch, h, w, context length), most recently used first.
 // The denoising loop is runtime/sampler.h's run_sampler with the denoiser on a cached executor (with the text
 // context as encoder_hidden_states for text-conditioned models), then the VAE decode on a cached executor. The VAE
-// encoder runs on a cached executor too, followed by the posterior's CPU reference (runtime/vae_encode.h).
+// encoder runs on a cached executor too, followed by the posterior's CPU reference (runtime/vae_encode.h); image-to-image
+// and inpainting jobs encode their image with it before the loop (runtime/engine/image_inputs.h).
 // Tested by tests/api_test.cpp, tests/concurrency_test.cpp and every CLI test.
 #include <unistd.h>
 
@@ -12,6 +13,8 @@
 #include "runtime/cpu_bench.h"
 #include "runtime/engine/engine.h"
 #include "runtime/engine/executor_cache.h"
+#include "runtime/engine/image_inputs.h"
+#include "runtime/rng.h"
 
 namespace diffrt::engine {
 namespace {
@@ -50,7 +53,15 @@ class CpuBackend final : public Backend {
       in.context = job.text ? job.context.data() : nullptr;
       ex.run(in, y);
     };
-    std::vector<float> x = run_sampler(job.sched, r, mf.graph.out_channels, unet, progress);
+    // Image-to-image / inpainting: the VAE encodes first, with the request's generator (image_inputs.h).
+    std::unique_ptr<TorchGenerator> gen;
+    ImageJobInputs img;
+    if (job.image.present()) {
+      if (r.rng == RngKind::Torch) gen = std::make_unique<TorchGenerator>(r.seed);
+      img = build_image_inputs(job, gen.get(), [&](const std::vector<float>& x, int n, int h, int w,
+                                                   const PosteriorOptions& o) { return encode_latents(x, n, h, w, o); });
+    }
+    std::vector<float> x = run_sampler(job.sched, r, mf.graph.out_channels, unet, progress, img.sampler_inputs(gen.get()));
     if (!job.decode) return x;
     return decode(x, r.batch, r.height, r.width);
   }

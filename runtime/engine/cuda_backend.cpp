@@ -18,6 +18,7 @@
 #include "base/error.h"
 #include "runtime/engine/engine.h"
 #include "runtime/engine/executor_cache.h"
+#include "runtime/engine/image_inputs.h"
 
 #ifdef DIFFRT_HAVE_CUDA
 #include <cuda_runtime_api.h>
@@ -140,9 +141,28 @@ class CudaBackend final : public Backend {
     return on_device("sampling", job.estimated_bytes, [&] {
       const ModelFile& mf = file();
       const SampleRequest& r = job.req;
-      std::vector<float> x = job.text ? sample_latents_cuda(mf, *weights_, *ctx_, job.sched, r, job.context,
-                                                            job.context_len, progress)
-                                       : run_sampler_cuda(mf, *weights_, *ctx_, job.sched, r, progress);
+      // Image-to-image / inpainting: the VAE encodes first (the fused posterior kernel), with the request's
+      // generator, which then continues into the loop (image_inputs.h).
+      std::unique_ptr<TorchGenerator> gen;
+      ImageJobInputs img;
+      if (job.image.present()) {
+        if (r.rng == RngKind::Torch) gen = std::make_unique<TorchGenerator>(r.seed);
+        img = build_image_inputs(job, gen.get(), [&](const std::vector<float>& x, int n, int h, int w,
+                                                     const PosteriorOptions& o) {
+          return encode_latents_cuda(mf, *weights_, *ctx_, x, n, h, w, o);
+        });
+      }
+      std::vector<float> x;
+      if (job.text) {
+        if (job.context.size() != size_t(job.model_batch) * size_t(job.context_len) * size_t(mf.graph.context_dim))
+          fail(ErrorCode::Internal, "text context does not match the model batch");
+        CudaTextContext text;
+        text.data = job.context.data();
+        text.len = job.context_len;
+        x = run_sampler_cuda(mf, *weights_, *ctx_, job.sched, r, progress, {}, nullptr, text, img.sampler_inputs(gen.get()));
+      } else {
+        x = run_sampler_cuda(mf, *weights_, *ctx_, job.sched, r, progress, {}, nullptr, {}, img.sampler_inputs(gen.get()));
+      }
       if (!job.decode) return x;
       return decode_latents_cuda(mf, *weights_, *ctx_, x, r.batch, r.height, r.width);
     });

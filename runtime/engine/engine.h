@@ -58,6 +58,20 @@ class LoadedModel {
   mutable int uploads_ = 0;
 };
 
+// The image of an image-to-image or inpainting job (api/request.cpp validated it; the backends build the sampler's
+// inputs from it with build_image_inputs, runtime/engine/image_inputs.h).
+struct JobImage {
+  std::vector<float> pixels;  // [n, H, W, c] NHWC in [-1, 1] (2x - 1 of the caller's [0, 1] image)
+  int n = 0, h = 0, w = 0, c = 0;
+  std::vector<float> mask;    // [m, H, W] binarised 0/1 (1 = repaint); empty: no mask
+  int mask_n = 0;
+  bool latent = false;        // VAE-encode the images (latent models); false: the pixels are x0 (SDEdit)
+  bool encode_image = false;  // latent: the init image is encoded (img2img; inpainting: 4-channel UNet or strength < 1)
+  bool present() const { return !pixels.empty(); }
+  // Rows of the masked image (broadcast of n images and m masks, as [n,3,H,W] * [m,1,H,W]).
+  int masked_rows() const { return mask.empty() ? 0 : (n > mask_n ? n : mask_n); }
+};
+
 // Output of a job: images NHWC in about [-1, 1] (pixel models, or VAE-decoded latents), or final latents NHWC.
 struct Job {
   SchedulerConfig sched;
@@ -68,6 +82,7 @@ struct Job {
   std::vector<float> context;  // encoder_hidden_states of every model row [model_batch, len, dim] (text models)
   int text_rows = 0;           // rows the text encoder will run on (prompts as text: prompts x 2 with guidance), else 0
   bool decode = false;         // the VAE decodes the final latents
+  JobImage image;              // image-to-image / inpainting input (req.img2img), else empty
   int out_batch = 0, out_h = 0, out_w = 0, out_c = 0;  // what run() returns (NHWC)
   uint64_t estimated_bytes = 0;
 };

@@ -63,12 +63,34 @@ uint64_t estimate_cpu_bytes(const ModelFile& mf, const Job& p) {
     dec = sat_add(dec, sat_mul(vplan.shapes[size_t(vg.output)].numel(), 2));
     elems = std::max(elems, dec);
   }
+  if (p.image.present()) {
+    // Image-to-image / inpainting, before the loop: the VAE encoder on the image (and the masked image) with its
+    // arena, scratch, moments and latents; then, through the loop, the job's pixels and mask and the sampler's image
+    // latents, noise, mask and extra channels (image_inputs.h).
+    const JobImage& im = p.image;
+    const uint64_t pix = uint64_t(im.h) * uint64_t(im.w);
+    uint64_t keep = sat_add(sat_mul(pix, uint64_t(im.n) * uint64_t(im.c)), sat_mul(pix, uint64_t(im.mask_n)));
+    keep = sat_add(keep, sat_mul(per, uint64_t(r.batch) * (2 * uint64_t(r.channels) + 1)));
+    if (r.model_in_channels > r.channels)
+      keep = sat_add(keep, sat_mul(per, uint64_t(p.model_batch) * uint64_t(r.model_in_channels - r.channels)));
+    if (im.latent && mf.vae_encoder.present()) {
+      const int rows = r.rng == RngKind::Torch ? std::max(im.n, im.masked_rows()) : r.batch;  // see image_inputs.h
+      const Graph& eg = mf.vae_encoder.graph;
+      const MemoryPlan eplan = plan_memory(eg, PlanInputs{rows, im.h, im.w, 0}, lim);
+      uint64_t enc = sat_add(eplan.arena_elems, eplan.conv_scratch_elems);
+      enc = sat_add(enc, sat_mul(eplan.shapes[size_t(eg.output)].numel(), 2));  // moments and latents
+      enc = sat_add(enc, sat_mul(pix, uint64_t(rows) * uint64_t(im.c)));        // the masked image
+      elems = std::max(elems, enc);
+    }
+    elems = sat_add(elems, keep);
+  }
   return sat_mul(elems, sizeof(float));
 }
 
 uint64_t estimate_cuda_bytes(const ModelFile& mf, const Job& p) {
   if (mf.tensors.empty()) fail(ErrorCode::InvalidModel, "model file has no tensors");
   const SampleRequest& r = p.req;
+  const PlanLimits lim = estimate_limits();
   const DType dt = mf.graph.dtype;  // the denoiser's (each graph runs in its own dtype: Graph::dtype)
   const int steps = effective_steps(r);
   CudaMemoryQuery q;
@@ -94,10 +116,32 @@ uint64_t estimate_cuda_bytes(const ModelFile& mf, const Job& p) {
       break;
     }
   if (p.sched.thresholding) extra = sat_add(extra, sat_add(step_noise, uint64_t(r.batch) * 4 + 512));
+  uint64_t enc = 0;
+  if (p.image.present()) {
+    // Image-to-image / inpainting: the sampler's image latents, initial noise, mask and extra input channels on the
+    // device through the loop; before it, the VAE encoder's executor (encode_latents_cuda: arena, inputs, GroupNorm
+    // workspace, the latents and the posterior noise) beside the library workspaces.
+    const JobImage& im = p.image;
+    const uint64_t lat = uint64_t(r.height) * uint64_t(r.width);
+    uint64_t keep = sat_mul(lat, uint64_t(r.batch) * (2 * uint64_t(r.channels) + 1) * 4);
+    if (r.model_in_channels > r.channels)
+      keep = sat_add(keep, sat_mul(lat, uint64_t(p.model_batch) * uint64_t(r.model_in_channels - r.channels) * 4));
+    extra = sat_add(extra, keep);
+    if (im.latent && mf.vae_encoder.present()) {
+      const int rows = r.rng == RngKind::Torch ? std::max(im.n, im.masked_rows()) : r.batch;  // see image_inputs.h
+      const Graph& eg = mf.vae_encoder.graph;
+      const MemoryPlan eplan = plan_memory(eg, PlanInputs{rows, im.h, im.w, 0}, lim);
+      enc = cuda_executor_bytes(eg, eplan, eg.dtype).total();
+      enc = sat_add(enc, sat_mul(eplan.shapes[size_t(eg.output)].numel(), 4));  // latents and eps (fp32, half the moments each)
+      enc = sat_add(enc, kConvWorkspaceCap + kGemmWorkspaceBytes);
+      const ContextScratch cs = cuda_context_scratch(eg, eplan, eg.dtype);
+      enc = sat_add(enc, sat_add(cs.conv_pad, cs.silu));
+    }
+  }
   const uint64_t loop = sat_add(sat_sub(rep.total_bytes, rep.weight_bytes), extra);
   const uint64_t dec = p.decode ? sat_sub(rep.vae_total_bytes, rep.weight_bytes) : 0;
   const uint64_t text = sat_sub(rep.text_total_bytes, rep.weight_bytes);
-  return std::max({loop, dec, text});
+  return std::max({loop, dec, text, enc});
 }
 
 }  // namespace diffrt::engine

@@ -302,5 +302,53 @@ TEST(TritonImageBytes, EqualDiffrtPngPixels) {
   }
 }
 
+
+// INIT_IMAGE / MASK / STRENGTH: views of the request's tensors in the params; the output size and the batch follow
+// the image; MASK or STRENGTH without INIT_IMAGE, and STRENGTH outside (0, 1], are refused here (diffrt checks the rest).
+TEST(TritonSampleParams, ImageToImageInputs) {
+  RequestInputs in;
+  in.class_labels = std::vector<int32_t>{3};
+  ImageTensor img;
+  img.n = 2; img.h = 12; img.w = 20; img.c = 1;
+  img.data.assign(size_t(2) * 12 * 20, 0.5f);
+  ImageTensor mask;
+  mask.n = 1; mask.h = 12; mask.w = 20; mask.c = 1;
+  mask.data.assign(size_t(12) * 20, 1.0f);
+  RequestInputs r = in;
+  r.init_image = img;
+  r.mask = mask;
+  r.strength = 0.6f;
+  Made m = make(class_model(), r);
+  ASSERT_FALSE(m.err) << m.err->msg;
+  EXPECT_EQ(m.p.init_image, r.init_image->data.data());
+  EXPECT_EQ(m.p.init_image_batch, 2);
+  EXPECT_EQ(m.p.init_image_height, 12);
+  EXPECT_EQ(m.p.init_image_width, 20);
+  EXPECT_EQ(m.p.init_image_channels, 1);
+  EXPECT_EQ(m.p.mask, r.mask->data.data());
+  EXPECT_EQ(m.p.mask_batch, 1);
+  EXPECT_EQ(m.p.mask_height, 12);
+  EXPECT_EQ(m.p.mask_width, 20);
+  EXPECT_DOUBLE_EQ(m.p.strength, double(0.6f));
+  EXPECT_EQ(m.p.height, 12);  // the image's size
+  EXPECT_EQ(m.p.width, 20);
+  EXPECT_EQ(m.p.batch, 2);    // one output per image
+  EXPECT_EQ(m.shape.h, 12);
+  EXPECT_EQ(m.shape.n, 2);
+  r.strength.reset();
+  EXPECT_EQ(make(class_model(), r).p.strength, 0.0);  // diffrt's default (0.8, or 1.0 with a mask)
+  r = in;
+  r.mask = mask;
+  EXPECT_NE(err_of(class_model(), r, TRITONSERVER_ERROR_INVALID_ARG).find("MASK needs INIT_IMAGE"), std::string::npos);
+  r = in;
+  r.strength = 0.5f;
+  EXPECT_NE(err_of(class_model(), r, TRITONSERVER_ERROR_INVALID_ARG).find("STRENGTH needs INIT_IMAGE"), std::string::npos);
+  r.init_image = img;
+  for (float bad : {0.0f, -1.0f, 1.5f, std::nanf("")}) {
+    r.strength = bad;
+    EXPECT_NE(err_of(class_model(), r, TRITONSERVER_ERROR_INVALID_ARG).find("STRENGTH"), std::string::npos) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace diffrt_triton

@@ -9,7 +9,7 @@ namespace {
 
 constexpr uint64_t kMaxTextBytes = 1 << 20;  // a prompt or sampler name; far above any real one
 
-enum class Kind { Scalar, Vector, Embeds, Text };
+enum class Kind { Scalar, Vector, Embeds, Text, Image, Mask };
 
 struct Spec {
   const char* name;
@@ -32,6 +32,9 @@ const Spec kSpecs[] = {
     {"WIDTH", TRITONSERVER_TYPE_INT32, Kind::Scalar},
     {"SAMPLER", TRITONSERVER_TYPE_BYTES, Kind::Text},
     {"KARRAS", TRITONSERVER_TYPE_BOOL, Kind::Scalar},
+    {"INIT_IMAGE", TRITONSERVER_TYPE_FP32, Kind::Image},
+    {"MASK", TRITONSERVER_TYPE_FP32, Kind::Mask},
+    {"STRENGTH", TRITONSERVER_TYPE_FP32, Kind::Scalar},
 };
 
 size_t dtype_size(TRITONSERVER_DataType t) {
@@ -98,7 +101,7 @@ Error read_one(TRITONBACKEND_Input* input, RequestInputs* r) {
   if (!spec)
     return invalid_arg(std::string("unknown input '") + name +
                        "' (known: PROMPT, NEGATIVE_PROMPT, PROMPT_EMBEDS, NEGATIVE_PROMPT_EMBEDS, CLASS_LABELS, SEED, "
-                       "STEPS, GUIDANCE_SCALE, NUM_IMAGES, HEIGHT, WIDTH, SAMPLER, KARRAS)");
+                       "STEPS, GUIDANCE_SCALE, NUM_IMAGES, HEIGHT, WIDTH, SAMPLER, KARRAS, INIT_IMAGE, MASK, STRENGTH)");
   if (dtype != spec->dtype)
     return invalid_arg(std::string(name) + ": expected datatype " + TRITONSERVER_DataTypeString(spec->dtype) + ", got " +
                        TRITONSERVER_DataTypeString(dtype));
@@ -120,6 +123,15 @@ Error read_one(TRITONBACKEND_Input* input, RequestInputs* r) {
     for (uint32_t i = 0; i < 3; ++i)
       if (shape[i] < 1 || shape[i] > (1 << 24))
         return invalid_arg(std::string(name) + ": shape " + shp + ": each dimension must be in [1, 16777216]");
+  }
+  if (spec->kind == Kind::Image || spec->kind == Kind::Mask) {
+    const uint32_t want = spec->kind == Kind::Image ? 4 : 3;
+    if (dims != want)
+      return invalid_arg(std::string(name) + ": expected shape " + (want == 4 ? "[N, H, W, C]" : "[N, H, W]") + ", got " + shp);
+    for (uint32_t i = 0; i < dims; ++i)
+      if (shape[i] < 1 || shape[i] > 8192)
+        return invalid_arg(std::string(name) + ": shape " + shp + ": each dimension must be in [1, 8192]");
+    if (count > (uint64_t(1) << 30)) return invalid_arg(std::string(name) + ": shape " + shp + " is too large");
   }
   if (const size_t es = dtype_size(dtype); es && (count > byte_size / es || count * es != byte_size))
     return invalid_arg(std::string(name) + ": " + std::to_string(byte_size) + " bytes for shape " + shp + " of " +
@@ -150,6 +162,19 @@ Error read_one(TRITONBACKEND_Input* input, RequestInputs* r) {
     e.data.resize(size_t(count));
     std::memcpy(e.data.data(), raw.data(), raw.size());
     (n == "PROMPT_EMBEDS" ? r->prompt_embeds : r->negative_prompt_embeds) = std::move(e);
+  } else if (spec->kind == Kind::Image || spec->kind == Kind::Mask) {
+    ImageTensor t;
+    t.n = int(shape[0]);
+    t.h = int(shape[1]);
+    t.w = int(shape[2]);
+    t.c = spec->kind == Kind::Image ? int(shape[3]) : 1;
+    t.data.resize(size_t(count));
+    std::memcpy(t.data.data(), raw.data(), raw.size());
+    (n == "INIT_IMAGE" ? r->init_image : r->mask) = std::move(t);
+  } else if (n == "STRENGTH") {
+    float v;
+    std::memcpy(&v, raw.data(), 4);
+    r->strength = v;
   } else if (n == "CLASS_LABELS") {
     std::vector<int32_t> v(static_cast<size_t>(count));
     std::memcpy(v.data(), raw.data(), raw.size());

@@ -18,6 +18,12 @@ struct Embeds {
   int batch = 0, len = 0, dim = 0;
 };
 
+// An FP32 image batch [n, h, w, c] (INIT_IMAGE) or mask [n, h, w] (MASK, c = 1).
+struct ImageTensor {
+  std::vector<float> data;
+  int n = 0, h = 0, w = 0, c = 0;
+};
+
 struct RequestInputs {
   std::optional<std::string> prompt, negative_prompt;  // PROMPT, NEGATIVE_PROMPT (BYTES, one element)
   // The C strings diffrt_sample_params points at for them (set by make_sample_params; live as long as this).
@@ -30,6 +36,9 @@ struct RequestInputs {
   std::optional<float> guidance_scale;               // GUIDANCE_SCALE (FP32)
   std::optional<std::string> sampler;                // SAMPLER (BYTES, one element)
   std::optional<bool> karras;                        // KARRAS (BOOL): Karras sigmas
+  std::optional<ImageTensor> init_image;             // INIT_IMAGE (FP32 [N, H, W, C] in [0, 1])
+  std::optional<ImageTensor> mask;                   // MASK (FP32 [N, H, W] in [0, 1], white = repaint)
+  std::optional<float> strength;                     // STRENGTH (FP32, in (0, 1])
 };
 
 // Which outputs the client asked for (all of them when it named none).

@@ -96,6 +96,33 @@ Error make_sample_params(const diffrt_model_info& info, const ModelConfig& cfg, 
   p.prompt_embeds = view(in.prompt_embeds);
   p.negative_prompt_embeds = view(in.negative_prompt_embeds);
   p.output = DIFFRT_OUTPUT_IMAGES;
+  // Image-to-image / inpainting: diffrt checks them (errors name init_image, mask, strength).
+  if ((in.mask || in.strength) && !in.init_image)
+    return invalid_arg(std::string(in.mask ? "MASK" : "STRENGTH") + " needs INIT_IMAGE (image-to-image and inpainting)");
+  if (in.init_image) {
+    const ImageTensor& t = *in.init_image;
+    p.init_image = t.data.data();
+    p.init_image_batch = t.n;
+    p.init_image_height = t.h;
+    p.init_image_width = t.w;
+    p.init_image_channels = t.c;
+    // The output size is the image's unless HEIGHT/WIDTH say otherwise (then they must match it).
+    if (!in.height) p.height = t.h;
+    if (!in.width) p.width = t.w;
+    // One image per output when NUM_IMAGES and the other batch sources are absent.
+    if (!in.num_images && n == 1 && t.n > 1 && t.n <= cfg.max_num_images) p.batch = t.n;
+  }
+  if (in.mask) {
+    p.mask = in.mask->data.data();
+    p.mask_batch = in.mask->n;
+    p.mask_height = in.mask->h;
+    p.mask_width = in.mask->w;
+  }
+  if (in.strength) {
+    if (!(*in.strength > 0.0f && *in.strength <= 1.0f))
+      return invalid_arg("STRENGTH = " + std::to_string(*in.strength) + " must be in (0, 1]");
+    p.strength = double(*in.strength);
+  }
 
   shape->n = p.batch;
   shape->h = p.height ? p.height : info.image_size;
