@@ -119,7 +119,8 @@ constexpr StructVersion version_ending_at(size_t end) {  // the alignment has no
 constexpr StructVersion kModelInfoVersions[] = {
     version_ending_at<diffrt_model_info>(offsetof(diffrt_model_info, num_train_timesteps) + sizeof(int)),  // 0.1
     version_ending_at<diffrt_model_info>(offsetof(diffrt_model_info, default_sampler) + sizeof(diffrt_sampler)),  // 0.2
-    {sizeof(diffrt_model_info), sizeof(diffrt_model_info)},                                                 // 0.3
+    version_ending_at<diffrt_model_info>(offsetof(diffrt_model_info, has_text_encoder) + sizeof(int)),     // 0.3
+    {sizeof(diffrt_model_info), sizeof(diffrt_model_info)},                                                 // 0.4
 };
 constexpr StructVersion kSessionOptionsVersions[] = {
     version_ending_at<diffrt_session_options>(offsetof(diffrt_session_options, memory_limit_bytes) + sizeof(uint64_t)),
@@ -137,6 +138,7 @@ static_assert(kModelInfoVersions[0].size == 40 && kModelInfoVersions[0].used == 
 static_assert(kSessionOptionsVersions[0].size == 24, "diffrt_session_options 0.1 layout");
 static_assert(kSampleParamsVersions[0].size == 104, "diffrt_sample_params 0.1 layout");
 static_assert(kModelInfoVersions[1].size == 64 && kSampleParamsVersions[1].size == 160, "diffrt 0.2 layouts");
+static_assert(kModelInfoVersions[2].size == 72 && kSampleParamsVersions[2].size == 200, "diffrt 0.3 layouts");
 #endif
 
 template <size_t N>
@@ -388,6 +390,8 @@ diffrt_status diffrt_model_get_info(const diffrt_model* model, diffrt_model_info
     r.image_size = mi.image_size;
     r.default_sampler = to_c_sampler(mi.default_sampler);
     r.has_text_encoder = mi.has_text_encoder ? 1 : 0;
+    r.has_vae_encoder = mi.has_vae_encoder ? 1 : 0;
+    r.encoder_image_channels = mi.encoder_image_channels;
     std::memcpy(static_cast<void*>(info), &r, used);  // only the fields the caller's version has
   });
 }

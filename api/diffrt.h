@@ -159,6 +159,10 @@ typedef struct diffrt_model_info {
                                      variant reads as DIFFRT_SAMPLER_DPMPP_2M or _DPMPP_2M_SDE */
   /* ---- since 0.3 ---- */
   int has_text_encoder;    /* 1: prompts as text work (diffrt_sample_params.prompts) */
+  /* ---- since 0.4 ---- */
+  int has_vae_encoder;     /* 1: the file holds the VAE's encoder: init images (image-to-image,
+                              inpainting) work on this latent model */
+  int encoder_image_channels; /* channels of the init images it takes (3 for SD); 0 without one */
 } diffrt_model_info;
 
 void diffrt_model_info_init(diffrt_model_info* info);

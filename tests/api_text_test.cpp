@@ -168,6 +168,8 @@ TEST_F(ApiText, ModelInfoReportsTextConditioningAndVae) {
   EXPECT_EQ(info.image_size, 16);
   EXPECT_EQ(info.num_classes, 0);
   EXPECT_EQ(info.default_sampler, DIFFRT_SAMPLER_PNDM);  // the pipeline's own PNDMScheduler, as diffusers
+  EXPECT_EQ(info.has_vae_encoder, 1);  // converted with the VAE's encoder: init images work
+  EXPECT_EQ(info.encoder_image_channels, 3);
 }
 
 TEST_F(ApiText, PipelinesMatchStableDiffusionPipeline) {

@@ -11,8 +11,10 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <tuple>
 #include <nlohmann/json.hpp>
 
+#include "api/diffrt.hpp"
 #include "base/layout.h"
 #include "base/npy.h"
 #include "model/scheduler_config.h"
@@ -111,6 +113,46 @@ TEST(SamplerPipelines, MatchStableDiffusionPipeline) {
     const double di = test::max_abs_diff(img.data(), want_img.data(), img.size());
     EXPECT_LE(di, 1e-5) << "max |image diff|";
     std::printf("[pipelines] %-40s latents max |diff| %.2e (max |x| %.1f), images %.2e\n", name.c_str(), d, mx, di);
+    ++runs;
+  }
+  EXPECT_EQ(runs, 18);
+}
+
+// The same runs through the C++ API as `diffrt sample --sampler NAME [--karras] --rng torch` sends them
+// (SampleOptions::sampler / karras, resolved by api/request.cpp's request_scheduler): the images must match
+// StableDiffusionPipeline's as tightly as the direct path above.
+TEST(SamplerPipelines, ThroughTheApiByName) {
+  int runs = 0;
+  for (const json& e : manifest().at("pipelines")) {
+    const std::string name = e.at("name");
+    SCOPED_TRACE(name);
+    const std::string pipeline = e.at("pipeline");
+    const std::string path =
+        test::converted_once(pipeline, [&] { return test::convert_options(src(pipeline), "sampler_pipe"); }).path;
+    Session s(Model::load(path));
+    const TextEmbeds pos = read_text_embeds(src(e.at("prompt_embeds")));
+    const bool cfg_on = e.at("do_cfg");
+    TextEmbeds neg;
+    if (cfg_on) neg = read_text_embeds(src(e.at("negative_prompt_embeds")));
+    SampleOptions o;
+    std::tie(o.sampler, o.karras) = sampler_of(e.at("scheduler"));
+    o.steps = e.at("steps");
+    o.seed = e.at("seed");
+    o.rng = Rng::Torch;
+    o.height = o.width = 16;  // pixels: 8x8 latents
+    o.guidance_scale = e.at("guidance_scale").get<float>();
+    o.prompt_embeds = {pos.data.data(), pos.batch, pos.len, pos.dim};
+    if (cfg_on) o.negative_prompt_embeds = {neg.data.data(), neg.batch, neg.len, neg.dim};
+    o.batch = pos.batch;
+    const SampleDescription d = s.describe(o);
+    EXPECT_EQ(d.steps, int(e.at("steps")));
+    const std::vector<float> img = s.sample(o);
+    const std::vector<float> want =
+        read_npy(src("tests/fixtures/samplers/" + e.at("images").get<std::string>())).as_f32();
+    ASSERT_EQ(img.size(), want.size());
+    const double di = test::max_abs_diff(img.data(), want.data(), want.size());
+    EXPECT_LE(di, 1e-5) << "max |image diff| (" << d.scheduler << ")";
+    std::printf("[api pipelines] %-40s %-26s images %.2e\n", name.c_str(), d.sampler.c_str(), di);
     ++runs;
   }
   EXPECT_EQ(runs, 18);
