@@ -161,6 +161,13 @@ def unet2d_param_shapes(cfg):
         lin(name + ".to_v", c, c)
         lin(name + ".to_out.0", c, c)
 
+    def block_attention(name, block_type, attn_type, plain_type, c):
+        # The attention of one resnet layer of a down/up block: present in attn_type blocks, absent in plain_type.
+        if block_type == attn_type:
+            attention(name, c)
+        elif block_type != plain_type:
+            raise ValueError(block_type)
+
     boc = cfg["block_out_channels"]
     lpb = cfg["layers_per_block"]
     temb = boc[0] * 4
@@ -176,10 +183,7 @@ def unet2d_param_shapes(cfg):
         final = i == len(boc) - 1
         for j in range(lpb):
             resnet(f"down_blocks.{i}.resnets.{j}", in_ch if j == 0 else out_ch, out_ch, temb)
-            if bt == "AttnDownBlock2D":
-                attention(f"down_blocks.{i}.attentions.{j}", out_ch)
-            elif bt != "DownBlock2D":
-                raise ValueError(bt)
+            block_attention(f"down_blocks.{i}.attentions.{j}", bt, "AttnDownBlock2D", "DownBlock2D", out_ch)
         if not final:
             conv(f"down_blocks.{i}.downsamplers.0.conv", out_ch, out_ch, 3)
 
@@ -199,10 +203,7 @@ def unet2d_param_shapes(cfg):
             skip = in_ch if j == lpb else out_ch
             rin = prev_out if j == 0 else out_ch
             resnet(f"up_blocks.{i}.resnets.{j}", rin + skip, out_ch, temb)
-            if bt == "AttnUpBlock2D":
-                attention(f"up_blocks.{i}.attentions.{j}", out_ch)
-            elif bt != "UpBlock2D":
-                raise ValueError(bt)
+            block_attention(f"up_blocks.{i}.attentions.{j}", bt, "AttnUpBlock2D", "UpBlock2D", out_ch)
         if not final:
             conv(f"up_blocks.{i}.upsamplers.0.conv", out_ch, out_ch, 3)
 
