@@ -195,6 +195,15 @@ def step_stats(torch, ms, batch, spec, x):
                 peak_mem_bytes=torch.cuda.max_memory_allocated(), finite=bool(torch.isfinite(x).all()))
 
 
+def timed_steps_and_decode(torch, spec, rec, t0, step, latents, batch, vae_cfg, dtype, AutoencoderKL):
+    """timed_steps + step_stats on latents() (the latents after the steps); in eager mode also the VAE decode."""
+    ms = timed_steps(torch, spec, rec, t0, step)
+    x = latents()
+    rec.update(step_stats(torch, ms, batch, spec, x))
+    if spec["mode"] == "eager" and spec.get("vae", True):
+        rec.update(vae_decode(vae_cfg, x, dtype, AutoencoderKL, torch))
+
+
 def run_case(torch, rec, case):
     """Runs case(t0) on an emptied CUDA cache with fresh peak-memory stats; an OOM or any other failure
     (compile failures, unsupported combos) is recorded in rec instead of raised. Prints rec as a RESULT line."""
@@ -321,10 +330,7 @@ def run_worker_sd(spec):
                         eps = eps_u + g_scale * (eps_c - eps_u)
                     x = sched.step(eps, ts[i], x).prev_sample
 
-                ms = timed_steps(torch, spec, rec, t0, step)
-                rec.update(step_stats(torch, ms, batch, spec, x))
-                if mode == "eager" and spec.get("vae", True):
-                    rec.update(vae_decode(vae_cfg, x, tdt[dtype], AutoencoderKL, torch))
+                timed_steps_and_decode(torch, spec, rec, t0, step, lambda: x, batch, vae_cfg, tdt[dtype], AutoencoderKL)
 
             run_case(torch, rec, case)
         fn = unet = None
@@ -406,11 +412,8 @@ def run_worker_dit(spec):
                     nonlocal lmi
                     lmi = dit_step(torch, fn, sched, lmi, ts[i], ts_dev[i], y_in, g_scale, cin)
 
-                ms = timed_steps(torch, spec, rec, t0, step)
-                x = lmi.chunk(2)[0] if cfg_on else lmi
-                rec.update(step_stats(torch, ms, batch, spec, x))
-                if mode == "eager" and spec.get("vae", True):
-                    rec.update(vae_decode(vae_cfg, x, tdt[dtype], AutoencoderKL, torch))
+                timed_steps_and_decode(torch, spec, rec, t0, step, lambda: lmi.chunk(2)[0] if cfg_on else lmi, batch,
+                                       vae_cfg, tdt[dtype], AutoencoderKL)
 
             run_case(torch, rec, case)
         fn = tr = None
