@@ -5,11 +5,7 @@
 # the mixed model samples from a prompt on the CPU.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-SD=$SRC/tests/fixtures/sd
-mkdir -p "$T/p"
-cp -r "$SD/sd1_tiny/pipeline/scheduler" "$SD/sd1_tiny/pipeline/unet" "$SD/sd1_tiny/pipeline/vae" \
-  "$SD/clip_tiny_sd1/text_encoder" "$SD/clip_tiny_sd1/tokenizer" "$T/p/"
-cp "$SD/sd1_text/model_index.json" "$T/p/"
+text_pipeline "$T/p"
 
 out=$("$BIN" convert "$T/p" -o "$T/mixed.drt" --dtype fp16 2>"$T/warn.txt")
 grep -q "tensors (fp16)" <<<"$out" || { echo "$out"; exit 1; }

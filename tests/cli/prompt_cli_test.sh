@@ -6,10 +6,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 SD=$SRC/tests/fixtures/sd
-mkdir -p "$T/p"
-cp -r "$SD/sd1_tiny/pipeline/scheduler" "$SD/sd1_tiny/pipeline/unet" "$SD/sd1_tiny/pipeline/vae" \
-  "$SD/clip_tiny_sd1/text_encoder" "$SD/clip_tiny_sd1/tokenizer" "$T/p/"
-cp "$SD/sd1_text/model_index.json" "$T/p/"
+text_pipeline "$T/p"
 
 "$BIN" convert "$T/p" -o "$T/sd.drt" | grep -q "text encoder: .*model.safetensors"
 "$BIN" info "$T/sd.drt" | grep -q "sample --prompt works"
