@@ -235,6 +235,7 @@ const BadShapeCase kBadShapeCases[] = {
     {"ByteSizeMismatch", R"({"dtype":"F16","shape":[2,2],"data_offsets":[0,16]})",
      "holds 16 bytes but shape and dtype need 8"},
 };
+void PrintTo(const BadShapeCase& c, std::ostream* os) { *os << c.name; }
 class SafetensorsRejectShape : public ::testing::TestWithParam<BadShapeCase> {};
 TEST_P(SafetensorsRejectShape, Rejected) { expect_rejected(one(GetParam().entry), GetParam().what); }
 INSTANTIATE_TEST_SUITE_P(SafetensorsReject, SafetensorsRejectShape, ::testing::ValuesIn(kBadShapeCases),
