@@ -39,16 +39,23 @@ MODEL_ALIASES = {"cifar10-32": "ddpm-cifar10-32", "celebahq-256": "ddpm-celebahq
                  "sd2.1": "sd21"}
 
 
-def load_latest(folder, schema, explicit=None):
-    paths = [explicit] if explicit else sorted(glob.glob(os.path.join(folder, "*.json")))
-    best = None
+def iter_schema_files(paths, schema):
+    """(path, document) for each of paths that loads as a JSON object of the given schema; others are skipped."""
     for p in paths:
         try:
             with open(p) as f:
                 d = json.load(f)
         except (OSError, ValueError):
             continue
-        if not isinstance(d, dict) or d.get("schema") != schema or not d.get("results"):
+        if isinstance(d, dict) and d.get("schema") == schema:
+            yield p, d
+
+
+def load_latest(folder, schema, explicit=None):
+    paths = [explicit] if explicit else sorted(glob.glob(os.path.join(folder, "*.json")))
+    best = None
+    for p, d in iter_schema_files(paths, schema):
+        if not d.get("results"):
             continue
         key = (d.get("env", {}).get("date_utc", ""), os.path.getmtime(p))
         if best is None or key > best[0]:
@@ -133,14 +140,7 @@ def load_diffrt_bench(folder, explicit=None):
     """Newest GPU diffrt.bench.v1 result per (name, height, width, batch, dtype, guidance)."""
     paths = explicit or sorted(glob.glob(os.path.join(folder, "*.json")))
     best = {}
-    for p in paths:
-        try:
-            with open(p) as f:
-                d = json.load(f)
-        except (OSError, ValueError):
-            continue
-        if not isinstance(d, dict) or d.get("schema") != "diffrt.bench.v1":
-            continue
+    for p, d in iter_schema_files(paths, "diffrt.bench.v1"):
         env, w = d.get("env", {}), d.get("workload", {})
         if env.get("device") != "cuda" and not explicit:
             continue

@@ -161,6 +161,13 @@ def unet2d_param_shapes(cfg):
         lin(name + ".to_v", c, c)
         lin(name + ".to_out.0", c, c)
 
+    def block_attention(name, block_type, attn_type, plain_type, c):
+        # The attention of one resnet layer of a down/up block: present in attn_type blocks, absent in plain_type.
+        if block_type == attn_type:
+            attention(name, c)
+        elif block_type != plain_type:
+            raise ValueError(block_type)
+
     boc = cfg["block_out_channels"]
     lpb = cfg["layers_per_block"]
     temb = boc[0] * 4
@@ -176,10 +183,7 @@ def unet2d_param_shapes(cfg):
         final = i == len(boc) - 1
         for j in range(lpb):
             resnet(f"down_blocks.{i}.resnets.{j}", in_ch if j == 0 else out_ch, out_ch, temb)
-            if bt == "AttnDownBlock2D":
-                attention(f"down_blocks.{i}.attentions.{j}", out_ch)
-            elif bt != "DownBlock2D":
-                raise ValueError(bt)
+            block_attention(f"down_blocks.{i}.attentions.{j}", bt, "AttnDownBlock2D", "DownBlock2D", out_ch)
         if not final:
             conv(f"down_blocks.{i}.downsamplers.0.conv", out_ch, out_ch, 3)
 
@@ -199,10 +203,7 @@ def unet2d_param_shapes(cfg):
             skip = in_ch if j == lpb else out_ch
             rin = prev_out if j == 0 else out_ch
             resnet(f"up_blocks.{i}.resnets.{j}", rin + skip, out_ch, temb)
-            if bt == "AttnUpBlock2D":
-                attention(f"up_blocks.{i}.attentions.{j}", out_ch)
-            elif bt != "UpBlock2D":
-                raise ValueError(bt)
+            block_attention(f"up_blocks.{i}.attentions.{j}", bt, "AttnUpBlock2D", "UpBlock2D", out_ch)
         if not final:
             conv(f"up_blocks.{i}.upsamplers.0.conv", out_ch, out_ch, 3)
 
@@ -394,9 +395,10 @@ def random_tensor_f32(rng, name, shape):
     return (rng.random(n, dtype=np.float32) * 2.0 - 1.0) * np.float32(1.0 / math.sqrt(fan_in))
 
 
-def write_safetensors_streamed(path, shapes, dtype, seed, metadata=None):
+def write_safetensors_streamed(path, shapes, dtype, seed, metadata=None, tensor_bytes=None):
     """Writes random tensors one by one (the header first: every size is known), so a 1.7 GB file never sits in
-    memory. dtype: "fp16" (F16) or "fp32" (F32)."""
+    memory. dtype: "fp16" (F16) or "fp32" (F32). tensor_bytes(rng, name, shape, np_dtype), when given, makes each
+    tensor's bytes in place of random_tensor_f32 (called in the order of shapes)."""
     import numpy as np
     st_dtype, np_dtype, es = {"fp16": ("F16", "<f2", 2), "fp32": ("F32", "<f4", 4)}[dtype]
     header, offset = {}, 0
@@ -409,12 +411,15 @@ def write_safetensors_streamed(path, shapes, dtype, seed, metadata=None):
     hb = json.dumps(header, separators=(",", ":")).encode("utf-8")
     hb += b" " * ((8 - len(hb) % 8) % 8)
     rng = np.random.default_rng(seed)
+    if tensor_bytes is None:
+        def tensor_bytes(rng, name, shape, np_dtype):
+            return random_tensor_f32(rng, name, shape).astype(np_dtype).tobytes()
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
         f.write(struct.pack("<Q", len(hb)))
         f.write(hb)
         for name, shape in shapes:
-            f.write(random_tensor_f32(rng, name, shape).astype(np_dtype).tobytes())
+            f.write(tensor_bytes(rng, name, shape, np_dtype))
     os.replace(tmp, path)
     return offset
 
@@ -515,34 +520,19 @@ def write_dit_transformer(path, shapes, dtype, seed, metadata):
     """Streams random tensors (U(-1,1)/sqrt(fan_in) weights, +-0.02 biases); every block's norm1.emb.* tensor is a
     copy of block 0's (the hub checkpoints' layout), so the converter deduplicates them."""
     import re
-    import numpy as np
-    st_dtype, np_dtype, es = {"fp16": ("F16", "<f2", 2), "fp32": ("F32", "<f4", 4)}[dtype]
-    header, offset = {}, 0
-    for name, shape in shapes:
-        nbytes = int(math.prod(shape)) * es
-        header[name] = {"dtype": st_dtype, "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
-        offset += nbytes
-    header["__metadata__"] = metadata
-    hb = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    hb += b" " * ((8 - len(hb) % 8) % 8)
-    rng = np.random.default_rng(seed)
     emb0 = {}
     pat = re.compile(r"^transformer_blocks\.(\d+)\.norm1\.emb\.(.*)$")
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(hb)))
-        f.write(hb)
-        for name, shape in shapes:
-            m = pat.match(name)
-            if m and m.group(1) != "0":
-                data = emb0[m.group(2)]
-            else:
-                data = random_tensor_f32(rng, name, shape).astype(np_dtype).tobytes()
-                if m:
-                    emb0[m.group(2)] = data
-            f.write(data)
-    os.replace(tmp, path)
-    return offset
+
+    def tensor_bytes(rng, name, shape, np_dtype):
+        m = pat.match(name)
+        if m and m.group(1) != "0":
+            return emb0[m.group(2)]
+        data = random_tensor_f32(rng, name, shape).astype(np_dtype).tobytes()
+        if m:
+            emb0[m.group(2)] = data
+        return data
+
+    return write_safetensors_streamed(path, shapes, dtype, seed, metadata, tensor_bytes)
 
 
 def build_dit(out_dir, name, seed, dtype="fp16", link_from=None):

@@ -195,6 +195,23 @@ def step_stats(torch, ms, batch, spec, x):
                 peak_mem_bytes=torch.cuda.max_memory_allocated(), finite=bool(torch.isfinite(x).all()))
 
 
+def compiled(torch, model, mode):
+    """model itself in eager mode, else torch.compile(model, mode) (after a dynamo reset)."""
+    if mode == "eager":
+        return model
+    torch._dynamo.reset()
+    return torch.compile(model, mode=mode, fullgraph=False)
+
+
+def timed_steps_and_decode(torch, spec, rec, t0, step, latents, batch, vae_cfg, dtype, AutoencoderKL):
+    """timed_steps + step_stats on latents() (the latents after the steps); in eager mode also the VAE decode."""
+    ms = timed_steps(torch, spec, rec, t0, step)
+    x = latents()
+    rec.update(step_stats(torch, ms, batch, spec, x))
+    if spec["mode"] == "eager" and spec.get("vae", True):
+        rec.update(vae_decode(vae_cfg, x, dtype, AutoencoderKL, torch))
+
+
 def run_case(torch, rec, case):
     """Runs case(t0) on an emptied CUDA cache with fresh peak-memory stats; an OOM or any other failure
     (compile failures, unsupported combos) is recorded in rec instead of raised. Prints rec as a RESULT line."""
@@ -229,10 +246,7 @@ def run_worker(spec):
         unet = base.to(dev, tdt[dtype])
         if spec["channels_last"]:
             unet = unet.to(memory_format=torch.channels_last)
-        fn = unet
-        if mode != "eager":
-            torch._dynamo.reset()
-            fn = torch.compile(unet, mode=mode, fullgraph=False)
+        fn = compiled(torch, unet, mode)
         for batch in spec["batches"]:
             rec = {"model": model, "mode": mode, "dtype": dtype, "batch": batch, "scheduler": spec["scheduler"],
                    "weights": source, "channels_last": spec["channels_last"]}
@@ -289,10 +303,7 @@ def run_worker_sd(spec):
         if spec["channels_last"]:
             unet = unet.to(memory_format=torch.channels_last)
         load_s = round(time.time() - t_load, 2)
-        fn = unet
-        if mode != "eager":
-            torch._dynamo.reset()
-            fn = torch.compile(unet, mode=mode, fullgraph=False)
+        fn = compiled(torch, unet, mode)
         for batch in spec["batches"]:
             rec = {"model": model, "mode": mode, "dtype": dtype, "batch": batch, "scheduler": "ddim", "cfg": g_scale > 1,
                    "guidance_scale": g_scale, "unet_batch": 2 * batch if g_scale > 1 else batch, "height": size * 8,
@@ -321,10 +332,7 @@ def run_worker_sd(spec):
                         eps = eps_u + g_scale * (eps_c - eps_u)
                     x = sched.step(eps, ts[i], x).prev_sample
 
-                ms = timed_steps(torch, spec, rec, t0, step)
-                rec.update(step_stats(torch, ms, batch, spec, x))
-                if mode == "eager" and spec.get("vae", True):
-                    rec.update(vae_decode(vae_cfg, x, tdt[dtype], AutoencoderKL, torch))
+                timed_steps_and_decode(torch, spec, rec, t0, step, lambda: x, batch, vae_cfg, tdt[dtype], AutoencoderKL)
 
             run_case(torch, rec, case)
         fn = unet = None
@@ -380,10 +388,7 @@ def run_worker_dit(spec):
             tr = Transformer2DModel(**kw).to(dev)
         tr = tr.to(dtype=tdt[dtype]).eval().requires_grad_(False)
         load_s = round(time.time() - t_load, 2)
-        fn = tr
-        if mode != "eager":
-            torch._dynamo.reset()
-            fn = torch.compile(tr, mode=mode, fullgraph=False)
+        fn = compiled(torch, tr, mode)
         for batch in spec["batches"]:
             cfg_on = g_scale > 1
             rec = {"model": model, "mode": mode, "dtype": dtype, "batch": batch, "scheduler": "ddim", "cfg": cfg_on,
@@ -406,11 +411,8 @@ def run_worker_dit(spec):
                     nonlocal lmi
                     lmi = dit_step(torch, fn, sched, lmi, ts[i], ts_dev[i], y_in, g_scale, cin)
 
-                ms = timed_steps(torch, spec, rec, t0, step)
-                x = lmi.chunk(2)[0] if cfg_on else lmi
-                rec.update(step_stats(torch, ms, batch, spec, x))
-                if mode == "eager" and spec.get("vae", True):
-                    rec.update(vae_decode(vae_cfg, x, tdt[dtype], AutoencoderKL, torch))
+                timed_steps_and_decode(torch, spec, rec, t0, step, lambda: lmi.chunk(2)[0] if cfg_on else lmi, batch,
+                                       vae_cfg, tdt[dtype], AutoencoderKL)
 
             run_case(torch, rec, case)
         fn = tr = None

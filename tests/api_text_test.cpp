@@ -144,6 +144,13 @@ class ApiText : public ::testing::Test {
     return s;
   }
   diffrt_status sample() { return diffrt_sample(s_, &p_, buf_.data(), buf_.size(), &written_); }
+  // Puts random embeddings of [batch, len, dim] (seed 3) into `slot` (a member of p_): sampling must fail with
+  // DIFFRT_E_INVALID_ARGUMENT and a message that contains `needle`.
+  void expect_bad_embeds(diffrt_text_embeds& slot, int batch, int len, int dim, const char* needle) {
+    Embeds e = random_embeds(batch, len, dim, 3);
+    slot = e.c();
+    EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, needle);
+  }
 
   static inline diffrt_model* model_ = nullptr;
   diffrt_session* s_ = nullptr;
@@ -263,19 +270,14 @@ TEST_F(ApiText, MissingPromptEmbeds) {
   EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "text-conditioned: give prompt_embeds [batch, len, 32]");
 }
 TEST_F(ApiText, WrongEmbeddingDim) {
-  Embeds e = random_embeds(1, 77, 16, 3);
-  p_.prompt_embeds = e.c();
-  EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "prompt_embeds.dim = 16, but the model's context_dim");
+  expect_bad_embeds(p_.prompt_embeds, 1, 77, 16, "prompt_embeds.dim = 16, but the model's context_dim");
 }
 TEST_F(ApiText, NegativeShapeMismatch) {
-  Embeds e = random_embeds(1, 76, 32, 3);
-  p_.negative_prompt_embeds = e.c();
-  EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "negative_prompt_embeds [1, 76, 32] must have the shape of prompt_embeds [1, 77, 32]");
+  expect_bad_embeds(p_.negative_prompt_embeds, 1, 76, 32,
+                    "negative_prompt_embeds [1, 76, 32] must have the shape of prompt_embeds [1, 77, 32]");
 }
 TEST_F(ApiText, NegativeWrongDim) {
-  Embeds e = random_embeds(1, 77, 31, 3);
-  p_.negative_prompt_embeds = e.c();
-  EXPECT_STATUS(sample(), DIFFRT_E_INVALID_ARGUMENT, "negative_prompt_embeds.dim = 31");
+  expect_bad_embeds(p_.negative_prompt_embeds, 1, 77, 31, "negative_prompt_embeds.dim = 31");
 }
 TEST_F(ApiText, GuidanceWithoutNegativeEmbeds) {
   p_.negative_prompt_embeds = diffrt_text_embeds{nullptr, 0, 0, 0};

@@ -220,24 +220,26 @@ TEST(SafetensorsReject, HoleAtStart) {
 TEST(SafetensorsReject, TrailingBytesAfterLastTensor) {
   expect_rejected(one(kGood, 24), "tensors end at byte 16 but the data buffer has 24 bytes");
 }
-TEST(SafetensorsReject, ShapeProductOverflow) {
-  expect_rejected(one(R"({"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,16]})"), "overflows");
-}
-TEST(SafetensorsReject, ShapeBytesOverflow) {
-  expect_rejected(one(R"({"dtype":"F32","shape":[9223372036854775807,2],"data_offsets":[0,16]})"), "overflows");
-}
-TEST(SafetensorsReject, ShapeNegative) {
-  expect_rejected(one(R"({"dtype":"F32","shape":[-2,-2],"data_offsets":[0,16]})"), "shape[0]: value -2 out of range");
-}
-TEST(SafetensorsReject, ShapeAboveInt64) {
-  expect_rejected(one(R"({"dtype":"F32","shape":[18446744073709551615],"data_offsets":[0,16]})"), "shape[0]");
-}
-TEST(SafetensorsReject, RankTooHigh) {
-  expect_rejected(one(R"({"dtype":"F32","shape":[1,1,1,1,1,1,1,1,2,2],"data_offsets":[0,16]})"), "rank 10");
-}
-TEST(SafetensorsReject, ByteSizeMismatch) {
-  expect_rejected(one(R"({"dtype":"F16","shape":[2,2],"data_offsets":[0,16]})"), "holds 16 bytes but shape and dtype need 8");
-}
+// One tensor entry (16-byte buffer) with a bad shape or size: the entry, and what the error must say.
+struct BadShapeCase {
+  const char* name;
+  const char* entry;
+  const char* what;
+};
+const BadShapeCase kBadShapeCases[] = {
+    {"ShapeProductOverflow", R"({"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,16]})", "overflows"},
+    {"ShapeBytesOverflow", R"({"dtype":"F32","shape":[9223372036854775807,2],"data_offsets":[0,16]})", "overflows"},
+    {"ShapeNegative", R"({"dtype":"F32","shape":[-2,-2],"data_offsets":[0,16]})", "shape[0]: value -2 out of range"},
+    {"ShapeAboveInt64", R"({"dtype":"F32","shape":[18446744073709551615],"data_offsets":[0,16]})", "shape[0]"},
+    {"RankTooHigh", R"({"dtype":"F32","shape":[1,1,1,1,1,1,1,1,2,2],"data_offsets":[0,16]})", "rank 10"},
+    {"ByteSizeMismatch", R"({"dtype":"F16","shape":[2,2],"data_offsets":[0,16]})",
+     "holds 16 bytes but shape and dtype need 8"},
+};
+void PrintTo(const BadShapeCase& c, std::ostream* os) { *os << c.name; }
+class SafetensorsRejectShape : public ::testing::TestWithParam<BadShapeCase> {};
+TEST_P(SafetensorsRejectShape, Rejected) { expect_rejected(one(GetParam().entry), GetParam().what); }
+INSTANTIATE_TEST_SUITE_P(SafetensorsReject, SafetensorsRejectShape, ::testing::ValuesIn(kBadShapeCases),
+                         [](const ::testing::TestParamInfo<BadShapeCase>& i) { return std::string(i.param.name); });
 
 // ---- 12: metadata -------------------------------------------------------------------------------
 

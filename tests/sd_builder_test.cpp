@@ -27,6 +27,14 @@ namespace {
 
 json load(const std::string& rel) { return test::load_source_json(rel); }
 
+// The published configs in tests/fixtures/sd_real: the UNet of `name` (sd15, sd21) and the SD VAE.
+UNet2DConditionConfig sd_unet_config(const std::string& name) {
+  return parse_unet2d_condition_config(load("tests/fixtures/sd_real/" + name + "_unet_config.json"), name);
+}
+AutoencoderKLConfig sd_vae_config() {
+  return parse_autoencoder_kl_config(load("tests/fixtures/sd_real/sd_vae_config.json"), "vae");
+}
+
 std::map<std::string, TensorShape> read_keys(const std::string& rel) { return test::read_key_shapes(rel); }
 std::string diff(const std::map<std::string, TensorShape>& want, const std::map<std::string, TensorShape>& got) {
   return test::shape_map_diff(want, got);
@@ -43,7 +51,7 @@ std::vector<const A*> attrs_of(const Graph& g) {
 }  // namespace
 
 TEST(SdBuilder, Sd15UNetTensorsEqualDiffusersKeysAndShapes) {
-  UNet2DConditionConfig c = parse_unet2d_condition_config(load("tests/fixtures/sd_real/sd15_unet_config.json"), "sd15");
+  UNet2DConditionConfig c = sd_unet_config("sd15");
   auto want = read_keys("tests/fixtures/sd_real/sd15_unet_keys_shapes.txt");
   ASSERT_EQ(want.size(), 686u);
   auto got = unet2d_condition_expected_tensors(c);
@@ -52,7 +60,7 @@ TEST(SdBuilder, Sd15UNetTensorsEqualDiffusersKeysAndShapes) {
 }
 
 TEST(SdBuilder, SdVaeDecoderTensorsEqualDiffusersKeysAndShapes) {
-  AutoencoderKLConfig c = parse_autoencoder_kl_config(load("tests/fixtures/sd_real/sd_vae_config.json"), "vae");
+  AutoencoderKLConfig c = sd_vae_config();
   auto all = read_keys("tests/fixtures/sd_real/sd_vae_keys_shapes.txt");
   ASSERT_EQ(all.size(), 248u);
   std::map<std::string, TensorShape> want;
@@ -65,7 +73,7 @@ TEST(SdBuilder, SdVaeDecoderTensorsEqualDiffusersKeysAndShapes) {
 }
 
 TEST(SdBuilder, SdVaeEncoderTensorsEqualDiffusersKeysAndShapes) {
-  AutoencoderKLConfig c = parse_autoencoder_kl_config(load("tests/fixtures/sd_real/sd_vae_config.json"), "vae");
+  AutoencoderKLConfig c = sd_vae_config();
   std::map<std::string, TensorShape> want;
   for (const auto& [k, s] : read_keys("tests/fixtures/sd_real/sd_vae_keys_shapes.txt"))
     if (k.rfind("encoder.", 0) == 0 || k.rfind("quant_conv.", 0) == 0) want[k] = s;
@@ -93,7 +101,7 @@ TEST(SdBuilder, SdVaeEncoderTensorsEqualDiffusersKeysAndShapes) {
 }
 
 TEST(SdBuilder, Sd15GraphPlansAt64x64WithContext77) {
-  UNet2DConditionConfig c = parse_unet2d_condition_config(load("tests/fixtures/sd_real/sd15_unet_config.json"), "sd15");
+  UNet2DConditionConfig c = sd_unet_config("sd15");
   Graph g = build_unet2d_condition_graph(c);
   EXPECT_EQ(g.context_dim, 768);
   EXPECT_GE(g.context, 0);
@@ -125,7 +133,7 @@ TEST(SdBuilder, Sd15GraphPlansAt64x64WithContext77) {
 }
 
 TEST(SdBuilder, Sd2StyleConfigHasHeadDim64AndLinearProjections) {
-  UNet2DConditionConfig c = parse_unet2d_condition_config(load("tests/fixtures/sd_real/sd21_unet_config.json"), "sd21");
+  UNet2DConditionConfig c = sd_unet_config("sd21");
   Graph g = build_unet2d_condition_graph(c);
   EXPECT_EQ(g.context_dim, 1024);
   auto att = attrs_of<AttentionAttrs>(g);
@@ -156,7 +164,7 @@ TEST(SdBuilder, SeveralTransformerLayersPerBlock) {
 }
 
 TEST(SdBuilder, VaeDecoderGraphPlansAndUpscales) {
-  AutoencoderKLConfig c = parse_autoencoder_kl_config(load("tests/fixtures/sd_real/sd_vae_config.json"), "vae");
+  AutoencoderKLConfig c = sd_vae_config();
   Graph g = build_vae_decoder_graph(c);
   EXPECT_LT(g.timestep, 0);
   EXPECT_LT(g.context, 0);

@@ -3,8 +3,7 @@
 # 1000) and sample with guidance and --rng torch, checked against diffusers' DiTPipeline outputs
 # (tests/fixtures/dit); a bare Transformer2DModel folder; and the conversion errors a user can hit.
 set -euo pipefail
-BIN=${DIFFRT_BINARY:?}; SRC=${DIFFRT_SOURCE_DIR:?}; PY=/usr/bin/python3
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 FX=$SRC/tests/fixtures/dit/dit_s8_sigma
 
 "$BIN" convert "$FX/pipeline" -o "$T/dit.drt" -q
@@ -46,11 +45,6 @@ PYEOF
 "$BIN" info "$T/bare.drt" | grep -q "classes:     1501"
 
 # Errors: each names the problem, exits non-zero, writes nothing.
-expect() {  # expect <message part> <command...>
-  local want=$1; shift
-  if out=$("$@" 2>&1); then echo "accepted: $*"; exit 1; fi
-  grep -qF -- "$want" <<<"$out" || { echo "expected '$want', got: $out"; exit 1; }
-}
 cp -r "$FX/pipeline" "$T/bad"
 $PY - "$T/bad/transformer/config.json" <<'PYEOF'
 import json, sys

@@ -4,13 +4,8 @@
 # values and flags for components that are not converted are refused with clear errors (and write nothing), and
 # the mixed model samples from a prompt on the CPU.
 set -euo pipefail
-BIN=${DIFFRT_BINARY:?}; SRC=${DIFFRT_SOURCE_DIR:?}
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-SD=$SRC/tests/fixtures/sd
-mkdir -p "$T/p"
-cp -r "$SD/sd1_tiny/pipeline/scheduler" "$SD/sd1_tiny/pipeline/unet" "$SD/sd1_tiny/pipeline/vae" \
-  "$SD/clip_tiny_sd1/text_encoder" "$SD/clip_tiny_sd1/tokenizer" "$T/p/"
-cp "$SD/sd1_text/model_index.json" "$T/p/"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+text_pipeline "$T/p"
 
 out=$("$BIN" convert "$T/p" -o "$T/mixed.drt" --dtype fp16 2>"$T/warn.txt")
 grep -q "tensors (fp16)" <<<"$out" || { echo "$out"; exit 1; }
@@ -27,11 +22,6 @@ grep -q "force_upcast is set" "$T/warn.txt" || { echo "no warning: $(cat "$T/war
 "$BIN" sample -m "$T/mixed.drt" --prompt "a cat" --steps 2 --seed 1 -o "$T/s.png" --device cpu -q >/dev/null
 test -s "$T/s.png"
 
-expect() {  # expect <message part> <command...>
-  local want=$1; shift
-  if out=$("$@" 2>&1); then echo "accepted: $*"; exit 1; fi
-  grep -qF -- "$want" <<<"$out" || { echo "expected '$want', got: $out"; exit 1; }
-}
 expect "--vae-dtype" "$BIN" convert "$T/p" -o "$T/x.drt" --vae-dtype fp64
 expect "--text-encoder-dtype" "$BIN" convert "$T/p" -o "$T/x.drt" --text-encoder-dtype auto
 expect "--vae-dtype bf16 given, but no VAE is converted (--no-vae)" \

@@ -4,13 +4,9 @@
 # input_ids and last_hidden_state, `sample --prompt` against StableDiffusionPipeline(prompt=...) (one prompt
 # with the default negative "", and two prompts x 2 images with negative prompts), and the argument errors.
 set -euo pipefail
-BIN=${DIFFRT_BINARY:?}; SRC=${DIFFRT_SOURCE_DIR:?}; PY=/usr/bin/python3
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 SD=$SRC/tests/fixtures/sd
-mkdir -p "$T/p"
-cp -r "$SD/sd1_tiny/pipeline/scheduler" "$SD/sd1_tiny/pipeline/unet" "$SD/sd1_tiny/pipeline/vae" \
-  "$SD/clip_tiny_sd1/text_encoder" "$SD/clip_tiny_sd1/tokenizer" "$T/p/"
-cp "$SD/sd1_text/model_index.json" "$T/p/"
+text_pipeline "$T/p"
 
 "$BIN" convert "$T/p" -o "$T/sd.drt" | grep -q "text encoder: .*model.safetensors"
 "$BIN" info "$T/sd.drt" | grep -q "sample --prompt works"
@@ -46,11 +42,6 @@ PYEOF
 "$BIN" sample -m "$T/sd.drt" --prompt "a cat" --steps 2 --seed 1 -o "$T/s.png" --device cpu -q >/dev/null
 test -s "$T/s.png"
 
-expect() {  # expect <message part> <command...>
-  local want=$1; shift
-  if out=$("$@" 2>&1); then echo "accepted: $*"; exit 1; fi
-  grep -qF -- "$want" <<<"$out" || { echo "expected '$want', got: $out"; exit 1; }
-}
 S=(sample -m "$T/sd.drt" --steps 2 --device cpu -q)
 expect "give --prompt (or --prompt-embeds)" "$BIN" "${S[@]}" -o "$T/x.png"
 expect "not both" "$BIN" "${S[@]}" --prompt a --prompt-embeds "$P/prompt_embeds.npy" -o "$T/x.png"

@@ -3,8 +3,7 @@
 # --encoder-hidden-states, decode latents, sample from prompt embeddings (checked against
 # diffusers' StableDiffusionPipeline outputs), and the argument errors a user can hit.
 set -euo pipefail
-BIN=${DIFFRT_BINARY:?}; SRC=${DIFFRT_SOURCE_DIR:?}; PY=/usr/bin/python3
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 FX=$SRC/tests/fixtures/sd/sd1_tiny
 
 "$BIN" convert "$FX/pipeline" -o "$T/sd.drt" -q
@@ -54,11 +53,6 @@ PYEOF
 test -s "$T/s.png"
 
 # Errors: each names the problem, exits non-zero, writes nothing.
-expect() {  # expect <message part> <command...>
-  local want=$1; shift
-  if out=$("$@" 2>&1); then echo "accepted: $*"; exit 1; fi
-  grep -qF -- "$want" <<<"$out" || { echo "expected '$want', got: $out"; exit 1; }
-}
 S=(sample -m "$T/sd.drt" --steps 2 -q)
 expect "give --prompt-embeds" "$BIN" "${S[@]}" -o "$T/x.png"
 expect "negative prompt embeddings" "$BIN" "${S[@]}" --prompt-embeds "$P/prompt_embeds.npy" -o "$T/x.png"

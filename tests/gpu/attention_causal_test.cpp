@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels/attention/attention.h"
+#include "tests/gpu/attention_test_util.h"
 #include "tests/gpu/gpu_test_util.h"
 
 namespace diffrt::test {
@@ -33,55 +34,18 @@ void run_case(const Case& s, DType t, Layout layout, bool poison_hidden = false,
   p.causal = true;
   p.dtype = t;
   p.ldo = packed ? hd + 8 : hd;
-  std::vector<float> hq, hk, hv, hqkv;
-  std::vector<DevTensor> keep;
-  if (packed) {
-    p.ldq = p.ldk = p.ldv = 3 * hd;
-    hqkv = random_normal(size_t(s.b) * s.lq * 3 * hd, seed);
-    keep.push_back(upload_rounded(hqkv, t));
-    char* base = static_cast<char*>(keep[0].ptr());
-    p.q = base;
-    p.k = base + size_t(hd) * dtype_size(t);
-    p.v = base + size_t(2 * hd) * dtype_size(t);
-  } else {
-    p.ldq = p.ldk = p.ldv = hd;
-    hq = random_normal(size_t(s.b) * s.lq * hd, seed);
-    hk = random_normal(size_t(s.b) * s.lkv * hd, seed + 1);
-    hv = random_normal(size_t(s.b) * s.lkv * hd, seed + 2);
+  const AttentionInputs in = upload_attention_inputs(p, t, packed, off, seed, [&](std::vector<float>& hv) {
     if (poison_hidden)  // keys >= lq are after every query: never visible
       for (int b = 0; b < s.b; ++b)
         for (int j = s.lq; j < s.lkv; ++j)
           for (int c = 0; c < hd; ++c) hv[(size_t(b) * s.lkv + j) * hd + c] = 1e4f;
-    keep.push_back(upload_rounded(hq, t, off));
-    keep.push_back(upload_rounded(hk, t, off));
-    keep.push_back(upload_rounded(hv, t, off));
-    p.q = keep[0].ptr(); p.k = keep[1].ptr(); p.v = keep[2].ptr();
-  }
-  const size_t out_count = size_t(s.b) * s.lq * p.ldo;
-  DevTensor dout(out_count, t, off);
-  dout.poison();
-  p.o = dout.ptr();
-  if (smem_limit)
-    attention_cuda_with_smem_limit(p, nullptr, smem_limit);
-  else
-    attention_cuda(p, nullptr);
-  sync_check();
-
-  std::vector<float> ref(out_count, 0.0f);
-  AttentionParams r = p;
-  r.dtype = DType::F32;
-  r.q = packed ? static_cast<const void*>(hqkv.data()) : hq.data();
-  r.k = packed ? static_cast<const void*>(hqkv.data() + hd) : hk.data();
-  r.v = packed ? static_cast<const void*>(hqkv.data() + 2 * hd) : hv.data();
-  r.o = ref.data();
-  attention_ref(r);
-
+  });
   const std::string what = "causal attn b=" + std::to_string(s.b) + " h=" + std::to_string(s.h) + " lq=" +
                            std::to_string(s.lq) + " lkv=" + std::to_string(s.lkv) + " d=" + std::to_string(s.d) + " " +
                            dtype_name(t) + (packed ? " packed" : off ? " misaligned" : "") +
                            (poison_hidden ? " poisoned-hidden-V" : "") +
                            (smem_limit ? " smem_limit=" + std::to_string(smem_limit) : "");
-  expect_strided_output_ok(dout, ref, size_t(s.b) * s.lq, p.ldo, hd, what);
+  expect_attention_matches_ref(p, in, off, smem_limit, what);
 }
 
 TEST(AttentionCausalGpu, ClipShapes) {

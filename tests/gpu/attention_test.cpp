@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kernels/common/kernel_attrs.h"
+#include "tests/gpu/attention_test_util.h"
 #include "tests/gpu/gpu_test_util.h"
 
 namespace diffrt::test {
@@ -45,60 +46,12 @@ void run_case(const AttnCase& s, DType t, Layout layout, float logit_scale = 1.0
   p.dtype = t;
   p.ldo = packed ? hd + 8 : hd;
 
-  std::vector<float> hq, hk, hv, hqkv;
-  std::vector<DevTensor> keep;
-  if (packed) {
-    p.ldq = p.ldk = p.ldv = 3 * hd;
-    hqkv = random_normal(size_t(s.b) * s.lq * 3 * hd, seed);
-    keep.push_back(upload_rounded(hqkv, t));
-    char* base = static_cast<char*>(keep[0].ptr());
-    const size_t es = dtype_size(t);
-    p.q = base;
-    p.k = base + size_t(hd) * es;
-    p.v = base + size_t(2 * hd) * es;
-  } else {
-    p.ldq = p.ldk = p.ldv = hd;
-    hq = random_normal(size_t(s.b) * s.lq * hd, seed);
-    hk = random_normal(size_t(s.b) * s.lkv * hd, seed + 1);
-    hv = random_normal(size_t(s.b) * s.lkv * hd, seed + 2);
-    keep.push_back(upload_rounded(hq, t, off));
-    keep.push_back(upload_rounded(hk, t, off));
-    keep.push_back(upload_rounded(hv, t, off));
-    p.q = keep[0].ptr();
-    p.k = keep[1].ptr();
-    p.v = keep[2].ptr();
-  }
-  const size_t out_count = size_t(s.b) * s.lq * p.ldo;
-  DevTensor dout(out_count, t, off);
-  dout.poison();
-  p.o = dout.ptr();
-  if (smem_limit)
-    attention_cuda_with_smem_limit(p, nullptr, smem_limit);
-  else
-    attention_cuda(p, nullptr);
-  sync_check();
-
-  std::vector<float> ref(out_count, 0.0f);
-  AttentionParams r = p;
-  r.dtype = DType::F32;
-  if (packed) {
-    r.q = hqkv.data();
-    r.k = hqkv.data() + hd;
-    r.v = hqkv.data() + 2 * hd;
-  } else {
-    r.q = hq.data();
-    r.k = hk.data();
-    r.v = hv.data();
-  }
-  r.o = ref.data();
-  attention_ref(r);
-
+  const AttentionInputs in = upload_attention_inputs(p, t, packed, off, seed);
   const std::string what = "attn b=" + std::to_string(s.b) + " h=" + std::to_string(s.h) + " lq=" +
                            std::to_string(s.lq) + " lkv=" + std::to_string(s.lkv) + " d=" + std::to_string(s.d) +
                            " " + dtype_name(t) + " " + layout_name(layout) +
                            (smem_limit ? " smem_limit=" + std::to_string(smem_limit) : "");
-  // The hd valid columns of every row are compared; the gap columns must still hold the 0xFF poison.
-  expect_strided_output_ok(dout, ref, size_t(s.b) * s.lq, p.ldo, hd, what);
+  expect_attention_matches_ref(p, in, off, smem_limit, what);
 }
 
 const AttnCase kCases[] = {

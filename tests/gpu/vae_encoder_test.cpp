@@ -142,19 +142,32 @@ TEST(VaePosteriorCuda, MatchesTheCpuReference) {
   EXPECT_TRUE(std::isnan(got[0]) && std::isnan(got[1])) << got[0] << " " << got[1];
 }
 
-TEST(VaeEncoderCuda, MomentsMatchCpuAndDiffusers) {
-  DIFFRT_SKIP_WITHOUT_GPU();
-  CudaContext ctx;
+// Runs f(name, case, fp32 model, its CUDA weights, a CPU executor of its encoder at the case's size) for each of
+// the five kCases, and checks that all five ran.
+namespace {
+template <class F>
+void for_each_case(F&& f) {
   int cases = 0;
   for (const char* name : kCases) {
     const Case c = load_case(name);
     const ModelFile& mf = converted(c.model).file;
     CudaWeights w(mf);
     CpuWeights cw(mf);
+    CpuExecutor ex(mf, cw, mf.vae_encoder.graph, PlanInputs{c.n, c.h, c.w, 0});
+    f(name, c, mf, w, ex);
+    ++cases;
+  }
+  EXPECT_EQ(cases, 5);
+}
+}  // namespace
+
+TEST(VaeEncoderCuda, MomentsMatchCpuAndDiffusers) {
+  DIFFRT_SKIP_WITHOUT_GPU();
+  CudaContext ctx;
+  for_each_case([&](const char* name, const Case& c, const ModelFile& mf, CudaWeights& w, CpuExecutor& ex) {
     const EncodedLatents got = encode_moments_cuda(mf, w, ctx, c.x, c.n, c.h, c.w);
     EXPECT_EQ(got.h, c.lh);
     EXPECT_EQ(got.w, c.lw);
-    CpuExecutor ex(mf, cw, mf.vae_encoder.graph, PlanInputs{c.n, c.h, c.w, 0});
     const std::vector<float> ref = encode_moments_cpu(ex, c.x.data());
     const double r_cpu = rel(got.data, ref);
     const double r_d = rel(nhwc_to_nchw(got.data, c.n, c.lh, c.lw, 8), c.moments);
@@ -171,21 +184,13 @@ TEST(VaeEncoderCuda, MomentsMatchCpuAndDiffusers) {
     EXPECT_LE(r_d, 2e-5) << name;
     EXPECT_LE(r16, 1e-2) << name;
     EXPECT_LE(rb16, 3e-2) << name;
-    ++cases;
-  }
-  EXPECT_EQ(cases, 5);
+  });
 }
 
 TEST(VaeEncoderCuda, FusedPosteriorMatchesDiffusersAndTheCpuPath) {
   DIFFRT_SKIP_WITHOUT_GPU();
   CudaContext ctx;
-  int cases = 0;
-  for (const char* name : kCases) {
-    const Case c = load_case(name);
-    const ModelFile& mf = converted(c.model).file;
-    CudaWeights w(mf);
-    CpuWeights cw(mf);
-    CpuExecutor ex(mf, cw, mf.vae_encoder.graph, PlanInputs{c.n, c.h, c.w, 0});
+  for_each_case([&](const char* name, const Case& c, const ModelFile& mf, CudaWeights& w, CpuExecutor& ex) {
     const std::vector<float> cpu_moments = encode_moments_cpu(ex, c.x.data());
     // torch RNG, unscaled: latent_dist.sample(generator).
     TorchGenerator g(c.seed);
@@ -211,9 +216,7 @@ TEST(VaeEncoderCuda, FusedPosteriorMatchesDiffusersAndTheCpuPath) {
     EXPECT_LE(r_torch, 2e-5) << name;
     EXPECT_LE(r_philox, 1e-5) << name;
     EXPECT_LE(r_mean, 1e-5) << name;
-    ++cases;
-  }
-  EXPECT_EQ(cases, 5);
+  });
 }
 
 TEST(VaeEncoderCuda, SessionEncodeOnCudaMatchesCpu) {
