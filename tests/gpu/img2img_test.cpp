@@ -19,6 +19,7 @@
 #include "base/npy.h"
 #include "model/scheduler_config.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/img2img_fixture.h"
 #include "tests/test_util.h"
 #include "weights_converter/converter.h"
 
@@ -28,36 +29,7 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string fx(const std::string& rel) { return test::source_path("tests/fixtures/img2img/" + rel); }
-
-json load_meta(const std::string& run) {
-  return parse_scheduler_config_text(read_file_bytes(fx(run + "/meta.json"), 1 << 24), run);
-}
-
-std::shared_ptr<const Model> model_of(const std::string& dir) {
-  static std::map<std::string, std::shared_ptr<const Model>> cache;
-  auto it = cache.find(dir);
-  if (it != cache.end()) return it->second;
-  ConvertOptions opt;
-  opt.input = test::source_path(dir);
-  opt.output = test::temp_dir("gpu_i2i") + "/m.drt";
-  convert_diffusers(opt);
-  return cache.emplace(dir, Model::load(opt.output)).first->second;
-}
-
-std::vector<float> prompt_rows(const std::string& spec, int batch, int* len, int* dim) {
-  const size_t br = spec.find("[:");
-  const NpyArray a = read_npy(fx(spec.substr(0, br)));
-  const int p = std::stoi(spec.substr(br + 2));
-  *len = int(a.shape[1]);
-  *dim = int(a.shape[2]);
-  const std::vector<float> all = a.as_f32();
-  const size_t row = size_t(*len) * size_t(*dim);
-  std::vector<float> out;
-  for (int i = 0; i < p; ++i)
-    for (int k = 0; k < batch / p; ++k) out.insert(out.end(), all.begin() + i * row, all.begin() + (i + 1) * row);
-  return out;
-}
+using namespace test::img2img;
 
 double max_abs(const std::vector<float>& v) {
   double m = 0;
