@@ -13,6 +13,7 @@
 // context and cached executors and makes a fresh context on its next call, so no half-grown workspace or stale
 // cuDNN plan survives a failure. Cancellation drains the stream first (run_sampler_cuda) and keeps the context.
 // Tested by tests/gpu/api_test.cpp (skipped without a device).
+#include <cstdio>
 #include <new>
 
 #include "base/error.h"
@@ -153,15 +154,23 @@ class CudaBackend final : public Backend {
         });
       }
       std::vector<float> x;
+      CudaSamplerStats stats;
       if (job.text) {
         if (job.context.size() != size_t(job.model_batch) * size_t(job.context_len) * size_t(mf.graph.context_dim))
           fail(ErrorCode::Internal, "text context does not match the model batch");
         CudaTextContext text;
         text.data = job.context.data();
         text.len = job.context_len;
-        x = run_sampler_cuda(mf, *weights_, *ctx_, job.sched, r, progress, {}, nullptr, text, img.sampler_inputs(gen.get()));
+        x = run_sampler_cuda(mf, *weights_, *ctx_, job.sched, r, progress, {}, &stats, text, img.sampler_inputs(gen.get()));
       } else {
-        x = run_sampler_cuda(mf, *weights_, *ctx_, job.sched, r, progress, {}, nullptr, {}, img.sampler_inputs(gen.get()));
+        x = run_sampler_cuda(mf, *weights_, *ctx_, job.sched, r, progress, {}, &stats, {}, img.sampler_inputs(gen.get()));
+      }
+      // The eager fallback gives the same numbers, slower: say so once per session rather than stay silent
+      // (diffrt bench reports it per run as graph_used and a note).
+      if (stats.graph_capture_failed && !warned_graph_fallback_) {
+        warned_graph_fallback_ = true;
+        std::fprintf(stderr, "diffrt: warning: CUDA graph capture failed on %s (%s); the sampler runs eagerly (slower)\n",
+                     name().c_str(), stats.graph_fallback.c_str());
       }
       if (!job.decode) return x;
       return decode_latents_cuda(mf, *weights_, *ctx_, x, r.batch, r.height, r.width);
@@ -274,6 +283,7 @@ class CudaBackend final : public Backend {
   std::shared_ptr<const CudaWeights> weights_;
   std::unique_ptr<CudaContext> ctx_;
   bool faulted_ = false;
+  bool warned_graph_fallback_ = false;
   // Eval executors (they reference ctx_: cleared before it goes), most recently used first.
   ExecutorCache<CudaExecutor> executors_;
 };
