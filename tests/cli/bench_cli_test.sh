@@ -167,6 +167,6 @@ if ! nvidia-smi -L >/dev/null 2>&1; then
   expect 4 "--device cuda" "$BIN" profile -m "$T/sd.drt" --device cuda -o "$T/x.json"
 fi
 test ! -e "$T/x.json"
-"$BIN" bench --help | grep -q -- "--trace"
-"$BIN" profile --help | grep -q -- "NVTX"
+grep -q -- "--trace" <<<"$("$BIN" bench --help)"
+grep -q -- "NVTX" <<<"$("$BIN" profile --help)"
 echo "bench cli ok"

@@ -5,9 +5,9 @@ BIN=${DIFFRT_BINARY:?}; SRC=${DIFFRT_SOURCE_DIR:?}; PY=/usr/bin/python3
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 FX=$SRC/tests/fixtures/models
 
-"$BIN" convert "$FX/cifar_like" -o "$T/c.drt" | grep -q "graph nodes"
-"$BIN" info "$T/c.drt" | grep -q "family:      unet2d"
-"$BIN" info "$T/c.drt" --graph | grep -q "conv_out"
+grep -q "graph nodes" <<<"$("$BIN" convert "$FX/cifar_like" -o "$T/c.drt")"
+grep -q "family:      unet2d" <<<"$("$BIN" info "$T/c.drt")"
+grep -q "conv_out" <<<"$("$BIN" info "$T/c.drt" --graph)"
 "$BIN" info "$T/c.drt" --json | $PY -c "import json,sys; j=json.load(sys.stdin); assert j['family']=='unet2d'"
 
 "$BIN" eval -m "$T/c.drt" --sample "$FX/cifar_like/x.npy" --timesteps "$FX/cifar_like/t.npy" -o "$T/out.npy" -q
@@ -55,5 +55,5 @@ assert a.min() >= 0 and a.max() <= 1
 d = np.abs(a[0] - b[0]).max(); print("batch-independence max diff", d); assert d < 1e-5
 assert np.abs(a[0] - a[1]).max() > 1e-2
 PYEOF
-"$BIN" sample --help | grep -q -- "--guidance-scale"
+grep -q -- "--guidance-scale" <<<"$("$BIN" sample --help)"
 echo "cli workflow: all checks passed"

@@ -7,8 +7,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 FX=$SRC/tests/fixtures/dit/dit_s8_sigma
 
 "$BIN" convert "$FX/pipeline" -o "$T/dit.drt" -q
-"$BIN" info "$T/dit.drt" | grep -q "family:      dit"
-"$BIN" info "$T/dit.drt" | grep -q "null class for guidance: 1000"
+grep -q "family:      dit" <<<"$("$BIN" info "$T/dit.drt")"
+grep -q "null class for guidance: 1000" <<<"$("$BIN" info "$T/dit.drt")"
 
 F=$FX/fwd0  # t = [999, 0, 437.5], labels [207, 1000 (null), 1]
 "$BIN" eval -m "$T/dit.drt" --sample "$F/x.npy" --timesteps "$F/t.npy" --class-labels "$F/class_labels.npy" \
@@ -42,7 +42,7 @@ err = np.abs(a - b).max(); print("dit dpm sample images max_abs", err); assert e
 PYEOF
 
 "$BIN" convert "$SRC/tests/fixtures/dit_extra/dit_p1_geglu/transformer" -o "$T/bare.drt" -q 2>/dev/null
-"$BIN" info "$T/bare.drt" | grep -q "classes:     1501"
+grep -q "classes:     1501" <<<"$("$BIN" info "$T/bare.drt")"
 
 # Errors: each names the problem, exits non-zero, writes nothing.
 cp -r "$FX/pipeline" "$T/bad"

@@ -100,6 +100,6 @@ expect "--mask" "$BIN" "${B[@]}" --init-image "$IMG" --mask "$T/nan.npy"
 expect "strength" "$BIN" "${B[@]}" --init-image "$IMG" --strength 0.1  # int(4 * 0.1) = 0 steps
 expect "inpainting UNet" "$BIN" sample --device cpu -q -m "$T/sd9.drt" --prompt-embeds "$T/pos1.npy" \
   --guidance-scale 1 --steps 4 -o "$T/o.png" --init-image "$IMG"
-"$BIN" sample --help | grep -q -- "--init-image" || { echo "FAIL: --help lacks --init-image"; fails=$((fails + 1)); }
+grep -q -- "--init-image" <<<"$("$BIN" sample --help)" || { echo "FAIL: --help lacks --init-image"; fails=$((fails + 1)); }
 [ $fails -eq 0 ] || { echo "$fails failures"; exit 1; }
 echo "img2img CLI: all passed"

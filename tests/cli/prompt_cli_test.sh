@@ -8,8 +8,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 SD=$SRC/tests/fixtures/sd
 text_pipeline "$T/p"
 
-"$BIN" convert "$T/p" -o "$T/sd.drt" | grep -q "text encoder: .*model.safetensors"
-"$BIN" info "$T/sd.drt" | grep -q "sample --prompt works"
+grep -q "text encoder: .*model.safetensors" <<<"$("$BIN" convert "$T/p" -o "$T/sd.drt")"
+grep -q "sample --prompt works" <<<"$("$BIN" info "$T/sd.drt")"
 
 C=$SD/clip_tiny_sd1
 mapfile -t PROMPTS < <($PY -c 'import json,sys; [print(p) for p in json.load(open(sys.argv[1]))]' "$C/prompts.json")

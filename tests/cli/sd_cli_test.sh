@@ -7,7 +7,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 FX=$SRC/tests/fixtures/sd/sd1_tiny
 
 "$BIN" convert "$FX/pipeline" -o "$T/sd.drt" -q
-"$BIN" info "$T/sd.drt" | grep -q "unet2d_condition"
+grep -q "unet2d_condition" <<<"$("$BIN" info "$T/sd.drt")"
 
 U=$FX/unet_case1
 "$BIN" eval -m "$T/sd.drt" --sample "$U/sample.npy" --timesteps "$U/timesteps.npy" \
