@@ -67,38 +67,13 @@ struct RunResult {
 // One SD img2img or inpaint run through Session::sample: latents and decoded images against diffusers'.
 RunResult run_sd(const std::string& run, bool inpaint, const std::string& sampler_override = "") {
   SCOPED_TRACE(run);
-  const json m = load_meta(run);
+  SdRun r(run, inpaint, sampler_override);
+  const json& m = r.meta;
   auto model = model_of(m.at("model"));
   Session session(model);
-  const int B = m.at("batch");
-  const bool cfg_on = m.at("do_classifier_free_guidance");
-  SampleOptions o;
-  const json& sc = m.at("effective_scheduler_config");
-  o.sampler = sampler_override.empty() ? m.at("effective_scheduler_class").get<std::string>() : sampler_override;
-  o.karras = sc.contains("use_karras_sigmas") && sc.at("use_karras_sigmas").is_boolean() && sc.at("use_karras_sigmas").get<bool>();
-  o.steps = m.at("steps");
-  o.seed = m.at("seed");
-  o.rng = Rng::Torch;
-  o.batch = B;
-  o.guidance_scale = m.at("guidance_scale").get<float>();
-  if (m.contains("eta") && m.at("eta").is_number()) o.eta = m.at("eta").get<float>();
-  o.strength = m.at("strength").get<double>();
-  int len = 0, dim = 0;
-  const std::vector<float> pos = prompt_rows(m.at("prompt_rows").at("prompt_embeds"), B, &len, &dim);
-  std::vector<float> neg;
-  o.prompt_embeds = {pos.data(), B, len, dim};
-  if (cfg_on) {
-    neg = prompt_rows(m.at("prompt_rows").at("negative_prompt_embeds"), B, &len, &dim);
-    o.negative_prompt_embeds = {neg.data(), B, len, dim};
-  }
+  SampleOptions& o = r.options;
   const Image im = image_01(run, inpaint ? "init_image.npy" : "preprocessed.npy");
   o.init_image = {im.data.data(), im.n, im.h, im.w, im.c};
-  std::vector<float> mask;
-  if (inpaint) {
-    const NpyArray mc = read_npy(fx(run + "/mask_condition.npy"));  // [m, 1, H, W] binarised
-    mask = mc.as_f32();
-    o.mask = {mask.data(), int(mc.shape[0]), int(mc.shape[2]), int(mc.shape[3])};
-  }
   RunResult res;
   o.output = Output::Latents;
   const std::vector<float> lat = session.sample(o);

@@ -51,4 +51,45 @@ inline std::vector<float> prompt_rows(const std::string& spec, int batch, int* l
   return out;
 }
 
+// One SD img2img or inpaint run's request as the pipeline made it (sampler class and Karras flag of its effective
+// config, steps, seed with the torch RNG, batch, guidance, eta, strength, prompt embeddings; the binarised mask of an
+// inpaint run). `options` points into this object, which therefore neither copies nor moves; the init image is the
+// caller's (the tests take it at different stages of preprocessing).
+struct SdRun {
+  nlohmann::json meta;
+  std::vector<float> pos, neg, mask;
+  SampleOptions options;
+
+  SdRun(const std::string& run, bool inpaint, const std::string& sampler_override = "") : meta(load_meta(run)) {
+    const nlohmann::json& m = meta;
+    const nlohmann::json& sc = m.at("effective_scheduler_config");
+    const int B = m.at("batch");
+    SampleOptions& o = options;
+    o.sampler = sampler_override.empty() ? m.at("effective_scheduler_class").get<std::string>() : sampler_override;
+    o.karras = sc.contains("use_karras_sigmas") && sc.at("use_karras_sigmas").is_boolean() &&
+               sc.at("use_karras_sigmas").get<bool>();
+    o.steps = m.at("steps");
+    o.seed = m.at("seed");
+    o.rng = Rng::Torch;
+    o.batch = B;
+    o.guidance_scale = m.at("guidance_scale").get<float>();
+    if (m.contains("eta") && m.at("eta").is_number()) o.eta = m.at("eta").get<float>();
+    o.strength = m.at("strength").get<double>();
+    int len = 0, dim = 0;
+    pos = prompt_rows(m.at("prompt_rows").at("prompt_embeds"), B, &len, &dim);
+    o.prompt_embeds = {pos.data(), B, len, dim};
+    if (m.at("do_classifier_free_guidance").get<bool>()) {
+      neg = prompt_rows(m.at("prompt_rows").at("negative_prompt_embeds"), B, &len, &dim);
+      o.negative_prompt_embeds = {neg.data(), B, len, dim};
+    }
+    if (inpaint) {
+      const NpyArray mc = read_npy(fx(run + "/mask_condition.npy"));  // [m, 1, H, W] binarised
+      mask = mc.as_f32();
+      o.mask = {mask.data(), int(mc.shape[0]), int(mc.shape[2]), int(mc.shape[3])};
+    }
+  }
+  SdRun(const SdRun&) = delete;
+  SdRun& operator=(const SdRun&) = delete;
+};
+
 }  // namespace diffrt::test::img2img

@@ -48,41 +48,16 @@ std::vector<float> image_01(const std::string& path, int* n, int* c, int* h, int
 
 void run_both(const std::string& run, bool inpaint) {
   SCOPED_TRACE(run);
-  const json m = load_meta(run);
-  auto model = model_of(m.at("model"));
+  SdRun r(run, inpaint);
+  auto model = model_of(r.meta.at("model"));
   SessionOptions gpu_opt;
   gpu_opt.device = Device::Cuda;
   gpu_opt.deterministic = true;
   Session cpu(model), gpu(model, gpu_opt);
-  const int B = m.at("batch");
-  SampleOptions o;
-  const json& sc = m.at("effective_scheduler_config");
-  o.sampler = m.at("effective_scheduler_class").get<std::string>();
-  o.karras = sc.contains("use_karras_sigmas") && sc.at("use_karras_sigmas").is_boolean() && sc.at("use_karras_sigmas").get<bool>();
-  o.steps = m.at("steps");
-  o.seed = m.at("seed");
-  o.rng = Rng::Torch;
-  o.batch = B;
-  o.guidance_scale = m.at("guidance_scale").get<float>();
-  if (m.contains("eta") && m.at("eta").is_number()) o.eta = m.at("eta").get<float>();
-  o.strength = m.at("strength").get<double>();
-  int len = 0, dim = 0;
-  const std::vector<float> pos = prompt_rows(m.at("prompt_rows").at("prompt_embeds"), B, &len, &dim);
-  std::vector<float> neg;
-  o.prompt_embeds = {pos.data(), B, len, dim};
-  if (m.at("do_classifier_free_guidance").get<bool>()) {
-    neg = prompt_rows(m.at("prompt_rows").at("negative_prompt_embeds"), B, &len, &dim);
-    o.negative_prompt_embeds = {neg.data(), B, len, dim};
-  }
+  SampleOptions& o = r.options;
   int n = 0, c = 0, h = 0, w = 0;
   const std::vector<float> image = image_01(fx(run + (inpaint ? "/init_image.npy" : "/preprocessed.npy")), &n, &c, &h, &w);
   o.init_image = {image.data(), n, h, w, c};
-  std::vector<float> mask;
-  if (inpaint) {
-    const NpyArray mc = read_npy(fx(run + "/mask_condition.npy"));
-    mask = mc.as_f32();
-    o.mask = {mask.data(), int(mc.shape[0]), int(mc.shape[2]), int(mc.shape[3])};
-  }
   o.output = Output::Latents;
   const std::vector<float> a = cpu.sample(o), g = gpu.sample(o);
   const std::vector<float> want = read_npy(fx(run + "/latents.npy")).as_f32();
