@@ -15,6 +15,10 @@
 //    cp.async (16-byte, zero-fill for rows/columns out of range) so the V fetch overlaps QK^T and the next
 //    K fetch overlaps PV. A block is 4 warps x 16 query rows = 64 rows of one (batch, head); K/V tiles of
 //    64 keys (32 for d > 128; 16 for d = 512 on GPUs with 99 KB of shared memory per block, see below).
+//    For d <= 64 (SD 1.x's 40, SD 2.x's and CLIP's 64) a warp's Q fragments stay in registers across key tiles
+//    (attn_mma_small, capped at 128 registers, room for 4 blocks per SM, with no spills on sm_80/86/90 per
+//    ptxas -v; the version that re-read them took 133 on sm_80, 3 blocks per SM, and spilled on sm_90; at d = 64
+//    sm_86/89's 100 KB of shared memory per SM holds 3 blocks either way); larger d re-read them for every tile.
 //    The head dim is bucketed (template D in {32, 48, 64, 80, 128, 160, 256, 512}); a head dim below its
 //    bucket is zero-padded in shared memory (e.g. SD's 40 -> 48, 8 -> 32, DiT's 72 -> 80: 10% of the MMA work is padding, kept rather than an m16n8k8 tail step for the k dimension and a
 //    9-tile output split that no GPU run has verified yet) and masked on store. The output accumulator (DO/2 fp32 registers per thread) is capped at DO = 128
@@ -143,8 +147,11 @@ __device__ __forceinline__ void load_tile(T* s, const T* g, long long ld, int ro
 
 // ---- fp16/bf16 tensor-core kernel ----------------------------------------------------------------
 // grid (ceil(Lq/64), heads * D/DO, batch), block 128, dynamic smem: Q [64][D+8], K [BK][D+8], V [BK][DO+8].
+// The body of both entry points below. Q_REG (D <= 64): a warp's Q fragments (D/16 x 4 registers) are read
+// from shared memory once and kept in registers across key tiles instead of being re-read for every tile.
 template <class T, int D, int DO, int BK>
-__global__ void __launch_bounds__(128) attn_mma(AttnArgs a) {
+__device__ __forceinline__ void attn_mma_body(const AttnArgs& a) {
+  constexpr bool Q_REG = D <= 64;
   constexpr int BQ = 64, NT = 128;
   constexpr int QP = D + 8, KP = D + 8, VP = DO + 8;  // pitches (elements): +16 bytes, no bank conflicts
   constexpr int NS = BK / 8, NO = DO / 8;             // score / output n-tiles of 8 columns per warp
@@ -172,12 +179,20 @@ __global__ void __launch_bounds__(128) attn_mma(AttnArgs a) {
 
   const int kend = a.causal ? min(a.lkv, q0 + BQ) : a.lkv;  // keys this block can see
   const int ntiles = (kend + BK - 1) / BK;
+  uint32_t qf[Q_REG ? D / 16 : 1][4];  // Q_REG: this warp's Q fragments
   for (int j = 0; j < ntiles; ++j) {
     const int k0 = j * BK;
     load_tile<T, BK, DO, VP, NT>(sV, vg, a.ldv, k0, a.lkv, vcol0, a.d, a.vec);
     cp_async_commit();
     cp_async_wait<1>();  // Q and K_j have landed
     __syncthreads();
+    if constexpr (Q_REG) {
+      if (j == 0) {
+#pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk)
+          ldmatrix_x4(qf[kk], sQ + (warp * 16 + (lane & 15)) * QP + kk * 16 + (lane >> 4) * 8);
+      }
+    }
 
     // S = Q K^T for this warp's 16 rows x BK keys.
     float s[NS][4];
@@ -186,7 +201,12 @@ __global__ void __launch_bounds__(128) attn_mma(AttnArgs a) {
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
       uint32_t af[4];
-      ldmatrix_x4(af, sQ + (warp * 16 + (lane & 15)) * QP + kk * 16 + (lane >> 4) * 8);
+      if constexpr (Q_REG) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) af[i] = qf[kk][i];
+      } else {
+        ldmatrix_x4(af, sQ + (warp * 16 + (lane & 15)) * QP + kk * 16 + (lane >> 4) * 8);
+      }
 #pragma unroll
       for (int n2 = 0; n2 < NS / 2; ++n2) {
         uint32_t bf[4];
@@ -293,6 +313,18 @@ __global__ void __launch_bounds__(128) attn_mma(AttnArgs a) {
       }
     }
   }
+}
+
+// D <= 64 keeps Q in registers; the bound of 4 blocks per SM (128 registers a thread) keeps that from costing
+// occupancy where shared memory allows 4 (ptxas: 128 registers, no spills on sm_80/86/90). Larger D keep ptxas' own choice: an explicit minimum
+// of 1 block lets it take 255 registers and spill at D = 256/512.
+template <class T, int D, int DO, int BK>
+__global__ void __launch_bounds__(128, 4) attn_mma_small(AttnArgs a) {
+  attn_mma_body<T, D, DO, BK>(a);
+}
+template <class T, int D, int DO, int BK>
+__global__ void __launch_bounds__(128) attn_mma(AttnArgs a) {
+  attn_mma_body<T, D, DO, BK>(a);
 }
 
 // ---- fp32 SIMT kernel --------------------------------------------------------------------------
@@ -406,7 +438,9 @@ void launch_mma(const AttnArgs& a, const AttentionTile& tile, cudaStream_t strea
   constexpr int DO = attention_mma_out_cols(D);
   constexpr size_t smem = attention_mma_smem(D, BK, sizeof(T));
   DIFFRT_REQUIRE(tile.smem_bytes == smem, ErrorCode::Internal, "attention: tile bytes disagree with the kernel's");
-  auto kernel = attn_mma<T, D, DO, BK>;
+  void (*kernel)(AttnArgs);  // one entry point instantiated per D
+  if constexpr (D <= 64) kernel = attn_mma_small<T, D, DO, BK>;
+  else kernel = attn_mma<T, D, DO, BK>;
   ensure_dynamic_smem(reinterpret_cast<const void*>(kernel), smem);
   AttnArgs args = a;
   args.nchunks = int(ceil_div(a.d, DO));  // chunks wholly past head_dim are not launched
