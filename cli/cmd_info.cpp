@@ -75,7 +75,7 @@ void add_info_command(CLI::App& app) {
       const SchedulerConfig sc = scheduler_config_from_json(mf.scheduler.is_object() ? mf.scheduler : nlohmann::json::object(),
                                                             "model scheduler config");
       std::printf("sampler:     %s (default steps %d; --sampler NAME converts it, see sample --help)\n",
-                  describe_scheduler(sc).c_str(), sc.klass == SchedulerClass::Ddpm ? 1000 : sc.klass == SchedulerClass::Lcm ? 4 : 50);
+                  describe_scheduler(sc).c_str(), default_steps(sc.klass));
     } catch (const Error& e) {
       std::printf("sampler:     invalid scheduler config: %s\n", e.what());
     }

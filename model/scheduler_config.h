@@ -156,6 +156,9 @@ std::string describe_scheduler(const SchedulerConfig& c);
 // The short name of the sampler a config runs ("pndm", "euler-a"; DPM-Solver by variant: "dpmpp-2m",
 // "dpmpp-2m-sde", "dpm-3m", ...), for descriptions and PNG metadata.
 std::string sampler_display_name(const SchedulerConfig& c);
+// The steps a sampler of this class takes when the request gives none (its usual diffusers pipeline's default):
+// DDPM 1000, LCM 4, else 50.
+int default_steps(SchedulerClass k);
 // Re-checks a config built in code (same rules as the parser); throws Error(InvalidArgument).
 void validate_scheduler_config(const SchedulerConfig& c, const std::string& origin);
 

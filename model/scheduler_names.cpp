@@ -95,6 +95,12 @@ SchedulerConfig select_sampler(const SchedulerConfig& model_cfg, const std::stri
   return resolve_scheduler_config(model_cfg, s.klass, overrides, origin);
 }
 
+int default_steps(SchedulerClass k) {
+  if (k == K::Ddpm) return 1000;
+  if (k == K::Lcm) return 4;
+  return 50;
+}
+
 std::string sampler_display_name(const SchedulerConfig& c) {
   const K k = c.klass;
   std::string shown = scheduler_short_name(k);

@@ -188,12 +188,6 @@ int SamplerPlan::total_draws() const {
   return n;
 }
 
-int default_steps(SchedulerClass k) {
-  if (k == K::Ddpm) return 1000;
-  if (k == K::Lcm) return 4;
-  return 50;
-}
-
 SamplerPlan make_sampler_plan(const SchedulerConfig& c, const PlanRequest& r) {
   validate_scheduler_config(c, std::string(scheduler_class_name(c.klass)) + " config");
   if (!(r.eta >= 0.0f && r.eta <= 1.0f)) fail(ErrorCode::InvalidArgument, "eta = " + std::to_string(r.eta) + " must be in [0, 1]");

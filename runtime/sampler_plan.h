@@ -63,7 +63,4 @@ struct SamplerPlan {
 // Error(Unsupported) for configurations diffusers itself cannot run (e.g. sde-dpmsolver++ at a third-order step).
 SamplerPlan make_sampler_plan(const SchedulerConfig& c, const PlanRequest& r);
 
-// The default number of steps of the class's usual pipeline: DDPM 1000, LCM 4, else 50.
-int default_steps(SchedulerClass k);
-
 }  // namespace diffrt
