@@ -1,20 +1,14 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets with clang-14 (+ASan/UBSan) and fuzzes each parser for a bounded time,
-# seeded with small valid files from the converter and the fixtures. New crashers are copied into
-# tests/fuzz/regressions/<target>/ (replayed by fuzz_replay_test) and fail this script.
+# Builds the libFuzzer targets with clang-14 (+ASan/UBSan, in the build sanitize.sh tests: scripts/asan_build.sh)
+# and fuzzes each parser for a bounded time, seeded with small valid files from the converter and the fixtures.
+# New crashers are copied into tests/fuzz/regressions/<target>/ (replayed by fuzz_replay_test) and fail this script.
 # Usage: bash scripts/fuzz.sh [seconds per target, default 60]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-60}
-if ! command -v clang++-14 >/dev/null || [ ! -d /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux ]; then
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq clang-14 libclang-rt-14-dev >/dev/null
-fi
-cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDIFFRT_FUZZ=ON -DDIFFRT_CUDA=OFF \
-  -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 >/dev/null
-cmake --build build-fuzz -j"$(nproc)" --target fuzz_model_file fuzz_safetensors fuzz_npy fuzz_config
+bash scripts/asan_build.sh fuzz_model_file fuzz_safetensors fuzz_npy fuzz_config  # a no-op after sanitize.sh
 
-W=build-fuzz/work; rm -rf "$W"; mkdir -p "$W"
+W=build-asan/work; rm -rf "$W"; mkdir -p "$W"
 for t in model_file safetensors npy config; do mkdir -p "$W/$t/corpus" "$W/$t/crashes"; cp tests/fuzz/regressions/$t/* "$W/$t/corpus/" 2>/dev/null || true; done
 for f in tests/fixtures/models/sharded/*.safetensors; do cp "$f" "$W/safetensors/corpus/"; done
 i=0; for f in $(find tests/fixtures models -name '*config*.json' | sort); do cp "$f" "$W/config/corpus/seed_$i.json"; i=$((i+1)); done
@@ -24,7 +18,7 @@ status=0
 for t in model_file safetensors npy config; do
   log="$W/$t/log.txt"
   # -rss_limit_mb: the readers must reject huge declared sizes before allocating.
-  ./build-fuzz/tests/fuzz/fuzz_$t "$W/$t/corpus" -max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 \
+  ./build-asan/tests/fuzz/fuzz_$t "$W/$t/corpus" -max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 \
     -artifact_prefix="$W/$t/crashes/" -print_final_stats=1 >"$log" 2>&1 || true
   execs=$(grep -m1 'stat::number_of_executed_units' "$log" | awk '{print $2}')
   echo "fuzz $t: ${execs:-?} executions in ${SECS}s"
