@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds build-asan: the CPU code, the tests and the libFuzzer targets, once, with clang-14 under ASan+UBSan and
 # libFuzzer's coverage instrumentation. scripts/sanitize.sh runs the CPU test suite from it and scripts/fuzz.sh
-# fuzzes with it, so CI compiles the sanitized code once (clang also builds it ~2.5x faster than g++ does).
+# fuzzes with it, so CI compiles the sanitized code once (and clang builds it ~1.9x faster than g++ does:
+# 1,228 vs 2,324 CPU-seconds).
 # Usage: bash scripts/asan_build.sh [ninja targets...]   (default: everything)
 set -euo pipefail
 cd "$(dirname "$0")/.."
